@@ -1,0 +1,68 @@
+#include "client/internal/flags.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace cairn {
+namespace cli {
+
+absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
+                                   const std::set<std::string>& known,
+                                   const std::set<std::string>& repeatable) {
+  Flags flags;
+  bool only_positional = false;
+  for (const std::string& arg : args) {
+    if (only_positional || arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+      if (arg == "--") {
+        only_positional = true;
+        continue;
+      }
+      if (!only_positional && arg.size() > 1 && arg[0] == '-') {
+        return absl::InvalidArgumentError(absl::StrCat("unknown option ", arg));
+      }
+      flags.positional_.push_back(arg);
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    std::string value = eq == std::string::npos ? "true" : arg.substr(eq + 1);
+    if (!known.count(name)) return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
+    auto& slot = flags.values_[name];
+    if (!slot.empty() && !repeatable.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("option --", name, " given more than once"));
+    }
+    slot.push_back(std::move(value));
+  }
+  return flags;
+}
+
+std::optional<std::string> Flags::Get(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.back();
+}
+
+std::vector<std::string> Flags::GetAll(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>() : it->second;
+}
+
+bool Flags::GetBool(const std::string& name) const {
+  auto v = Get(name);
+  return v.has_value() && *v != "false" && *v != "0";
+}
+
+absl::StatusOr<std::optional<int64_t>> Flags::GetInt(const std::string& name, int64_t min,
+                                                     int64_t max) const {
+  auto v = Get(name);
+  if (!v) return std::optional<int64_t>();
+  int64_t out;
+  if (!absl::SimpleAtoi(*v, &out) || out < min || out > max) {
+    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", *v, ": expected an integer in [",
+                                                   min, ", ", max, "]"));
+  }
+  return std::optional<int64_t>(out);
+}
+
+}  // namespace cli
+}  // namespace cairn

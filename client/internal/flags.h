@@ -1,0 +1,46 @@
+// A small command-line parser for the `cairn` subcommands:
+// `--name=value`, `--name value` is NOT accepted (ambiguous with positionals),
+// boolean `--name`, repeated flags, and positional arguments.
+#ifndef CAIRN_CLIENT_INTERNAL_FLAGS_H_
+#define CAIRN_CLIENT_INTERNAL_FLAGS_H_
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace cairn {
+namespace cli {
+
+class Flags {
+ public:
+  // `known` lists the accepted flag names (without "--"); `repeatable` those
+  // that may appear more than once. Unknown or repeated flags are
+  // InvalidArgument (a usage error).
+  static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
+                                     const std::set<std::string>& known,
+                                     const std::set<std::string>& repeatable = {});
+
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  std::optional<std::string> Get(const std::string& name) const;
+  std::vector<std::string> GetAll(const std::string& name) const;
+  // A flag given without "=value" is "true".
+  bool GetBool(const std::string& name) const;
+  // InvalidArgument naming the flag if present but not an integer in range.
+  absl::StatusOr<std::optional<int64_t>> GetInt(const std::string& name, int64_t min,
+                                                int64_t max) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positional_;
+};
+
+}  // namespace cli
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_INTERNAL_FLAGS_H_

@@ -1,0 +1,64 @@
+// Offline checkpoint tools behind `cairn inspect`, `cairn verify` and
+// `cairn convert`. Each works on a checkpoint prefix given as a path or URI
+// ("/d/ckpt-1/variables", "file:///d/ckpt-1/variables") and never modifies
+// its input.
+//
+//   ASSIGN_OR_RETURN(std::string json, cairn::InspectCheckpoint(prefix, /*json=*/true));
+//   ASSIGN_OR_RETURN(cairn::VerifyReport r, cairn::VerifyCheckpoint(prefix));
+//   RETURN_IF_ERROR(cairn::ConvertSafetensorsToBundle("in.safetensors", "/d/out", {3}));
+#ifndef CAIRN_CLIENT_TOOLS_H_
+#define CAIRN_CLIENT_TOOLS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cairn {
+
+// A human-readable listing, or the JSON of ../shared/CONTRACT.md:
+// {"num_shards": M, "tensors": [{"name", "dtype", "shape", "shard", "offset",
+//  "size", "crc32c", "slices": [...]}]} (slice entries listed under their
+// tensor; "crc32c" is the masked value as stored).
+absl::StatusOr<std::string> InspectCheckpoint(absl::string_view prefix_uri, bool json);
+
+struct VerifyReport {
+  uint64_t tensors = 0;        // whole tensors and slice entries checked
+  uint64_t bytes = 0;          // data bytes read and checksummed
+  std::vector<std::string> problems;  // each names tensor, file and offset
+  bool ok() const { return problems.empty(); }
+};
+// Reads every tensor and checks every checksum. Problems with individual
+// tensors are collected in the report; an error status means the index
+// itself could not be read.
+absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri);
+
+struct ConvertOptions {
+  int shards = 1;       // data files to spread tensors over (bundle output)
+  bool strict = false;  // fail instead of skipping tensors safetensors cannot hold
+  // Receives warnings (skipped tensors, dropped metadata). Default: none.
+  std::function<void(const std::string&)> warn;
+};
+
+// safetensors → bundle. Tensors with "cairn.slice.NAME" metadata become
+// slices of NAME. With shards > 1 the tensors are balanced by size over
+// that many data files (written as parts and merged, as TensorFlow does).
+absl::Status ConvertSafetensorsToBundle(absl::string_view src_path, absl::string_view dst_prefix,
+                                        const ConvertOptions& options);
+
+// bundle → safetensors. Whole tensors are written whole (partitioned ones
+// reassembled); a tensor of which the bundle holds only some slices is
+// written as the box those slices form, marked with "cairn.slice.NAME"
+// metadata (FailedPrecondition if they do not form one box). Tensors
+// safetensors cannot hold (string, complex, ...) are skipped with a warning,
+// or fail with `strict`.
+absl::Status ConvertBundleToSafetensors(absl::string_view src_prefix, absl::string_view dst_path,
+                                        const ConvertOptions& options);
+
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_TOOLS_H_

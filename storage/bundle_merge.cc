@@ -1,0 +1,91 @@
+#include "storage/bundle_merge.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "storage/bundle_reader.h"
+#include "storage/internal/entry_codec.h"
+#include "storage/internal/table.h"
+#include "storage/status_macros.h"
+
+namespace cairn {
+
+absl::StatusOr<MergeResult> MergeBundles(Storage* storage,
+                                         const std::vector<std::string>& input_prefixes,
+                                         absl::string_view output_prefix) {
+  if (input_prefixes.empty()) return absl::InvalidArgumentError("nothing to merge");
+  std::map<std::string, BundleEntry> merged;
+  std::map<std::string, int> file_ids;   // input data file → new shard id
+  std::vector<std::string> files;        // by new shard id
+  std::vector<std::string> unused_files; // data files of inputs without entries
+  bool big_endian = false;
+
+  for (size_t i = 0; i < input_prefixes.size(); ++i) {
+    const std::string& in = input_prefixes[i];
+    ASSIGN_OR_RETURN(auto reader, BundleReader::Open(storage, in));
+    if (i == 0) {
+      big_endian = reader->big_endian();
+    } else if (reader->big_endian() != big_endian) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot merge ", in, ": its endianness differs from ", input_prefixes[0]));
+    }
+    std::vector<bool> shard_used(static_cast<size_t>(std::max(reader->num_shards(), 1)));
+    RETURN_IF_ERROR(reader->ForEachEntry([&](const BundleEntry& e) -> absl::Status {
+      auto it = merged.find(e.key);
+      if (it != merged.end()) {
+        BundleEntry& existing = it->second;
+        if (!existing.is_sliced() || !e.is_sliced()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("duplicate tensor \"", internal::PrintableKey(e.key),
+                           "\" while merging ", in));
+        }
+        if (existing.dtype != e.dtype || existing.shape != e.shape) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "slices of tensor \"", e.key, "\" disagree on dtype or shape while merging ", in));
+        }
+        existing.slices.insert(existing.slices.end(), e.slices.begin(), e.slices.end());
+        return absl::OkStatus();
+      }
+      const std::string file = DataFileName(in, e.shard_id, reader->num_shards());
+      auto [fit, inserted] = file_ids.emplace(file, static_cast<int>(files.size()));
+      if (inserted) files.push_back(file);
+      shard_used[static_cast<size_t>(e.shard_id)] = true;
+      BundleEntry copy = e;
+      copy.shard_id = fit->second;
+      merged.emplace(copy.key, std::move(copy));
+      return absl::OkStatus();
+    }));
+    for (int s = 0; s < reader->num_shards(); ++s) {
+      if (!shard_used[static_cast<size_t>(s)]) {
+        unused_files.push_back(DataFileName(in, s, reader->num_shards()));
+      }
+    }
+  }
+
+  const int num_shards = static_cast<int>(files.size());
+  for (int id = 0; id < num_shards; ++id) {
+    RETURN_IF_ERROR(storage->Rename(files[id], DataFileName(output_prefix, id, num_shards)));
+  }
+  ASSIGN_OR_RETURN(auto index, storage->NewWritableFile(IndexFileName(output_prefix)));
+  internal::TableBuilder table(internal::TableBuilder::Options(), index.get());
+  internal::BundleHeader header;
+  header.num_shards = num_shards;
+  header.big_endian = big_endian;
+  RETURN_IF_ERROR(table.Add("", internal::EncodeHeader(header)));
+  for (const auto& [key, entry] : merged) {
+    RETURN_IF_ERROR(table.Add(key, internal::EncodeEntry(entry)));
+  }
+  RETURN_IF_ERROR(table.Finish());
+  RETURN_IF_ERROR(index->Close());
+
+  // Best effort, as in TensorFlow: the merged checkpoint is complete already.
+  for (const std::string& f : unused_files) storage->Delete(f).IgnoreError();
+  for (const std::string& in : input_prefixes) {
+    storage->Delete(IndexFileName(in)).IgnoreError();
+    const size_t slash = in.rfind('/');
+    if (slash != std::string::npos) storage->RemoveDirIfEmpty(in.substr(0, slash)).IgnoreError();
+  }
+  return MergeResult{num_shards, merged.size()};
+}
+
+}  // namespace cairn

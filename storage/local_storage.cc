@@ -1,0 +1,393 @@
+// Local (POSIX) filesystem backend.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "storage/internal/local_storage.h"
+#include "storage/status_macros.h"
+#include "storage/storage.h"
+
+namespace cairn {
+namespace {
+
+absl::Status ErrnoStatus(absl::string_view op, absl::string_view path, int err) {
+  std::string msg = absl::StrCat(op, " ", path, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(msg);
+    case EINTR:
+    case EAGAIN:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+absl::Status SyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open directory", dir, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus("fsync directory", dir, err);
+  return absl::OkStatus();
+}
+
+absl::Status MakeDirs(const std::string& dir) {
+  if (dir.empty() || dir == "/" || dir == ".") return absl::OkStatus();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(dir, " exists and is not a directory"));
+  }
+  RETURN_IF_ERROR(MakeDirs(DirName(dir)));
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus("mkdir", dir, errno);
+  }
+  return absl::OkStatus();
+}
+
+class PosixReadableFile : public ReadableFile {
+ public:
+  PosixReadableFile(std::string name, int fd, uint64_t size)
+      : name_(std::move(name)), fd_(fd), size_(size) {}
+  ~PosixReadableFile() override { ::close(fd_); }
+
+  absl::Status ReadAt(uint64_t offset, size_t n, char* dst) const override {
+    if (offset > size_ || n > size_ - offset) {
+      return absl::OutOfRangeError(absl::StrCat("read of ", n, " bytes at offset ", offset,
+                                                " is past the end of ", name_, " (",
+                                                size_, " bytes)"));
+    }
+    while (n > 0) {
+      ssize_t got = ::pread(fd_, dst, n, static_cast<off_t>(offset));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("read", name_, errno);
+      }
+      if (got == 0) {
+        return absl::DataLossError(absl::StrCat(name_, " shrank while being read"));
+      }
+      dst += got;
+      n -= static_cast<size_t>(got);
+      offset += static_cast<uint64_t>(got);
+    }
+    return absl::OkStatus();
+  }
+  uint64_t Size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::string name_;
+  int fd_;
+  uint64_t size_;
+};
+
+// Writes to "<final>.tmp-<random>" and renames at Close (spec §1.1 does the
+// same with ".tempstate<random>").
+class PosixWritableFile : public WritableFile {
+ public:
+  static constexpr size_t kBufferSize = 1 << 20;
+
+  PosixWritableFile(std::string final_path, std::string temp_path, int fd)
+      : final_path_(std::move(final_path)), temp_path_(std::move(temp_path)), fd_(fd) {
+    buffer_.reserve(kBufferSize);
+  }
+  ~PosixWritableFile() override {
+    if (fd_ >= 0) Abandon();
+  }
+
+  absl::Status Append(absl::string_view data) override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(final_path_, " is closed"));
+    size_ += data.size();
+    if (buffer_.size() + data.size() <= kBufferSize) {
+      buffer_.append(data.data(), data.size());
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(FlushBuffer());
+    if (data.size() >= kBufferSize) return WriteAll(data.data(), data.size());
+    buffer_.append(data.data(), data.size());
+    return absl::OkStatus();
+  }
+
+  uint64_t Size() const override { return size_; }
+
+  absl::Status Close() override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(final_path_, " is closed"));
+    absl::Status s = FlushBuffer();
+    if (s.ok() && ::fsync(fd_) != 0) s = ErrnoStatus("fsync", temp_path_, errno);
+    if (::close(fd_) != 0 && s.ok()) s = ErrnoStatus("close", temp_path_, errno);
+    fd_ = -1;
+    if (s.ok() && ::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+      s = ErrnoStatus("rename", temp_path_, errno);
+    }
+    if (!s.ok()) {
+      ::unlink(temp_path_.c_str());
+      return s;
+    }
+    return SyncDir(DirName(final_path_));
+  }
+
+  void Abandon() override {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+      ::unlink(temp_path_.c_str());
+    }
+  }
+
+  const std::string& name() const override { return final_path_; }
+
+ private:
+  absl::Status FlushBuffer() {
+    absl::Status s = WriteAll(buffer_.data(), buffer_.size());
+    buffer_.clear();
+    return s;
+  }
+
+  absl::Status WriteAll(const char* p, size_t n) {
+    while (n > 0) {
+      ssize_t wrote = ::write(fd_, p, n);
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("write", final_path_, errno);
+      }
+      p += wrote;
+      n -= static_cast<size_t>(wrote);
+    }
+    return absl::OkStatus();
+  }
+
+  std::string final_path_;
+  std::string temp_path_;
+  int fd_;
+  uint64_t size_ = 0;
+  std::string buffer_;
+};
+
+class LocalStorage : public Storage {
+ public:
+  explicit LocalStorage(std::string root) : root_(std::move(root)) {}
+
+  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      absl::string_view path) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(path));
+    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", full, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus("stat", full, err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::FailedPreconditionError(absl::StrCat(full, " is not a regular file"));
+    }
+    return std::unique_ptr<ReadableFile>(
+        new PosixReadableFile(full, fd, static_cast<uint64_t>(st.st_size)));
+  }
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
+      absl::string_view path) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(path));
+    RETURN_IF_ERROR(MakeDirs(DirName(full)));
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    std::string temp = absl::StrCat(full, ".tmp-", rng());
+    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoStatus("create", temp, errno);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(full, temp, fd));
+  }
+
+  absl::StatusOr<uint64_t> FileSize(absl::string_view path) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(path));
+    struct stat st;
+    if (::stat(full.c_str(), &st) != 0) return ErrnoStatus("stat", full, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  absl::StatusOr<bool> Exists(absl::string_view path) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(path));
+    struct stat st;
+    if (::stat(full.c_str(), &st) == 0) return true;
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    return ErrnoStatus("stat", full, errno);
+  }
+
+  absl::Status Rename(absl::string_view from, absl::string_view to) override {
+    ASSIGN_OR_RETURN(std::string src, Resolve(from));
+    ASSIGN_OR_RETURN(std::string dst, Resolve(to));
+    RETURN_IF_ERROR(MakeDirs(DirName(dst)));
+    if (::rename(src.c_str(), dst.c_str()) != 0) return ErrnoStatus("rename", src, errno);
+    RETURN_IF_ERROR(SyncDir(DirName(dst)));
+    if (DirName(src) != DirName(dst)) RETURN_IF_ERROR(SyncDir(DirName(src)));
+    return absl::OkStatus();
+  }
+
+  absl::Status Delete(absl::string_view path) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(path));
+    if (::unlink(full.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("delete", full, errno);
+    return absl::OkStatus();
+  }
+
+  absl::Status RemoveDirIfEmpty(absl::string_view dir) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(dir));
+    if (::rmdir(full.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY &&
+        errno != EEXIST) {
+      return ErrnoStatus("rmdir", full, errno);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> List(absl::string_view dir) override {
+    ASSIGN_OR_RETURN(std::string full, Resolve(dir));
+    std::vector<std::string> out;
+    RETURN_IF_ERROR(ListInto(full, std::string(dir), &out));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::string uri() const override { return absl::StrCat("file://", root_); }
+
+ private:
+  absl::Status ListInto(const std::string& full, const std::string& rel,
+                        std::vector<std::string>* out) {
+    DIR* d = ::opendir(full.c_str());
+    if (d == nullptr) {
+      if (errno == ENOENT) return absl::OkStatus();
+      return ErrnoStatus("list", full, errno);
+    }
+    absl::Status s;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      std::string child_full = absl::StrCat(full, "/", name);
+      std::string child_rel = JoinPath(rel, name);
+      struct stat st;
+      if (::lstat(child_full.c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        s = ListInto(child_full, child_rel, out);
+        if (!s.ok()) break;
+      } else if (S_ISREG(st.st_mode)) {
+        out->push_back(child_rel);
+      }
+    }
+    ::closedir(d);
+    return s;
+  }
+
+  // Maps a relative name to a path under root_, refusing escapes.
+  absl::StatusOr<std::string> Resolve(absl::string_view path) const {
+    RETURN_IF_ERROR(internal::ValidateRelativePath(path));
+    if (path.empty()) return root_;
+    return root_ == "/" ? absl::StrCat("/", path) : absl::StrCat(root_, "/", path);
+  }
+
+  std::string root_;
+};
+
+}  // namespace
+
+namespace internal {
+
+absl::Status ValidateRelativePath(absl::string_view path) {
+  if (absl::StartsWith(path, "/")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path \"", path, "\" must be relative to the storage root"));
+  }
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path \"", path, "\" escapes the storage root"));
+    }
+  }
+  if (path.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("path contains a NUL byte");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+std::string JoinPath(absl::string_view a, absl::string_view b) {
+  if (a.empty()) return std::string(b);
+  if (b.empty()) return std::string(a);
+  if (absl::EndsWith(a, "/")) return absl::StrCat(a, b);
+  return absl::StrCat(a, "/", b);
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir) {
+  std::string root(root_dir);
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (root.empty()) root = ".";
+  return std::unique_ptr<Storage>(new LocalStorage(root));
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
+  if (absl::StartsWith(uri, "file://")) {
+    absl::string_view path = uri.substr(7);
+    if (!absl::StartsWith(path, "/")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage URI \"", uri, "\": file:// needs an absolute path"));
+    }
+    return NewLocalStorage(path);
+  }
+  if (absl::StrContains(uri, "://")) {
+    return absl::UnimplementedError(absl::StrCat("storage URI \"", uri,
+                                                 "\": unsupported scheme"));
+  }
+  if (uri.empty()) return absl::InvalidArgumentError("empty storage URI");
+  return NewLocalStorage(uri);
+}
+
+absl::StatusOr<SplitPrefix> SplitPrefixUri(absl::string_view prefix_uri) {
+  if (prefix_uri.empty()) return absl::InvalidArgumentError("empty checkpoint prefix");
+  size_t scheme_end = prefix_uri.find("://");
+  size_t path_start = scheme_end == absl::string_view::npos ? 0 : scheme_end + 3;
+  size_t slash = prefix_uri.rfind('/');
+  if (slash == absl::string_view::npos || slash < path_start) {
+    if (path_start != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint prefix \"", prefix_uri, "\" has no file name part"));
+    }
+    return SplitPrefix{".", std::string(prefix_uri)};
+  }
+  SplitPrefix out;
+  out.root_uri = std::string(prefix_uri.substr(0, slash));
+  if (out.root_uri.empty()) out.root_uri = "/";
+  if (path_start != 0 && slash + 1 == prefix_uri.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint prefix \"", prefix_uri, "\" ends with '/'"));
+  }
+  out.prefix = std::string(prefix_uri.substr(slash + 1));
+  if (out.prefix.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint prefix \"", prefix_uri, "\" ends with '/'"));
+  }
+  return out;
+}
+
+}  // namespace cairn

@@ -1,0 +1,110 @@
+// The storage interface: every byte Cairn reads or writes goes through it, so
+// the same bundle reader and writer work on local files, S3 and HTTP.
+//
+// Paths are '/'-separated names relative to the backend's root (a directory
+// for local files, a bucket prefix for S3). A backend opened for a URI
+// (`OpenStorage("file:///data/ckpts")`) resolves "job/ckpt-1/variables.index"
+// beneath that root and refuses names that would escape it.
+//
+// Writes are atomic at file granularity: a WritableFile's bytes become
+// visible under its name only when Close() succeeds (local: temp file, fsync,
+// rename, directory fsync; S3: multipart complete). Abandoning one leaves
+// nothing behind.
+//
+//   auto storage = cairn::OpenStorage("/tmp/ckpts");
+//   auto out = (*storage)->NewWritableFile("a/b.bin");
+//   (*out)->Append("hello"); (*out)->Close();
+//   auto in = (*storage)->NewReadableFile("a/b.bin");
+//   std::string buf(5, '\0'); (*in)->ReadAt(0, 5, buf.data());
+#ifndef CAIRN_STORAGE_STORAGE_H_
+#define CAIRN_STORAGE_STORAGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cairn {
+
+// A file opened for positional reads. Thread-safe: ReadAt may be called
+// concurrently from several threads.
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // Reads exactly `n` bytes at `offset` into `dst`. A read past the end is
+  // OutOfRange naming the file.
+  virtual absl::Status ReadAt(uint64_t offset, size_t n, char* dst) const = 0;
+  // Size in bytes, fixed when the file was opened.
+  virtual uint64_t Size() const = 0;
+  // The name the file was opened under, for error messages.
+  virtual const std::string& name() const = 0;
+};
+
+// A file being written. Not thread-safe. Append buffers as the backend sees
+// fit; Close makes the complete file visible atomically.
+class WritableFile {
+ public:
+  // Destroying an un-closed file abandons it.
+  virtual ~WritableFile() = default;
+  virtual absl::Status Append(absl::string_view data) = 0;
+  // Bytes appended so far.
+  virtual uint64_t Size() const = 0;
+  // Makes the file durable and visible under its final name.
+  // REQUIRES: neither Close nor Abandon has been called.
+  virtual absl::Status Close() = 0;
+  // Drops everything written; the final name is untouched.
+  virtual void Abandon() = 0;
+  virtual const std::string& name() const = 0;
+};
+
+class Storage {
+ public:
+  virtual ~Storage() = default;
+
+  virtual absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      absl::string_view path) = 0;
+  // Starts writing `path` (replacing it at Close if it exists). Parent
+  // "directories" are created as needed.
+  virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
+      absl::string_view path) = 0;
+  // NotFound if absent.
+  virtual absl::StatusOr<uint64_t> FileSize(absl::string_view path) = 0;
+  virtual absl::StatusOr<bool> Exists(absl::string_view path) = 0;
+  // Atomically renames a file (replacing `to`). Durable when it returns.
+  virtual absl::Status Rename(absl::string_view from, absl::string_view to) = 0;
+  // Deletes one file. Deleting a missing file is OK (idempotent).
+  virtual absl::Status Delete(absl::string_view path) = 0;
+  // Removes `dir` if it is empty; OK if it is absent or not empty
+  // (objects stores have no directories).
+  virtual absl::Status RemoveDirIfEmpty(absl::string_view dir) = 0;
+  // Names (relative to the root, sorted) of every file under `dir`.
+  virtual absl::StatusOr<std::vector<std::string>> List(absl::string_view dir) = 0;
+  // The URI this backend was opened for, e.g. "file:///data/ckpts".
+  virtual std::string uri() const = 0;
+};
+
+// Local (or shared POSIX) filesystem rooted at `root_dir`.
+absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir);
+
+// Opens the backend for a storage URI: "/abs/path", "file:///abs/path",
+// a relative path (local), and later "s3://..." / "http(s)://...".
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri);
+
+// Splits a checkpoint prefix URI ("/d/ckpt-1/variables", "s3://b/x/variables")
+// into the storage root holding it and the prefix relative to that root.
+struct SplitPrefix {
+  std::string root_uri;
+  std::string prefix;
+};
+absl::StatusOr<SplitPrefix> SplitPrefixUri(absl::string_view prefix_uri);
+
+// Joins '/'-separated path components, skipping empty ones.
+std::string JoinPath(absl::string_view a, absl::string_view b);
+
+}  // namespace cairn
+
+#endif  // CAIRN_STORAGE_STORAGE_H_

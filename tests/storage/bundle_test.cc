@@ -1,0 +1,376 @@
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "storage/bundle_merge.h"
+#include "storage/bundle_reader.h"
+#include "storage/bundle_writer.h"
+#include "storage/crc32c.h"
+#include "storage/internal/entry_codec.h"
+#include "storage/internal/table.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+std::string Bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+std::string FloatBytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+}
+
+class BundleTest : public ::testing::Test {
+ protected:
+  void SetUp() override { storage_ = std::move(NewLocalStorage(dir_.path())).value(); }
+
+  std::unique_ptr<BundleWriter> Writer(const std::string& prefix) {
+    auto w = BundleWriter::Create(storage_.get(), prefix);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return std::move(w).value();
+  }
+  std::unique_ptr<BundleReader> Reader(const std::string& prefix) {
+    auto r = BundleReader::Open(storage_.get(), prefix);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Storage> storage_;
+};
+
+TEST_F(BundleTest, EveryFixedSizeDtypeRoundTrips) {
+  const std::vector<DataType> dtypes = {
+      DataType::kFloat,  DataType::kDouble,   DataType::kInt32,     DataType::kUint8,
+      DataType::kInt16,  DataType::kInt8,     DataType::kComplex64, DataType::kInt64,
+      DataType::kBool,   DataType::kQint8,    DataType::kQuint8,    DataType::kQint32,
+      DataType::kBfloat16, DataType::kQint16, DataType::kQuint16,   DataType::kUint16,
+      DataType::kComplex128, DataType::kHalf, DataType::kUint32,    DataType::kUint64,
+      DataType::kFloat8E5M2, DataType::kFloat8E4M3FN};
+  auto w = Writer("ckpt/all");
+  std::map<std::string, std::string> expect;
+  for (DataType dt : dtypes) {
+    const std::string name = absl::StrCat("t_", DataTypeName(dt));
+    const std::string data = Bytes(6 * DataTypeSize(dt), static_cast<uint32_t>(dt));
+    ASSERT_TRUE(w->Add(name, dt, {2, 3}, data).ok()) << name;
+    expect[name] = data;
+  }
+  ASSERT_TRUE(w->Add("empty", DataType::kFloat, {0, 5}, "").ok());
+  ASSERT_TRUE(w->Finish().ok());
+
+  auto r = Reader("ckpt/all");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->num_shards(), 1);
+  for (const auto& [name, data] : expect) {
+    auto t = r->ReadTensor(name);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 3}));
+    EXPECT_EQ(t->data.view(), data) << name;
+  }
+  auto empty = r->Lookup("empty");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->size, 0);
+  EXPECT_EQ(empty->masked_crc32c, crc32c::Mask(0));  // spec §7.1
+  EXPECT_TRUE(r->ReadTensor("empty").ok());
+}
+
+TEST_F(BundleTest, StringTensorsMatchTheSpecLayout) {
+  auto w = Writer("s");
+  ASSERT_TRUE(w->AddString("strs", {3}, {"", "abc", std::string(300, 'x')}).ok());
+  ASSERT_TRUE(w->AddString("none", {0}, {}).ok());
+  ASSERT_TRUE(w->AddString("one_empty", {}, {""}).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  auto r = Reader("s");
+  auto t = r->ReadTensor("strs");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->strings, (std::vector<std::string>{"", "abc", std::string(300, 'x')}));
+  EXPECT_EQ(r->Lookup("none")->size, 4);       // just the length checksum
+  EXPECT_EQ(r->Lookup("one_empty")->size, 5);  // one varint + checksum
+  EXPECT_TRUE(r->ReadTensor("none").ok());
+}
+
+TEST_F(BundleTest, StreamingAddEqualsOneShotAdd) {
+  const std::string data = Bytes(4 * 1000, 1);
+  auto a = Writer("a");
+  ASSERT_TRUE(a->Add("x", DataType::kFloat, {1000}, data).ok());
+  ASSERT_TRUE(a->Finish().ok());
+  auto b = Writer("b");
+  ASSERT_TRUE(b->BeginTensor("x", DataType::kFloat, {1000}).ok());
+  for (size_t i = 0; i < data.size(); i += 333) {
+    ASSERT_TRUE(b->AppendData(absl::string_view(data).substr(i, 333)).ok());
+  }
+  ASSERT_TRUE(b->EndTensor().ok());
+  ASSERT_TRUE(b->Finish().ok());
+  EXPECT_EQ(testing::ReadFile(dir_.Join("a.index")), testing::ReadFile(dir_.Join("b.index")));
+  EXPECT_EQ(testing::ReadFile(dir_.Join("a.data-00000-of-00001")),
+            testing::ReadFile(dir_.Join("b.data-00000-of-00001")));
+}
+
+TEST_F(BundleTest, WriterErrorsAreStickyAndLeaveNothing) {
+  auto w = Writer("bad");
+  ASSERT_TRUE(w->Add("x", DataType::kFloat, {1}, FloatBytes({1})).ok());
+  EXPECT_EQ(w->Add("x", DataType::kFloat, {1}, FloatBytes({1})).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(w->Add("y", DataType::kFloat, {1}, FloatBytes({1})).ok());
+  EXPECT_FALSE(w->Finish().ok());
+  EXPECT_FALSE(*storage_->Exists("bad.index"));
+  auto listing = storage_->List("");
+  EXPECT_TRUE(listing->empty()) << (*listing)[0];
+}
+
+TEST_F(BundleTest, WrongSizesAndDtypesAreRefused) {
+  {
+    auto w = Writer("w1");
+    EXPECT_EQ(w->Add("x", DataType::kFloat, {3}, "12345678").code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  {
+    auto w = Writer("w2");
+    EXPECT_FALSE(w->Add("v", DataType::kVariant, {1}, "x").ok());
+  }
+  {
+    auto w = Writer("w3");
+    EXPECT_FALSE(w->Add("", DataType::kFloat, {1}, "1234").ok());
+  }
+  {
+    auto w = Writer("w4");
+    EXPECT_FALSE(w->Add("huge", DataType::kFloat, {1LL << 40, 1LL << 40}, "").ok());
+  }
+  {  // Abandoned by destruction: no files remain.
+    auto w = Writer("w5");
+    ASSERT_TRUE(w->Add("x", DataType::kFloat, {1}, "1234").ok());
+  }
+  EXPECT_TRUE(storage_->List("")->empty());
+}
+
+TEST_F(BundleTest, SlicesAreStoredLikeTensorFlowAndReassembled) {
+  // TF unit test "PartitionedVariables" (spec §8.1): foo [5,10], slices -:0,1 and -:1,9.
+  auto w = Writer("p");
+  std::vector<float> full(50);
+  for (int i = 0; i < 50; ++i) full[i] = static_cast<float>(i);
+  std::vector<float> col0, rest;
+  for (int r = 0; r < 5; ++r) {
+    col0.push_back(full[r * 10]);
+    for (int c = 1; c < 10; ++c) rest.push_back(full[r * 10 + c]);
+  }
+  ASSERT_TRUE(w->AddSlice("foo", {5, 10}, *TensorSlice::Parse("-:0,1"), DataType::kFloat,
+                          FloatBytes(col0)).ok());
+  ASSERT_TRUE(w->AddSlice("foo", {5, 10}, *TensorSlice::Parse("-:1,9"), DataType::kFloat,
+                          FloatBytes(rest)).ok());
+  ASSERT_TRUE(w->Finish().ok());
+
+  auto r = Reader("p");
+  auto entry = r->Lookup("foo");
+  ASSERT_TRUE(entry.ok());
+  EXPECT_EQ(internal::EncodeEntry(*entry),
+            std::string("\x08\x01\x12\x08\x12\x02\x08\x05\x12\x02\x08\x0a\x3a\x06\x0a\x00\x0a\x02"
+                        "\x10\x01\x3a\x08\x0a\x00\x0a\x04\x08\x01\x10\x09",
+                        30));
+  std::vector<std::string> keys;
+  ASSERT_TRUE(r->ForEachEntry([&](const BundleEntry& e) {
+                 keys.push_back(e.key);
+                 return absl::OkStatus();
+               }).ok());
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[0], std::string("\x00\x66\x6f\x6f\x00\x01\x01\x02\x80\x7f\x80\x81", 12));
+  EXPECT_EQ(keys[1], std::string("\x00\x66\x6f\x6f\x00\x01\x01\x02\x80\x7f\x81\x89", 12));
+  EXPECT_EQ(keys[2], "foo");
+
+  auto whole = r->ReadTensor("foo");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->data.view(), FloatBytes(full));
+  // Re-cut: rows 1..3, columns 0..4 spans both stored slices.
+  auto part = r->ReadSlice("foo", *TensorSlice::Parse("1,3:0,5"));
+  ASSERT_TRUE(part.ok()) << part.status();
+  std::vector<float> want;
+  for (int row = 1; row < 4; ++row)
+    for (int c = 0; c < 5; ++c) want.push_back(full[row * 10 + c]);
+  EXPECT_EQ(part->data.view(), FloatBytes(want));
+}
+
+TEST_F(BundleTest, OverlappingOrMismatchedSlicesAreRefused) {
+  auto w = Writer("o");
+  ASSERT_TRUE(w->AddSlice("e", {4, 2}, *TensorSlice::Parse("0,2:-"), DataType::kFloat,
+                          FloatBytes({1, 2, 3, 4})).ok());
+  EXPECT_EQ(w->AddSlice("e", {4, 2}, *TensorSlice::Parse("1,2:-"), DataType::kFloat,
+                        FloatBytes({1, 2, 3, 4})).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto w2 = Writer("o2");
+  ASSERT_TRUE(w2->AddSlice("e", {4, 2}, *TensorSlice::Parse("0,2:-"), DataType::kFloat,
+                           FloatBytes({1, 2, 3, 4})).ok());
+  EXPECT_FALSE(w2->AddSlice("e", {4, 3}, *TensorSlice::Parse("2,2:-"), DataType::kFloat,
+                            FloatBytes({1, 2, 3, 4, 5, 6})).ok());
+}
+
+TEST_F(BundleTest, PartialSlicesReportWhatIsMissing) {
+  auto w = Writer("half");
+  ASSERT_TRUE(w->AddSlice("e", {4, 2}, *TensorSlice::Parse("0,2:-"), DataType::kFloat,
+                          FloatBytes({1, 2, 3, 4})).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  auto r = Reader("half");
+  EXPECT_EQ(r->ReadTensor("e").status().code(), absl::StatusCode::kFailedPrecondition);
+  auto ok = r->ReadSlice("e", *TensorSlice::Parse("1,1:-"));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->data.view(), FloatBytes({3, 4}));
+  EXPECT_EQ(r->ReadSlice("e", *TensorSlice::Parse("0,9:-")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->ReadTensor("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(BundleTest, MergeJoinsShardsAndSlicesLikeMergeBundles) {
+  // Four writers each hold one row slice of "emb" plus their own tensor.
+  std::vector<std::string> parts;
+  std::vector<float> emb(8 * 3);
+  for (size_t i = 0; i < emb.size(); ++i) emb[i] = static_cast<float>(i) * 0.5f;
+  for (int i = 0; i < 4; ++i) {
+    const std::string part = absl::StrCat("job/ckpt-1/variables_temp/part-0000", i, "-of-00004");
+    auto w = Writer(part);
+    std::vector<float> rows(emb.begin() + i * 6, emb.begin() + (i + 1) * 6);
+    ASSERT_TRUE(w->AddSlice("emb", {8, 3}, TensorSlice({{2 * i, 2}, {}}), DataType::kFloat,
+                            FloatBytes(rows)).ok());
+    ASSERT_TRUE(w->Add(absl::StrCat("bias", i), DataType::kFloat, {1},
+                       FloatBytes({static_cast<float>(i)})).ok());
+    ASSERT_TRUE(w->Finish().ok());
+    parts.push_back(part);
+  }
+  auto merged = MergeBundles(storage_.get(), parts, "job/ckpt-1/variables");
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->num_shards, 4);
+  auto r = Reader("job/ckpt-1/variables");
+  EXPECT_EQ(r->num_shards(), 4);
+  auto whole = r->ReadTensor("emb");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->data.view(), FloatBytes(emb));
+  EXPECT_EQ(r->Lookup("emb")->slices.size(), 4u);
+  EXPECT_EQ(r->Lookup("bias3")->shard_id, 3);
+  // Restore onto 2 workers: rows 0-3 and 4-7.
+  auto lower = r->ReadSlice("emb", TensorSlice({{4, 4}, {}}));
+  ASSERT_TRUE(lower.ok());
+  EXPECT_EQ(lower->data.view(),
+            FloatBytes(std::vector<float>(emb.begin() + 12, emb.end())));
+  // The parts are gone; only the merged bundle remains.
+  auto files = *storage_->List("job");
+  EXPECT_EQ(files.size(), 5u);
+  EXPECT_FALSE(*storage_->Exists("job/ckpt-1/variables_temp"));
+}
+
+TEST_F(BundleTest, MergeRefusesDuplicateTensors) {
+  for (const char* p : {"d1", "d2"}) {
+    auto w = Writer(p);
+    ASSERT_TRUE(w->Add("same", DataType::kFloat, {1}, FloatBytes({1})).ok());
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  auto merged = MergeBundles(storage_.get(), {"d1", "d2"}, "out");
+  EXPECT_EQ(merged.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(merged.status().message().find("same"), std::string::npos);
+}
+
+TEST_F(BundleTest, EveryFlippedDataByteIsCaughtAndNamed) {
+  auto w = Writer("f");
+  ASSERT_TRUE(w->Add("alpha", DataType::kFloat, {4}, FloatBytes({1, 2, 3, 4})).ok());
+  ASSERT_TRUE(w->AddString("beta", {2}, {"xy", "z"}).ok());
+  ASSERT_TRUE(w->Add("gamma", DataType::kInt64, {2}, Bytes(16, 9)).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  const std::string path = dir_.Join("f.data-00000-of-00001");
+  const std::string good = testing::ReadFile(path);
+  auto r0 = Reader("f");
+  std::vector<BundleEntry> entries = *r0->ListTensors();
+  for (size_t pos = 0; pos < good.size(); ++pos) {
+    std::string bad = good;
+    bad[pos] ^= 1;
+    testing::WriteFile(path, bad);
+    auto r = Reader("f");
+    std::string culprit;
+    for (const BundleEntry& e : entries) {
+      if (static_cast<int64_t>(pos) >= e.offset && static_cast<int64_t>(pos) < e.offset + e.size) {
+        culprit = e.key;
+      }
+    }
+    auto t = r->ReadTensor(culprit);
+    ASSERT_FALSE(t.ok()) << "flip at " << pos;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(t.status().message().find(culprit), std::string::npos) << t.status();
+    EXPECT_NE(t.status().message().find("f.data-00000-of-00001"), std::string::npos);
+  }
+}
+
+TEST_F(BundleTest, TruncatedDataFileIsDataLoss) {
+  auto w = Writer("t");
+  ASSERT_TRUE(w->Add("x", DataType::kFloat, {4}, FloatBytes({1, 2, 3, 4})).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  testing::WriteFile(dir_.Join("t.data-00000-of-00001"), "abc");
+  auto r = Reader("t");
+  EXPECT_EQ(r->ReadTensor("x").status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(BundleTest, BigEndianBundlesAreSwappedAfterTheChecksum) {
+  // Build by hand what a big-endian host would write.
+  const uint32_t be_one = 0x3f800000u;  // 1.0f
+  std::string data;
+  for (int i = 3; i >= 0; --i) data.push_back(static_cast<char>((be_one >> (8 * i)) & 0xff));
+  {
+    auto f = std::move(storage_->NewWritableFile("be.data-00000-of-00001")).value();
+    ASSERT_TRUE(f->Append(data).ok());
+    ASSERT_TRUE(f->Close().ok());
+  }
+  auto idx = std::move(storage_->NewWritableFile("be.index")).value();
+  internal::TableBuilder table(internal::TableBuilder::Options(), idx.get());
+  internal::BundleHeader header;
+  header.big_endian = true;
+  ASSERT_TRUE(table.Add("", internal::EncodeHeader(header)).ok());
+  BundleEntry e;
+  e.dtype = static_cast<int32_t>(DataType::kFloat);
+  e.shape = {};
+  e.size = 4;
+  e.masked_crc32c = crc32c::Mask(crc32c::Value(data.data(), 4));
+  ASSERT_TRUE(table.Add("one", internal::EncodeEntry(e)).ok());
+  ASSERT_TRUE(table.Finish().ok());
+  ASSERT_TRUE(idx->Close().ok());
+  auto r = Reader("be");
+  EXPECT_TRUE(r->big_endian());
+  auto t = r->ReadTensor("one");
+  ASSERT_TRUE(t.ok()) << t.status();
+  float v;
+  std::memcpy(&v, t->data.data(), 4);
+  EXPECT_EQ(v, 1.0f);
+}
+
+TEST_F(BundleTest, HostileEntriesAreRejectedWithoutHugeAllocations) {
+  {
+    auto f = std::move(storage_->NewWritableFile("h.data-00000-of-00001")).value();
+    ASSERT_TRUE(f->Append("1234").ok());
+    ASSERT_TRUE(f->Close().ok());
+  }
+  auto idx = std::move(storage_->NewWritableFile("h.index")).value();
+  internal::TableBuilder table(internal::TableBuilder::Options(), idx.get());
+  ASSERT_TRUE(table.Add("", internal::EncodeHeader({})).ok());
+  BundleEntry big;
+  big.dtype = 1;
+  big.shape = {1LL << 40};
+  big.size = 4LL << 40;
+  ASSERT_TRUE(table.Add("big", internal::EncodeEntry(big)).ok());
+  BundleEntry shard;
+  shard.dtype = 1;
+  shard.shard_id = 7;
+  shard.size = 4;
+  ASSERT_TRUE(table.Add("shard", internal::EncodeEntry(shard)).ok());
+  BundleEntry str;
+  str.dtype = 7;
+  str.shape = {1LL << 50};
+  str.size = 4;
+  ASSERT_TRUE(table.Add("str", internal::EncodeEntry(str)).ok());
+  ASSERT_TRUE(table.Finish().ok());
+  ASSERT_TRUE(idx->Close().ok());
+  auto r = Reader("h");
+  EXPECT_EQ(r->ReadTensor("big").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(r->ReadTensor("shard").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(r->ReadTensor("str").status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace cairn
