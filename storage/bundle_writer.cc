@@ -32,9 +32,13 @@ struct BundleWriter::Rep {
     return status;
   }
 
-  absl::Status Write(absl::string_view bytes) {
-    file_crc = crc32c::Extend(file_crc, bytes.data(), bytes.size());
+  // Writes bytes whose CRC32C is `crc`, folding it into the file's CRC.
+  absl::Status Write(absl::string_view bytes, uint32_t crc) {
+    file_crc = crc32c::Combine(file_crc, crc, bytes.size());
     return data_file->Append(bytes);
+  }
+  absl::Status Write(absl::string_view bytes) {
+    return Write(bytes, crc32c::Value(bytes.data(), bytes.size()));
   }
 
   absl::Status CheckNewKey(absl::string_view key, absl::string_view shown_name) {
@@ -87,8 +91,9 @@ struct BundleWriter::Rep {
           absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\": more than ",
                        current.size, " bytes of data for its shape"));
     }
-    current_crc = crc32c::Extend(current_crc, chunk.data(), chunk.size());
-    return Write(chunk);
+    const uint32_t chunk_crc = crc32c::Value(chunk.data(), chunk.size());
+    current_crc = crc32c::Combine(current_crc, chunk_crc, chunk.size());
+    return Write(chunk, chunk_crc);
   }
 
   absl::Status End() {

@@ -37,28 +37,6 @@ inline uint64_t LoadLE64(const char* p) {
   return v;  // x86/ARM little-endian hosts; big-endian hosts are not supported
 }
 
-}  // namespace
-
-uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n) {
-  const Tables& tb = GetTables();
-  const auto* p = reinterpret_cast<const unsigned char*>(data);
-  uint32_t c = ~crc;
-  while (n >= 8) {
-    uint64_t v = LoadLE64(reinterpret_cast<const char*>(p)) ^ c;
-    c = tb.t[7][v & 0xff] ^ tb.t[6][(v >> 8) & 0xff] ^ tb.t[5][(v >> 16) & 0xff] ^
-        tb.t[4][(v >> 24) & 0xff] ^ tb.t[3][(v >> 32) & 0xff] ^ tb.t[2][(v >> 40) & 0xff] ^
-        tb.t[1][(v >> 48) & 0xff] ^ tb.t[0][v >> 56];
-    p += 8;
-    n -= 8;
-  }
-  while (n--) c = (c >> 8) ^ tb.t[0][(c ^ *p++) & 0xff];
-  return ~c;
-}
-
-#if defined(__x86_64__)
-
-namespace {
-
 // Multiplication in GF(2) modulo the CRC polynomial, used to combine the
 // three interleaved streams of the hardware path: shifting a CRC over `len`
 // zero bytes is multiplication by x^(8*len).
@@ -82,6 +60,34 @@ uint32_t ZerosOperator(size_t len) {
   }
   return result;
 }
+
+}  // namespace
+
+uint32_t Combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
+  // Appending len_b bytes to A shifts A's register by x^(8*len_b); the
+  // pre/post inversion of both CRCs cancels out in the XOR.
+  return GfMultiply(crc_a, ZerosOperator(len_b)) ^ crc_b;
+}
+
+uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n) {
+  const Tables& tb = GetTables();
+  const auto* p = reinterpret_cast<const unsigned char*>(data);
+  uint32_t c = ~crc;
+  while (n >= 8) {
+    uint64_t v = LoadLE64(reinterpret_cast<const char*>(p)) ^ c;
+    c = tb.t[7][v & 0xff] ^ tb.t[6][(v >> 8) & 0xff] ^ tb.t[5][(v >> 16) & 0xff] ^
+        tb.t[4][(v >> 24) & 0xff] ^ tb.t[3][(v >> 32) & 0xff] ^ tb.t[2][(v >> 40) & 0xff] ^
+        tb.t[1][(v >> 48) & 0xff] ^ tb.t[0][v >> 56];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) c = (c >> 8) ^ tb.t[0][(c ^ *p++) & 0xff];
+  return ~c;
+}
+
+#if defined(__x86_64__)
+
+namespace {
 
 // Three streams of kStride bytes hide the crc32 instruction's 3-cycle latency.
 constexpr size_t kStride = 4096;

@@ -18,6 +18,10 @@ namespace crc32c {
 uint32_t Extend(uint32_t crc, const char* data, size_t n);
 inline uint32_t Value(const char* data, size_t n) { return Extend(0, data, n); }
 
+// The CRC of A|B given crc_a = Value(A), crc_b = Value(B) and |B| = len_b,
+// in O(log len_b) without touching the data.
+uint32_t Combine(uint32_t crc_a, uint32_t crc_b, size_t len_b);
+
 // The portable and the hardware implementations, exposed for tests and
 // benchmarks. ExtendHardware REQUIRES HardwareAvailable().
 uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n);

@@ -90,6 +90,9 @@ class Storage {
 // Local (or shared POSIX) filesystem rooted at `root_dir`.
 absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir);
 
+// A process-local, in-memory backend (tests, fuzzing). Thread-safe.
+std::unique_ptr<Storage> NewMemoryStorage();
+
 // Opens the backend for a storage URI: "/abs/path", "file:///abs/path",
 // a relative path (local), and later "s3://..." / "http(s)://...".
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri);

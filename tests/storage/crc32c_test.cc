@@ -45,3 +45,21 @@ TEST(Crc32c, MaskRoundTripsAndMatchesTensorFlow) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST(Crc32c, CombineEqualsConcatenation) {
+  std::mt19937 rng(11);
+  std::string data(100000, '\0');
+  for (char& c : data) c = static_cast<char>(rng());
+  for (size_t split : {0, 1, 17, 4096, 50000, 99999, 100000}) {
+    const uint32_t a = crc32c::Value(data.data(), split);
+    const uint32_t b = crc32c::Value(data.data() + split, data.size() - split);
+    EXPECT_EQ(crc32c::Combine(a, b, data.size() - split), crc32c::Value(data.data(), data.size()))
+        << split;
+  }
+}
+
+}  // namespace
+}  // namespace cairn

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# README command 2 (and what .ci/run calls): installs dependencies, builds,
+# and runs the whole test suite:
+#   1. RelWithDebInfo build, every test (ctest, in parallel)
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test again
+#   3. clang libFuzzer build, each fuzz target for FUZZ_SECONDS (default 45)
+# Ends with one line "N passed, N failed". Exit status 0 only if all passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-45}
+export CTEST_OUTPUT_ON_FAILURE=1
+
+./scripts/install-deps.sh || { echo "dependency installation failed"; exit 1; }
+
+if [ ! -d ../shared/testdata/tf ]; then
+  echo "NOTE: ../shared not found beside the checkout: golden and CLI tests that need it will skip."
+fi
+
+total_pass=0
+total_fail=0
+summary=()
+
+# run_ctest NAME BUILD_DIR: runs ctest and adds its counts to the totals.
+run_ctest() {
+  local name=$1 dir=$2 log
+  log=$(mktemp)
+  (cd "$dir" && ctest -j"$JOBS" --timeout 600 2>&1) | tee "$log"
+  local line pass fail all
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  if [ -z "$line" ]; then
+    echo "$name: ctest printed no summary"
+    total_fail=$((total_fail + 1))
+    summary+=("$name: no test summary")
+  else
+    fail=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    all=$(echo "$line" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
+    pass=$((all - fail))
+    total_pass=$((total_pass + pass))
+    total_fail=$((total_fail + fail))
+    summary+=("$name: $pass passed, $fail failed")
+  fi
+  rm -f "$log"
+}
+
+configure_and_build() {
+  local dir=$1; shift
+  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null || return 1
+  ninja -C "$dir" -j"$JOBS" || return 1
+}
+
+echo "=== [1/3] build and test (RelWithDebInfo) ==="
+if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+  run_ctest "main" build
+else
+  total_fail=$((total_fail + 1)); summary+=("main: build failed")
+fi
+
+echo "=== [2/3] AddressSanitizer + UndefinedBehaviorSanitizer ==="
+if configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON \
+     -DCAIRN_BUILD_BENCH=OFF; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_ctest "asan+ubsan" build-asan
+else
+  total_fail=$((total_fail + 1)); summary+=("asan+ubsan: build failed")
+fi
+
+echo "=== [3/3] fuzzing (libFuzzer, ${FUZZ_SECONDS}s per target) ==="
+if configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_FUZZ=ON \
+     -DCAIRN_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++; then
+  for target in slice_spec_fuzz safetensors_fuzz bundle_index_fuzz; do
+    corpus=$(mktemp -d)
+    if [ -d "tests/fuzz/corpus/$target" ]; then cp tests/fuzz/corpus/$target/* "$corpus"/ 2>/dev/null; fi
+    if [ "$target" = bundle_index_fuzz ] && [ -d ../shared/testdata/tf ]; then
+      i=0; for f in ../shared/testdata/tf/*/*.index; do cp "$f" "$corpus/seed$i"; i=$((i + 1)); done
+    fi
+    if "build-fuzz/bin/$target" "$corpus" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+         -timeout=20 -print_final_stats=1 > "build-fuzz/$target.log" 2>&1; then
+      echo "fuzz $target: passed ($(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' build-fuzz/$target.log | grep -oE '[0-9]+') runs)"
+      total_pass=$((total_pass + 1)); summary+=("fuzz $target: passed")
+    else
+      tail -40 "build-fuzz/$target.log"
+      echo "fuzz $target: FAILED (log: build-fuzz/$target.log)"
+      total_fail=$((total_fail + 1)); summary+=("fuzz $target: FAILED")
+    fi
+    rm -rf "$corpus"
+  done
+else
+  total_fail=$((total_fail + 1)); summary+=("fuzz: build failed")
+fi
+
+echo
+echo "=== summary ==="
+for s in "${summary[@]}"; do echo "  $s"; done
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
