@@ -156,7 +156,8 @@ absl::Status ConvertSafetensorsToBundle(absl::string_view src_path, absl::string
     }
     items.push_back(std::move(item));
   }
-  for (const auto& [key, value] : header.metadata) {
+  for (const auto& meta : header.metadata) {
+    const std::string& key = meta.first;
     if (!absl::StartsWith(key, "cairn.slice.")) {
       Warn(options, absl::StrCat("metadata \"", key, "\" is not kept: bundles have no place for it"));
       if (options.strict) {

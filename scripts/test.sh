@@ -44,10 +44,14 @@ run_ctest() {
   rm -f "$log"
 }
 
+# configure_and_build DIR [CMAKE_ARGS...] [-- TARGETS...]
 configure_and_build() {
   local dir=$1; shift
-  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null || return 1
-  ninja -C "$dir" -j"$JOBS" || return 1
+  local args=() targets=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && shift && targets=("$@")
+  cmake -S "$ROOT" -B "$dir" -G Ninja "${args[@]}" >/dev/null || return 1
+  ninja -C "$dir" -j"$JOBS" "${targets[@]}" || return 1
 }
 
 echo "=== [1/3] build and test (RelWithDebInfo) ==="
@@ -68,7 +72,8 @@ fi
 
 echo "=== [3/3] fuzzing (libFuzzer, ${FUZZ_SECONDS}s per target) ==="
 if configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_FUZZ=ON \
-     -DCAIRN_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++; then
+     -DCAIRN_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+     -- slice_spec_fuzz safetensors_fuzz bundle_index_fuzz; then
   for target in slice_spec_fuzz safetensors_fuzz bundle_index_fuzz; do
     corpus=$(mktemp -d)
     if [ -d "tests/fuzz/corpus/$target" ]; then cp tests/fuzz/corpus/$target/* "$corpus"/ 2>/dev/null; fi

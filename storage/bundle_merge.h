@@ -33,6 +33,25 @@ absl::StatusOr<MergeResult> MergeBundles(Storage* storage,
                                          const std::vector<std::string>& input_prefixes,
                                          absl::string_view output_prefix);
 
+// A file of a merged checkpoint, for the service's inventory.
+struct MergedFile {
+  std::string path;
+  uint64_t size = 0;
+  uint32_t crc32c = 0;  // unmasked CRC32C of the whole file
+};
+
+// The service's merge: `parts[i]` is a single-data-file bundle written by one
+// shard writer and becomes shard i of `output_prefix`, always (an empty part
+// still yields its, empty, data file, so a checkpoint of N shards has N data
+// files). Unlike MergeBundles it is restartable: run again after a crash at
+// any point, it finishes the job (data files already moved stay moved; the
+// part indexes are deleted only after the merged index is durable). Returns
+// the output's files: data files (size only; crc32c 0) then the index (with
+// its CRC). InvalidArgument on duplicate tensor names across parts.
+absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
+                                                         const std::vector<std::string>& parts,
+                                                         absl::string_view output_prefix);
+
 }  // namespace cairn
 
 #endif  // CAIRN_STORAGE_BUNDLE_MERGE_H_

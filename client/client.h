@@ -1,0 +1,129 @@
+// The client library training code links: save this worker's shard of a
+// step, list checkpoints, and restore any step — whole tensors, a subset, or
+// any slice of a partitioned tensor (a job saved by 4 workers can be
+// restored by 2 or by 8). Restores read the checkpoint files directly from
+// storage, in parallel, checking every CRC; the coordinator only says where.
+//
+//   ASSIGN_OR_RETURN(auto client, cairn::Client::Connect({"127.0.0.1:7070"}));
+//   std::vector<cairn::SaveTensor> mine = {
+//       {"dense/kernel", cairn::DataType::kFloat, {64, 32}, std::nullopt, kernel_bytes},
+//       {"emb", cairn::DataType::kFloat, {1000, 64}, cairn::TensorSlice({{250, 250}, {}}), rows},
+//   };
+//   ASSIGN_OR_RETURN(auto saved, client->SaveShard({"job", 100, /*shard=*/1, /*of=*/4}, mine));
+//   ASSIGN_OR_RETURN(auto tensors, client->Restore("job", std::nullopt, {}));
+//
+// A Client is thread-safe.
+#ifndef CAIRN_CLIENT_CLIENT_H_
+#define CAIRN_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/dtype.h"
+#include "storage/tensor.h"
+#include "storage/tensor_slice.h"
+
+namespace cairn {
+
+struct ClientOptions {
+  std::string coordinator;          // HOST:PORT of the coordinator
+  int64_t rpc_timeout_ms = 60000;   // per unary call
+  int64_t save_timeout_ms = 3600000;  // a whole SaveShard stream, incl. commit
+  int restore_threads = 4;          // parallel tensor reads on restore
+};
+
+// One tensor, or one slice of a partitioned tensor, that a worker saves.
+// `data` is borrowed: it must stay valid until SaveShard returns.
+struct SaveTensor {
+  std::string name;
+  DataType dtype = DataType::kInvalid;
+  std::vector<int64_t> shape;         // the full tensor's shape
+  std::optional<TensorSlice> slice;   // set for a slice of a partitioned tensor
+  absl::string_view data;             // row-major little-endian bytes (of the slice)
+  std::vector<std::string> strings;   // the values of a DT_STRING tensor
+};
+
+struct SaveShardOptions {
+  std::string job;
+  int64_t step = 0;
+  int shard_index = 0;
+  int num_shards = 1;
+  std::map<std::string, double> metrics;  // e.g. {"loss": 0.25}, for retention
+};
+
+struct SaveShardResult {
+  bool committed = false;  // this shard completed the checkpoint, now committed
+  uint64_t bytes = 0;
+  int64_t num_tensors = 0;
+};
+
+struct CheckpointSummary {
+  std::string job;
+  int64_t step = 0;
+  std::string state;                 // "committed", "pending", ...
+  int num_shards = 0;
+  int64_t created_at_micros = 0;
+  int64_t committed_at_micros = 0;
+  uint64_t bytes = 0;
+  std::map<std::string, double> metrics;
+  bool pinned = false;
+  std::vector<std::string> kept_by;  // retention rules keeping it
+  std::string prefix_uri;            // ROOT/JOB/ckpt-STEP/variables as a URI
+};
+
+// What to restore: every tensor (empty `tensors`), or the named ones; a
+// tensor listed in `slices` is restored as that slice of its full shape.
+struct RestoreRequest {
+  std::vector<std::string> tensors;
+  std::map<std::string, TensorSlice> slices;
+};
+
+struct RestoredTensor {
+  Tensor tensor;                      // the data (of the slice, if one was asked)
+  std::vector<int64_t> full_shape;    // the whole tensor's shape
+  std::optional<TensorSlice> slice;   // the slice restored, if any
+};
+
+using RestoredTensors = std::map<std::string, RestoredTensor>;
+
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+
+  // Streams this worker's tensors as shard `shard_index` of `num_shards` of
+  // `step`. Returns once the shard is durable; the call that completes the
+  // last shard returns once the checkpoint is committed. Saving a shard again
+  // (a retry) replaces the earlier attempt.
+  absl::StatusOr<SaveShardResult> SaveShard(const SaveShardOptions& options,
+                                            const std::vector<SaveTensor>& tensors);
+
+  // Committed checkpoints of `job`, ascending by step.
+  absl::StatusOr<std::vector<CheckpointSummary>> List(const std::string& job);
+  // One committed checkpoint; std::nullopt = the newest. NotFound if none.
+  absl::StatusOr<CheckpointSummary> Get(const std::string& job, std::optional<int64_t> step);
+
+  // Restores from a committed checkpoint (std::nullopt = the newest).
+  absl::StatusOr<RestoredTensors> Restore(const std::string& job, std::optional<int64_t> step,
+                                          const RestoreRequest& request);
+
+ private:
+  struct Rep;
+  explicit Client(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+// Restores straight from a checkpoint prefix URI (no coordinator), e.g.
+// "/data/job/ckpt-100/variables" or "file:///...".
+absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
+                                                  const RestoreRequest& request, int threads = 4);
+
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_CLIENT_H_

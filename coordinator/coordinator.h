@@ -1,0 +1,78 @@
+// The coordinator: Cairn's catalog of jobs and checkpoints (RocksDB), shard
+// assignment, and the two-phase commit that makes a checkpoint visible only
+// once every shard is durable and the merged index is written.
+//
+//   cairn::CoordinatorOptions options;
+//   options.listen = "127.0.0.1:0";
+//   options.db_path = "/data/cairn/catalog";
+//   options.storage_uri = "/data/cairn/checkpoints";
+//   ASSIGN_OR_RETURN(auto server, cairn::CoordinatorServer::Start(options));
+//   std::cout << "listening on " << server->address() << "\n";
+//   server->Wait();
+//
+// Commit protocol (see proto/cairn.proto): shards are written by writers to
+// JOB/.cairn-staging/ckpt-STEP/...; when all N are durable the parts are
+// merged there; the commit is then decided (state COMMITTING, synced), the
+// merged files are renamed to JOB/ckpt-STEP/ (data files first, the index
+// last), the `checkpoint` state file is rewritten, and the record becomes
+// COMMITTED in one synced write. After a crash, Start() finishes every
+// decided commit and every pending checkpoint whose shards are all durable;
+// the rest stay pending until their timeout aborts them and removes their
+// files. A committed checkpoint is never touched by any of this.
+#ifndef CAIRN_COORDINATOR_COORDINATOR_H_
+#define CAIRN_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/clock.h"
+
+namespace cairn {
+
+struct CoordinatorOptions {
+  // HOST:PORT to listen on; port 0 picks a free port.
+  std::string listen = "127.0.0.1:0";
+  // RocksDB directory of the catalog (created if missing). Required.
+  std::string db_path;
+  // Root under which every job's checkpoints live. Required.
+  std::string storage_uri;
+  // A pending checkpoint not complete this long after its first shard began
+  // is aborted and its files removed.
+  int64_t pending_timeout_ms = 10 * 60 * 1000;
+  // A writer silent this long is considered dead and gets no new shards.
+  int64_t writer_timeout_ms = 5000;
+  // How often writers should heartbeat.
+  int64_t heartbeat_interval_ms = 1000;
+  // Time source; nullptr = the real clock. Not owned; must outlive the server.
+  Clock* clock = nullptr;
+  // Testing only: exit the process abruptly (as a crash would) when the
+  // commit protocol reaches this point: "after_all_durable", "after_merge",
+  // "after_decide", "after_publish", "after_state_file". Empty = never.
+  std::string crash_point;
+};
+
+class CoordinatorServer {
+ public:
+  // Opens the catalog, recovers unfinished commits, and starts serving.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const CoordinatorOptions& options);
+  // Shuts down if still running.
+  ~CoordinatorServer();
+
+  // The address actually listened on, e.g. "127.0.0.1:41235".
+  std::string address() const;
+  // Stops accepting calls, lets running ones finish, stops background work.
+  void Shutdown();
+  // Blocks until Shutdown() has completed.
+  void Wait();
+
+ private:
+  struct Rep;
+  explicit CoordinatorServer(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace cairn
+
+#endif  // CAIRN_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,656 @@
+#include "coordinator/internal/service.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/internal/state_file.h"
+#include "proto/rpc_util.h"
+#include "storage/layout.h"
+#include "storage/status_macros.h"
+#include "storage/tensor.h"
+
+namespace cairn {
+namespace internal {
+namespace {
+
+constexpr int kMaxShards = 100000;
+
+std::string Name(const std::string& job, int64_t step) { return absl::StrCat(job, "/", step); }
+
+void Log(const std::string& msg) { std::cerr << "cairn-coordinator: " << msg << std::endl; }
+
+bool AllDurable(const v1::CheckpointRecord& r) {
+  return std::all_of(r.shards().begin(), r.shards().end(),
+                     [](const v1::ShardRecord& s) { return s.durable(); });
+}
+
+}  // namespace
+
+CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
+                                       std::unique_ptr<Catalog> catalog,
+                                       std::unique_ptr<Storage> storage, Clock* clock)
+    : options_(options),
+      catalog_(std::move(catalog)),
+      storage_(std::move(storage)),
+      clock_(clock),
+      rng_(std::random_device{}()) {}
+
+CoordinatorService::~CoordinatorService() { StopBackground(); }
+
+void CoordinatorService::CrashPoint(const char* name) {
+  if (options_.crash_point == name) {
+    Log(absl::StrCat("crash point ", name, " reached: exiting abruptly (testing)"));
+    ::_exit(86);
+  }
+}
+
+std::string CoordinatorService::NewToken() {
+  return absl::StrFormat("%016x%016x", rng_(), rng_());
+}
+
+std::mutex& CoordinatorService::JobLock(const std::string& job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = job_locks_[job];
+  if (!slot) slot = std::make_unique<std::mutex>();
+  return *slot;
+}
+
+std::vector<std::string> CoordinatorService::LiveWriterIds() {
+  const int64_t now = clock_->NowMicros();
+  std::vector<std::string> out;
+  for (const auto& [id, w] : writers_) {
+    if (now - w.last_heartbeat_micros <= options_.writer_timeout_ms * 1000) out.push_back(id);
+  }
+  return out;
+}
+
+// ----------------------------------------------------------------- recovery
+
+absl::Status CoordinatorService::Recover() {
+  ASSIGN_OR_RETURN(auto writers, catalog_->ListWriters());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Writers known before a restart get one timeout's grace to heartbeat.
+    for (const auto& w : writers) {
+      writers_[w.writer_id()] = Writer{w.address(), clock_->NowMicros(), 0};
+    }
+  }
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
+  std::vector<Key> to_complete, to_finish, to_abort;
+  for (auto& r : records) {
+    const Key key{r.job(), r.step()};
+    switch (r.state()) {
+      case v1::PENDING:
+        if (AllDurable(r)) to_complete.push_back(key);
+        break;
+      case v1::COMMITTING:
+        to_finish.push_back(key);
+        break;
+      default:
+        continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    live_[key] = std::move(r);
+  }
+  for (const Key& key : to_finish) {
+    Log(absl::StrCat("recovery: finishing the decided commit of ", Name(key.first, key.second)));
+    absl::Status s = FinishCommit(key);
+    if (!s.ok()) Log(absl::StrCat("recovery: ", s.message(), " (will retry)"));
+  }
+  for (const Key& key : to_complete) {
+    Log(absl::StrCat("recovery: all shards of ", Name(key.first, key.second),
+                     " are durable; committing"));
+    absl::Status s = CompleteCheckpoint(key);
+    if (!s.ok()) Log(absl::StrCat("recovery: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+// ----------------------------------------------------------------- writers
+
+grpc::Status CoordinatorService::RegisterWriter(grpc::ServerContext*,
+                                                const v1::RegisterWriterRequest* req,
+                                                v1::RegisterWriterResponse* resp) {
+  if (req->address().empty() || req->address().size() > 256) {
+    return rpc::ToGrpc(absl::InvalidArgumentError("writer address must be HOST:PORT"));
+  }
+  v1::WriterInfo info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A writer re-registering from the same address keeps its id.
+    std::string id;
+    for (const auto& [wid, w] : writers_) {
+      if (w.address == req->address()) id = wid;
+    }
+    if (id.empty()) id = absl::StrCat("w-", NewToken().substr(0, 12));
+    writers_[id].address = req->address();
+    writers_[id].last_heartbeat_micros = clock_->NowMicros();
+    info.set_writer_id(id);
+    info.set_address(req->address());
+  }
+  if (absl::Status s = catalog_->PutWriter(info); !s.ok()) return rpc::ToGrpc(s);
+  Log(absl::StrCat("writer ", info.writer_id(), " registered at ", info.address()));
+  resp->set_writer_id(info.writer_id());
+  resp->set_storage_uri(storage_->uri());
+  resp->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                                           v1::HeartbeatResponse* resp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = writers_.find(req->writer_id());
+  resp->set_known(it != writers_.end());
+  if (it != writers_.end()) it->second.last_heartbeat_micros = clock_->NowMicros();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ListWriters(grpc::ServerContext*, const v1::ListWritersRequest*,
+                                             v1::ListWritersResponse* resp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::vector<std::string> live = LiveWriterIds();
+  for (const auto& [id, w] : writers_) {
+    auto* info = resp->add_writers();
+    info->set_writer_id(id);
+    info->set_address(w.address);
+    info->set_live(std::find(live.begin(), live.end(), id) != live.end());
+    info->set_active_shards(w.active_shards);
+  }
+  return grpc::Status::OK;
+}
+
+// ----------------------------------------------------------------- saving
+
+grpc::Status CoordinatorService::BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* req,
+                                            v1::BeginShardResponse* resp) {
+  auto r = DoBeginShard(*req);
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
+    const v1::BeginShardRequest& req) {
+  RETURN_IF_ERROR(ValidateJobName(req.job()));
+  RETURN_IF_ERROR(ValidateStep(req.step()));
+  if (req.num_shards() < 1 || req.num_shards() > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard count ", req.num_shards(), " must be in [1, ", kMaxShards, "]"));
+  }
+  if (req.shard_index() < 0 || req.shard_index() >= req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(),
+                                                   " is not in [0, ", req.num_shards(), ")"));
+  }
+  for (const auto& [name, value] : req.metrics()) {
+    if (name.empty() || name.size() > 128) {
+      return absl::InvalidArgumentError("metric names must be 1 to 128 characters");
+    }
+  }
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(key);
+  if (it == live_.end()) {
+    auto existing = catalog_->GetCheckpoint(req.job(), req.step());
+    if (existing.ok() && existing->state() != v1::ABORTED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is already committed; steps cannot be overwritten"));
+    }
+    if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+    v1::CheckpointRecord record;
+    record.set_job(req.job());
+    record.set_step(req.step());
+    record.set_state(v1::PENDING);
+    record.set_num_shards(req.num_shards());
+    record.set_created_at_micros(clock_->NowMicros());
+    record.set_staging_dir(StagingDir(req.job(), req.step()));
+    for (int i = 0; i < req.num_shards(); ++i) record.add_shards()->set_index(i);
+    it = live_.emplace(key, std::move(record)).first;
+  }
+  v1::CheckpointRecord& record = it->second;
+  if (record.state() != v1::PENDING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", name, " is being committed; steps cannot be overwritten"));
+  }
+  if (record.num_shards() != req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", name, " was begun with ", record.num_shards(), " shards; shard ",
+        req.shard_index(), " says ", req.num_shards()));
+  }
+  std::vector<std::string> live = LiveWriterIds();
+  if (live.empty()) return absl::UnavailableError("no live shard writers are registered");
+  // Least loaded live writer; ties go round-robin.
+  std::string chosen;
+  for (size_t k = 0; k < live.size(); ++k) {
+    const std::string& id = live[(next_writer_ + k) % live.size()];
+    if (chosen.empty() || writers_[id].active_shards < writers_[chosen].active_shards) chosen = id;
+  }
+  next_writer_ = static_cast<int>((next_writer_ + 1) % live.size());
+
+  v1::CheckpointRecord updated = record;
+  v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+  if (!shard->token().empty()) {
+    // A retry replaces the earlier attempt, durable or not.
+    shard->add_old_staging_prefixes(shard->staging_prefix());
+    if (!shard->durable() && writers_.count(shard->writer_id())) {
+      --writers_[shard->writer_id()].active_shards;
+    }
+  }
+  const std::string token = NewToken();
+  shard->set_token(token);
+  shard->set_writer_id(chosen);
+  shard->set_durable(false);
+  shard->clear_files();
+  shard->set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", updated.staging_dir(),
+                                            req.shard_index(), token.substr(0, 12)));
+  for (const auto& [m, v] : req.metrics()) (*updated.mutable_metrics())[m] = v;
+  RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+  record = std::move(updated);
+  ++writers_[chosen].active_shards;
+
+  v1::BeginShardResponse resp;
+  resp.set_writer_address(writers_[chosen].address);
+  resp.set_token(token);
+  resp.set_staging_prefix(record.shards(req.shard_index()).staging_prefix());
+  return resp;
+}
+
+grpc::Status CoordinatorService::ShardDurable(grpc::ServerContext*,
+                                              const v1::ShardDurableRequest* req,
+                                              v1::ShardDurableResponse* resp) {
+  auto r = DoShardDurable(*req);
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
+    const v1::ShardDurableRequest& req) {
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  bool complete = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
+    }
+    v1::CheckpointRecord& record = it->second;
+    if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
+      return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
+    }
+    const v1::ShardRecord& current = record.shards(req.shard_index());
+    if (current.token() != req.token()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
+    }
+    if (current.durable()) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(record.state());
+      return resp;
+    }
+    v1::CheckpointRecord updated = record;
+    v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+    shard->set_durable(true);
+    *shard->mutable_files() = req.files();
+    shard->set_bytes(req.bytes());
+    shard->set_num_tensors(req.num_tensors());
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    record = std::move(updated);
+    auto w = writers_.find(current.writer_id());
+    if (w != writers_.end()) --w->second.active_shards;
+    complete = AllDurable(record);
+    // Claimed here, under the same lock, so the background retry never
+    // races this thread for the commit.
+    if (complete) complete = completing_.insert(key).second;
+  }
+  v1::ShardDurableResponse resp;
+  if (!complete) {
+    resp.set_state(v1::PENDING);
+    return resp;
+  }
+  CrashPoint("after_all_durable");
+  absl::Status s = CompleteCheckpointLocked(key);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    completing_.erase(key);
+  }
+  RETURN_IF_ERROR(s);
+  resp.set_committed(true);
+  resp.set_state(v1::COMMITTED);
+  return resp;
+}
+
+// ----------------------------------------------------------------- commit
+
+absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
+    const std::vector<std::string>& parts, const std::string& output) {
+  std::vector<std::string> addresses;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& id : LiveWriterIds()) addresses.push_back(writers_[id].address);
+  }
+  v1::MergeRequest req;
+  for (const std::string& p : parts) req.add_part_prefixes(p);
+  req.set_output_prefix(output);
+  for (const std::string& address : addresses) {
+    auto stub = v1::ShardWriter::NewStub(rpc::NewChannel(address));
+    auto ctx = rpc::Context(std::chrono::minutes(10));
+    v1::MergeResponse resp;
+    absl::Status s = rpc::FromGrpc(stub->Merge(ctx.get(), req, &resp), absl::StrCat("writer ", address));
+    if (s.ok()) {
+      std::vector<MergedFile> files;
+      for (const auto& f : resp.files()) files.push_back({f.path(), f.size(), f.crc32c()});
+      return files;
+    }
+    if (absl::IsInvalidArgument(s) || absl::IsDataLoss(s)) return s;
+    Log(absl::StrCat("merge on writer ", address, " failed: ", s.message()));
+  }
+  // No writer could do it: the coordinator reaches the same storage.
+  return MergeBundleParts(storage_.get(), parts, output);
+}
+
+absl::Status CoordinatorService::CompleteCheckpoint(const Key& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!completing_.insert(key).second) {
+      return absl::UnavailableError(
+          absl::StrCat("checkpoint ", Name(key.first, key.second), " is being committed"));
+    }
+  }
+  absl::Status s = CompleteCheckpointLocked(key);
+  std::lock_guard<std::mutex> lock(mu_);
+  completing_.erase(key);
+  return s;
+}
+
+absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
+  v1::CheckpointRecord record;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::PENDING || !AllDurable(it->second)) {
+      return absl::OkStatus();  // committed or aborted meanwhile
+    }
+    record = it->second;
+  }
+  const std::string name = Name(key.first, key.second);
+  std::vector<std::string> parts;
+  for (const auto& shard : record.shards()) parts.push_back(shard.staging_prefix());
+  const std::string merged_prefix = absl::StrCat(record.staging_dir(), "/merged/variables");
+  auto merged = Merge(parts, merged_prefix);
+  if (!merged.ok()) {
+    if (absl::IsInvalidArgument(merged.status()) || absl::IsDataLoss(merged.status())) {
+      const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
+                                           merged.status().message());
+      RETURN_IF_ERROR(Abort(key, why));
+      return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+    }
+    return merged.status();
+  }
+  CrashPoint("after_merge");
+
+  // The decision: from here on the checkpoint will be committed, whatever
+  // crashes. Data files keep the CRCs their writers computed.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    v1::CheckpointRecord& live = live_.at(key);
+    v1::CheckpointRecord updated = live;
+    updated.set_state(v1::COMMITTING);
+    updated.clear_files();
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < merged->size(); ++i) {
+      const MergedFile& f = (*merged)[i];
+      auto* info = updated.add_files();
+      info->set_path(f.path);
+      info->set_size(f.size);
+      info->set_crc32c(f.crc32c);
+      if (i < static_cast<size_t>(updated.num_shards())) {
+        for (const auto& sf : updated.shards(static_cast<int>(i)).files()) {
+          if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) info->set_crc32c(sf.crc32c());
+        }
+      }
+      bytes += f.size;
+    }
+    updated.set_bytes(bytes);
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    live = std::move(updated);
+  }
+  CrashPoint("after_decide");
+  return FinishCommit(key);
+}
+
+absl::Status CoordinatorService::FinishCommit(const Key& key) {
+  std::lock_guard<std::mutex> job_lock(JobLock(key.first));
+  v1::CheckpointRecord record;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::COMMITTING) return absl::OkStatus();
+    record = it->second;
+  }
+  // Publish: data files first, the index last; each rename is atomic and
+  // durable, and a rename already done is skipped when this runs again.
+  const std::string merged_dir = absl::StrCat(record.staging_dir(), "/merged/");
+  const std::string final_prefix = CheckpointPrefix(record.job(), record.step());
+  v1::CheckpointRecord updated = record;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto& f : *updated.mutable_files()) {
+      const bool is_index = absl::EndsWith(f.path(), ".index");
+      if ((pass == 0) == is_index) continue;
+      if (!absl::StartsWith(f.path(), merged_dir)) continue;  // published already
+      const std::string dst =
+          absl::StrCat(final_prefix, f.path().substr(merged_dir.size() + std::string("variables").size()));
+      ASSIGN_OR_RETURN(bool src_exists, storage_->Exists(f.path()));
+      if (src_exists) {
+        RETURN_IF_ERROR(storage_->Rename(f.path(), dst));
+      } else {
+        ASSIGN_OR_RETURN(bool dst_exists, storage_->Exists(dst));
+        if (!dst_exists) {
+          return absl::DataLossError(absl::StrCat("commit of ", Name(key.first, key.second),
+                                                  ": staged file ", f.path(), " is missing"));
+        }
+      }
+      f.set_path(dst);
+    }
+  }
+  CrashPoint("after_publish");
+  updated.set_state(v1::COMMITTED);
+  updated.set_committed_at_micros(clock_->NowMicros());
+  {
+    // The state file lists this checkpoint as committed.
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.at(key) = updated;
+  }
+  RETURN_IF_ERROR(WriteStateFile(record.job()));
+  CrashPoint("after_state_file");
+  RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(key);
+  }
+  Log(absl::StrCat("committed ", Name(key.first, key.second), ": ", updated.num_shards(),
+                   " shards, ", updated.bytes(), " bytes"));
+  RemoveTree(record.staging_dir());
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorService::WriteStateFile(const std::string& job) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  std::map<int64_t, double> committed;  // step → commit time (s)
+  for (const auto& r : records) {
+    if (r.state() == v1::COMMITTED) committed[r.step()] = r.committed_at_micros() / 1e6;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, r] : live_) {
+      if (key.first == job && r.state() == v1::COMMITTED) committed[key.second] = r.committed_at_micros() / 1e6;
+    }
+  }
+  if (committed.empty()) return storage_->Delete(StateFilePath(job));
+  CheckpointStateFile state;
+  state.model_checkpoint_path = StateFileEntry(committed.rbegin()->first);
+  for (const auto& [step, t] : committed) {
+    state.all_model_checkpoint_paths.push_back(StateFileEntry(step));
+    state.all_model_checkpoint_timestamps.push_back(t);
+  }
+  ASSIGN_OR_RETURN(auto file, storage_->NewWritableFile(StateFilePath(job)));
+  RETURN_IF_ERROR(file->Append(FormatStateFile(state)));
+  return file->Close();
+}
+
+absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
+  v1::CheckpointRecord record;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::PENDING) return absl::OkStatus();
+    record = it->second;
+    record.set_state(v1::ABORTED);
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(record));
+    for (const auto& shard : record.shards()) {
+      auto w = writers_.find(shard.writer_id());
+      if (!shard.durable() && !shard.token().empty() && w != writers_.end()) --w->second.active_shards;
+    }
+    live_.erase(it);
+  }
+  Log(absl::StrCat("aborted ", Name(key.first, key.second), ": ", why));
+  RemoveTree(record.staging_dir());
+  return absl::OkStatus();
+}
+
+// Removes a staging directory. Only Cairn's own staging area (a directory
+// the catalog names) is ever cleared by listing; committed checkpoints are
+// deleted file by file from their inventory.
+void CoordinatorService::RemoveTree(const std::string& dir) {
+  auto files = storage_->List(dir);
+  if (!files.ok()) {
+    Log(absl::StrCat("cleanup of ", dir, ": ", files.status().message()));
+    return;
+  }
+  std::set<std::string, std::greater<std::string>> dirs;
+  for (const std::string& f : *files) {
+    storage_->Delete(f).IgnoreError();
+    for (size_t slash = f.rfind('/'); slash != std::string::npos && slash > dir.size();
+         slash = f.rfind('/', slash - 1)) {
+      dirs.insert(f.substr(0, slash));
+    }
+  }
+  for (const std::string& d : dirs) storage_->RemoveDirIfEmpty(d).IgnoreError();
+  storage_->RemoveDirIfEmpty(dir).IgnoreError();
+  const size_t slash = dir.rfind('/');
+  if (slash != std::string::npos) storage_->RemoveDirIfEmpty(dir.substr(0, slash)).IgnoreError();
+}
+
+// ----------------------------------------------------------------- queries
+
+void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info) const {
+  info->set_job(r.job());
+  info->set_step(r.step());
+  info->set_state(r.state());
+  info->set_num_shards(r.num_shards());
+  info->set_created_at_micros(r.created_at_micros());
+  info->set_committed_at_micros(r.committed_at_micros());
+  info->set_bytes(r.bytes());
+  *info->mutable_metrics() = r.metrics();
+  info->set_pinned(r.pinned());
+  info->set_prefix_uri(JoinPath(storage_->uri(), CheckpointPrefix(r.job(), r.step())));
+  *info->mutable_files() = r.files();
+  int durable = 0;
+  for (const auto& s : r.shards()) durable += s.durable() ? 1 : 0;
+  info->set_shards_durable(durable);
+}
+
+grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListRequest* req,
+                                      v1::ListResponse* resp) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  auto records = catalog_->ListCheckpoints(req->job());
+  if (!records.ok()) return rpc::ToGrpc(records.status());
+  for (const auto& r : *records) {
+    if (r.state() != v1::COMMITTED && !req->include_uncommitted()) continue;
+    FillInfo(r, resp->add_checkpoints());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest* req,
+                                     v1::GetResponse* resp) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  if (req->latest()) {
+    auto records = catalog_->ListCheckpoints(req->job());
+    if (!records.ok()) return rpc::ToGrpc(records.status());
+    for (auto it = records->rbegin(); it != records->rend(); ++it) {
+      if (it->state() == v1::COMMITTED) {
+        FillInfo(*it, resp->mutable_checkpoint());
+        return grpc::Status::OK;
+      }
+    }
+    return rpc::ToGrpc(absl::NotFoundError(
+        absl::StrCat("job ", req->job(), " has no committed checkpoint")));
+  }
+  auto record = catalog_->GetCheckpoint(req->job(), req->step());
+  if (!record.ok() || record->state() != v1::COMMITTED) {
+    return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
+        "job ", req->job(), " has no committed checkpoint at step ", req->step())));
+  }
+  FillInfo(*record, resp->mutable_checkpoint());
+  return grpc::Status::OK;
+}
+
+// ----------------------------------------------------------------- background
+
+void CoordinatorService::StartBackground() {
+  bg_thread_ = std::thread([this] { BackgroundLoop(); });
+}
+
+void CoordinatorService::StopBackground() {
+  {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_stop_ = true;
+  }
+  bg_cv_.notify_all();
+  if (bg_thread_.joinable()) bg_thread_.join();
+}
+
+void CoordinatorService::BackgroundLoop() {
+  const auto period = std::chrono::milliseconds(
+      std::clamp<int64_t>(options_.pending_timeout_ms / 10, 50, 1000));
+  std::unique_lock<std::mutex> bg_lock(bg_mu_);
+  while (!bg_cv_.wait_for(bg_lock, period, [this] { return bg_stop_; })) {
+    bg_lock.unlock();
+    std::vector<Key> expired, unfinished, uncompleted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const int64_t now = clock_->NowMicros();
+      for (const auto& [key, r] : live_) {
+        if (r.state() == v1::PENDING && !AllDurable(r) &&
+            now - r.created_at_micros() > options_.pending_timeout_ms * 1000) {
+          expired.push_back(key);
+        } else if (r.state() == v1::PENDING && AllDurable(r) && !completing_.count(key)) {
+          uncompleted.push_back(key);  // an earlier commit attempt failed
+        } else if (r.state() == v1::COMMITTING) {
+          unfinished.push_back(key);
+        }
+      }
+    }
+    for (const Key& key : uncompleted) CompleteCheckpoint(key).IgnoreError();
+    for (const Key& key : expired) {
+      Abort(key, absl::StrCat("not all shards arrived within ", options_.pending_timeout_ms,
+                              " ms"))
+          .IgnoreError();
+    }
+    for (const Key& key : unfinished) FinishCommit(key).IgnoreError();
+    bg_lock.lock();
+  }
+}
+
+}  // namespace internal
+}  // namespace cairn

@@ -1,0 +1,74 @@
+// cairn-coordinator: the catalog and commit service. See README.md.
+#include <iostream>
+#include <thread>
+
+#include "client/internal/flags.h"
+#include "client/internal/signals.h"
+#include "coordinator/coordinator.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: cairn-coordinator --db=DIR --storage=URI [--listen=HOST:PORT]
+                         [--pending-timeout=SECONDS] [--writer-timeout=SECONDS]
+
+Keeps the catalog of jobs and checkpoints (RocksDB in DIR), assigns shards to
+shard writers and commits checkpoints under the storage root URI.
+  --listen           address to serve on (default 127.0.0.1:0; port 0 picks a
+                     free port, printed as "listening on HOST:PORT")
+  --pending-timeout  abort a checkpoint whose shards have not all arrived after
+                     this many seconds (default 600)
+  --writer-timeout   consider a writer dead after this many seconds without a
+                     heartbeat (default 5)
+Stops cleanly on SIGTERM or SIGINT.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using cairn::cli::Flags;
+  cairn::cli::BlockTerminationSignals();
+  auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                            {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
+                             "crash-at"});
+  if (!flags.ok()) {
+    std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  if (flags->GetBool("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (!flags->positional().empty()) {
+    std::cerr << "cairn-coordinator: unexpected argument " << flags->positional()[0] << "\n";
+    return 2;
+  }
+  cairn::CoordinatorOptions options;
+  options.db_path = flags->Get("db").value_or("");
+  options.storage_uri = flags->Get("storage").value_or("");
+  options.listen = flags->Get("listen").value_or("127.0.0.1:0");
+  options.crash_point = flags->Get("crash-at").value_or("");
+  auto pending = flags->GetInt("pending-timeout", 1, 365LL * 86400);
+  auto writer = flags->GetInt("writer-timeout", 1, 86400);
+  if (!pending.ok() || !writer.ok()) {
+    std::cerr << "cairn-coordinator: "
+              << (!pending.ok() ? pending.status().message() : writer.status().message()) << "\n";
+    return 2;
+  }
+  if (pending->has_value()) options.pending_timeout_ms = **pending * 1000;
+  if (writer->has_value()) options.writer_timeout_ms = **writer * 1000;
+  if (options.db_path.empty() || options.storage_uri.empty()) {
+    std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
+    return 2;
+  }
+  auto server = cairn::CoordinatorServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "cairn-coordinator: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "listening on " << (*server)->address() << std::endl;
+  int sig = cairn::cli::WaitForTerminationSignal();
+  std::cerr << "cairn-coordinator: signal " << sig << ", shutting down\n";
+  (*server)->Shutdown();
+  return 0;
+}

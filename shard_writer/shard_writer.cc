@@ -1,0 +1,327 @@
+#include "shard_writer/shard_writer.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "proto/cairn.grpc.pb.h"
+#include "proto/rpc_util.h"
+#include "storage/bundle_merge.h"
+#include "storage/bundle_writer.h"
+#include "storage/crc32c.h"
+#include "storage/layout.h"
+#include "storage/status_macros.h"
+#include "storage/storage.h"
+#include "storage/tensor.h"
+
+namespace cairn {
+namespace {
+
+void Log(const std::string& msg) { std::cerr << "cairn-writer: " << msg << std::endl; }
+
+// Limits on what a client may send (hostile input must not exhaust us).
+constexpr int kMaxRank = 64;
+constexpr size_t kMaxNameBytes = 4096;
+
+class WriterService final : public v1::ShardWriter::Service {
+ public:
+  WriterService(const WriterOptions& options, std::shared_ptr<grpc::Channel> coordinator)
+      : options_(options), coordinator_(v1::Coordinator::NewStub(coordinator)) {}
+
+  void SetStorage(std::unique_ptr<Storage> storage) { storage_ = std::move(storage); }
+  int active_streams() const { return active_.load(); }
+
+  grpc::Status SaveShard(grpc::ServerContext* ctx, grpc::ServerReader<v1::SaveShardMessage>* reader,
+                         v1::SaveShardResponse* resp) override {
+    ++active_;
+    absl::Status s = DoSaveShard(ctx, reader, resp);
+    --active_;
+    if (!s.ok()) Log(std::string(s.message()));
+    return rpc::ToGrpc(s);
+  }
+
+  grpc::Status Merge(grpc::ServerContext*, const v1::MergeRequest* req,
+                     v1::MergeResponse* resp) override {
+    std::vector<std::string> parts(req->part_prefixes().begin(), req->part_prefixes().end());
+    for (const std::string& p : parts) {
+      if (!absl::StrContains(p, "/.cairn-staging/")) {
+        return rpc::ToGrpc(absl::InvalidArgumentError(
+            absl::StrCat("merge input ", p, " is outside a staging area")));
+      }
+    }
+    auto files = MergeBundleParts(storage_.get(), parts, req->output_prefix());
+    if (!files.ok()) return rpc::ToGrpc(files.status());
+    for (const MergedFile& f : *files) {
+      auto* info = resp->add_files();
+      info->set_path(f.path);
+      info->set_size(f.size);
+      info->set_crc32c(f.crc32c);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  absl::Status ValidateHeader(const v1::SaveShardHeader& h) {
+    RETURN_IF_ERROR(ValidateJobName(h.job()));
+    RETURN_IF_ERROR(ValidateStep(h.step()));
+    if (h.num_shards() < 1 || h.shard_index() < 0 || h.shard_index() >= h.num_shards()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad shard ", h.shard_index(), " of ",
+                                                     h.num_shards()));
+    }
+    // Writers only ever write inside the job's own staging area.
+    const std::string staging = StagingDir(h.job(), h.step()) + "/";
+    if (!absl::StartsWith(h.staging_prefix(), staging) ||
+        absl::StrContains(h.staging_prefix(), "..") || h.token().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("staging prefix \"", h.staging_prefix(), "\" is not in ", staging));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status BeginTensor(BundleWriter* writer, const v1::TensorHeader& t, bool* streaming) {
+    if (t.name().empty() || t.name().size() > kMaxNameBytes || t.name()[0] == '\0') {
+      return absl::InvalidArgumentError("tensor names must be 1 to 4096 bytes, not starting with NUL");
+    }
+    if (t.shape_size() > kMaxRank) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name(), "\": rank ",
+                                                     t.shape_size(), " exceeds ", kMaxRank));
+    }
+    if (!IsStorableDataType(t.dtype())) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name(), "\": unsupported dtype ",
+                                                     t.dtype()));
+    }
+    const DataType dtype = static_cast<DataType>(t.dtype());
+    std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+    if (dtype == DataType::kString) {
+      if (!t.slice().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("string tensor \"", t.name(),
+                                                       "\" cannot be saved by slices"));
+      }
+      std::vector<std::string> values(t.string_values().begin(), t.string_values().end());
+      *streaming = false;
+      return writer->AddString(t.name(), shape, values);
+    }
+    *streaming = true;
+    if (t.slice().empty()) return writer->BeginTensor(t.name(), dtype, shape);
+    ASSIGN_OR_RETURN(TensorSlice slice, TensorSlice::Parse(t.slice()));
+    return writer->BeginSlice(t.name(), shape, slice, dtype);
+  }
+
+  absl::Status DoSaveShard(grpc::ServerContext* ctx,
+                           grpc::ServerReader<v1::SaveShardMessage>* reader,
+                           v1::SaveShardResponse* resp) {
+    v1::SaveShardMessage msg;
+    if (!reader->Read(&msg) || msg.kind_case() != v1::SaveShardMessage::kHeader) {
+      return absl::InvalidArgumentError("a SaveShard stream must start with its header");
+    }
+    const v1::SaveShardHeader header = msg.header();
+    RETURN_IF_ERROR(ValidateHeader(header));
+    const std::string what = absl::StrCat("shard ", header.shard_index(), "/", header.num_shards(),
+                                          " of ", header.job(), "/", header.step());
+    ASSIGN_OR_RETURN(auto writer, BundleWriter::Create(storage_.get(), header.staging_prefix()));
+    bool in_tensor = false;
+    int64_t tensors = 0;
+    while (reader->Read(&msg)) {
+      switch (msg.kind_case()) {
+        case v1::SaveShardMessage::kTensor: {
+          if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
+          bool streaming = false;
+          RETURN_IF_ERROR(BeginTensor(writer.get(), msg.tensor(), &streaming));
+          in_tensor = streaming;
+          ++tensors;
+          break;
+        }
+        case v1::SaveShardMessage::kData:
+          if (!in_tensor) return absl::InvalidArgumentError("data before any tensor header");
+          RETURN_IF_ERROR(writer->AppendData(msg.data()));
+          break;
+        default:
+          return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
+      }
+    }
+    if (ctx->IsCancelled()) return absl::CancelledError(absl::StrCat(what, ": client went away"));
+    if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
+    const uint64_t data_bytes = writer->data_bytes();
+    const uint32_t data_crc = writer->data_crc32c();
+    RETURN_IF_ERROR(writer->Finish());
+
+    v1::ShardDurableRequest report;
+    report.set_job(header.job());
+    report.set_step(header.step());
+    report.set_shard_index(header.shard_index());
+    report.set_token(header.token());
+    report.set_bytes(data_bytes);
+    report.set_num_tensors(tensors);
+    auto* data_file = report.add_files();
+    data_file->set_path(DataFileName(header.staging_prefix(), 0, 1));
+    data_file->set_size(data_bytes);
+    data_file->set_crc32c(data_crc);
+    ASSIGN_OR_RETURN(auto index, DescribeFile(IndexFileName(header.staging_prefix())));
+    *report.add_files() = index;
+
+    v1::ShardDurableResponse ack;
+    absl::Status s = Report(report, &ack);
+    if (!s.ok()) {
+      if (absl::IsFailedPrecondition(s)) {
+        // Superseded by a retry, or the checkpoint was aborted: this
+        // attempt's files are garbage.
+        storage_->Delete(data_file->path()).IgnoreError();
+        storage_->Delete(index.path()).IgnoreError();
+        return absl::AbortedError(absl::StrCat(what, ": ", s.message()));
+      }
+      return s;
+    }
+    resp->set_committed(ack.committed());
+    resp->set_bytes(data_bytes);
+    resp->set_num_tensors(tensors);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::FileInfo> DescribeFile(const std::string& path) {
+    ASSIGN_OR_RETURN(auto file, storage_->NewReadableFile(path));
+    std::string bytes(file->Size(), '\0');
+    RETURN_IF_ERROR(file->ReadAt(0, bytes.size(), bytes.data()));
+    v1::FileInfo info;
+    info.set_path(path);
+    info.set_size(bytes.size());
+    info.set_crc32c(crc32c::Value(bytes.data(), bytes.size()));
+    return info;
+  }
+
+  // Reports durability, retrying while the coordinator is unreachable (it
+  // may be restarting). The last shard's report returns after the commit.
+  absl::Status Report(const v1::ShardDurableRequest& report, v1::ShardDurableResponse* ack) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.report_timeout_ms);
+    auto backoff = std::chrono::milliseconds(100);
+    while (true) {
+      auto ctx = rpc::Context(std::chrono::minutes(10));
+      absl::Status s = rpc::FromGrpc(coordinator_->ShardDurable(ctx.get(), report, ack),
+                                     absl::StrCat("coordinator ", options_.coordinator));
+      if (!absl::IsUnavailable(s) || std::chrono::steady_clock::now() + backoff > deadline) {
+        return s;
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+
+  const WriterOptions options_;
+  std::unique_ptr<v1::Coordinator::Stub> coordinator_;
+  std::unique_ptr<Storage> storage_;
+  std::atomic<int> active_{0};
+};
+
+}  // namespace
+
+struct WriterServer::Rep {
+  WriterOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<WriterService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+  std::string writer_id;
+  int64_t heartbeat_ms = 1000;
+  std::thread heartbeat;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+
+  absl::Status Register() {
+    v1::Coordinator::Stub stub(channel);
+    v1::RegisterWriterRequest req;
+    req.set_address(options.advertise.empty() ? address : options.advertise);
+    v1::RegisterWriterResponse resp;
+    auto ctx = rpc::Context(std::chrono::seconds(10));
+    RETURN_IF_ERROR(rpc::FromGrpc(stub.RegisterWriter(ctx.get(), req, &resp),
+                                  absl::StrCat("coordinator ", options.coordinator)));
+    writer_id = resp.writer_id();
+    heartbeat_ms = std::max<int64_t>(resp.heartbeat_interval_ms(), 50);
+    if (!service->active_streams() && options.storage_uri.empty()) {
+      options.storage_uri = resp.storage_uri();
+    }
+    return absl::OkStatus();
+  }
+
+  void HeartbeatLoop() {
+    v1::Coordinator::Stub stub(channel);
+    std::unique_lock<std::mutex> lock(mu);
+    while (!cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms), [this] { return stop; })) {
+      lock.unlock();
+      v1::HeartbeatRequest req;
+      req.set_writer_id(writer_id);
+      req.set_active_streams(service->active_streams());
+      v1::HeartbeatResponse resp;
+      auto ctx = rpc::Context(std::chrono::seconds(5));
+      grpc::Status s = stub.Heartbeat(ctx.get(), req, &resp);
+      if (s.ok() && !resp.known()) {
+        absl::Status r = Register();
+        if (!r.ok()) Log(absl::StrCat("re-registering: ", r.message()));
+      }
+      lock.lock();
+    }
+  }
+};
+
+WriterServer::WriterServer(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+WriterServer::~WriterServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOptions& options) {
+  if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
+  auto rep = std::make_unique<Rep>();
+  rep->options = options;
+  rep->channel = rpc::NewChannel(options.coordinator);
+  rep->service = std::make_unique<WriterService>(options, rep->channel);
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, rpc::ServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
+  builder.RegisterService(rep->service.get());
+  rep->server = builder.BuildAndStart();
+  if (!rep->server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  rep->address = absl::StrCat(options.listen.substr(0, options.listen.rfind(':')), ":", port);
+
+  // Register, retrying while the coordinator starts up.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.report_timeout_ms);
+  absl::Status s;
+  while (!(s = rep->Register()).ok()) {
+    if (!absl::IsUnavailable(s) || std::chrono::steady_clock::now() > deadline) {
+      rep->server->Shutdown();
+      return s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri));
+  rep->service->SetStorage(std::move(storage));
+  Rep* raw = rep.get();
+  rep->heartbeat = std::thread([raw] { raw->HeartbeatLoop(); });
+  return std::unique_ptr<WriterServer>(new WriterServer(std::move(rep)));
+}
+
+std::string WriterServer::address() const { return rep_->address; }
+
+void WriterServer::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(rep_->mu);
+    if (rep_->stop) return;
+    rep_->stop = true;
+  }
+  rep_->cv.notify_all();
+  if (rep_->heartbeat.joinable()) rep_->heartbeat.join();
+  rep_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+void WriterServer::Wait() { rep_->server->Wait(); }
+
+}  // namespace cairn

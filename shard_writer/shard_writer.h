@@ -1,0 +1,57 @@
+// A shard writer node: receives a worker's tensors as a gRPC stream and
+// writes them as one single-shard bundle in the job's staging area, data
+// written as bytes arrive (CRC32C computed on the fly), then fsync'd and
+// published, then reported durable to the coordinator. Many streams and jobs
+// are served at once; memory per stream is bounded by one gRPC message
+// (a 4 MiB chunk) plus the file write buffer, whatever the tensor sizes.
+//
+//   cairn::WriterOptions options;
+//   options.coordinator = "127.0.0.1:7070";
+//   ASSIGN_OR_RETURN(auto writer, cairn::WriterServer::Start(options));
+//   writer->Wait();
+#ifndef CAIRN_SHARD_WRITER_SHARD_WRITER_H_
+#define CAIRN_SHARD_WRITER_SHARD_WRITER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace cairn {
+
+struct WriterOptions {
+  // HOST:PORT to listen on; port 0 picks a free port.
+  std::string listen = "127.0.0.1:0";
+  // The coordinator's HOST:PORT. Required.
+  std::string coordinator;
+  // The address clients should use to reach this writer; default: the
+  // address listened on.
+  std::string advertise;
+  // Storage root; default: the one the coordinator announces at registration.
+  std::string storage_uri;
+  // How long to keep retrying a durability report the coordinator does not
+  // answer (it may be restarting).
+  int64_t report_timeout_ms = 60000;
+};
+
+class WriterServer {
+ public:
+  // Starts serving and registers with the coordinator (retrying until it
+  // answers, up to report_timeout_ms).
+  static absl::StatusOr<std::unique_ptr<WriterServer>> Start(const WriterOptions& options);
+  ~WriterServer();
+
+  std::string address() const;
+  void Shutdown();
+  void Wait();
+
+ private:
+  struct Rep;
+  explicit WriterServer(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace cairn
+
+#endif  // CAIRN_SHARD_WRITER_SHARD_WRITER_H_
