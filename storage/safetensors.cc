@@ -1,8 +1,9 @@
 // Reading and writing safetensors headers (see safetensors.h).
 //
 // Parsing treats every byte as hostile: sizes are bounded before anything is
-// allocated, JSON nesting is bounded before nlohmann builds a tree, every
-// integer is range-checked, and no exception leaves this file.
+// allocated, the JSON is validated event by event as nlohmann's SAX parser
+// reads it (no JSON tree is built), every integer is range-checked, and no
+// exception leaves this file.
 //
 // Writing reproduces the reference implementation (huggingface/safetensors,
 // `tensor.rs`: `prepare` and `Metadata::serialize`) byte for byte:
@@ -21,8 +22,8 @@
 #include "storage/safetensors.h"
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <set>
@@ -46,10 +47,6 @@ constexpr uint64_t kMaxHeaderSize = 100'000'000;
 
 // Largest tensor rank accepted or written.
 constexpr size_t kMaxRank = 64;
-
-// Deepest JSON nesting a valid header has: the root object (1), a tensor
-// entry or "__metadata__" (2), a "shape" or "data_offsets" array (3).
-constexpr int kMaxJsonDepth = 3;
 
 constexpr char kMetadataKey[] = "__metadata__";
 
@@ -128,180 +125,299 @@ absl::StatusOr<uint64_t> ByteSize(absl::string_view name, const std::vector<int6
   return n;
 }
 
-// Rejects JSON nested deeper than kMaxJsonDepth, before nlohmann builds a
-// tree for it (a hostile "[[[[..." would otherwise cost memory per level).
-// Strings are skipped with JSON's own lexing rules, so for every prefix of
-// `json` that is valid JSON the depth counted here is exact.
-absl::Status CheckNesting(absl::string_view json) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : json) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        in_string = true;
-        break;
-      case '{':
-      case '[':
-        if (++depth > kMaxJsonDepth) {
-          return HeaderError(
-              absl::StrCat("JSON is nested deeper than ", kMaxJsonDepth, " levels"));
-        }
-        break;
-      case '}':
-      case ']':
-        if (depth > 0) --depth;
-        break;
-      default:
-        break;
-    }
-  }
-  return absl::OkStatus();
-}
+// Turns the SAX events of a header into a SafetensorsHeader, validating each
+// event as it arrives. Nothing but the result is stored, so memory stays
+// proportional to the tensors described, and parsing stops at the first
+// problem, before any deeper nesting or further input is looked at.
+//
+// The grammar is fixed by nlohmann's parser (a value follows every key,
+// containers are balanced); this class checks what a header may contain:
+//   root           object of  name -> entry, "__metadata__" -> metadata
+//   entry          object of exactly "dtype" -> string,
+//                  "shape" -> array of <= kMaxRank integers in [0, 2^63),
+//                  "data_offsets" -> array of 2 integers in [0, 2^64)
+//   metadata       object of string -> string
+// and no key twice in one object.
+//
+// (A tree parse would be simpler to read but costs far more memory than the
+// header's size on hostile input, and nlohmann's callback-filtered parse is
+// quadratic in the number of tensors.)
+class HeaderBuilder {
+ public:
+  HeaderBuilder(uint64_t data_size, SafetensorsHeader* out) : data_size_(data_size), out_(out) {}
 
-// Parses `text` into *out. Fails on invalid JSON and on an object holding the
-// same key twice (which nlohmann would otherwise resolve silently).
-absl::Status ParseJson(absl::string_view text, Json* out) {
-  std::vector<std::unordered_set<std::string>> open_objects;
-  std::string duplicate;
-  bool has_duplicate = false;
-  Json::parser_callback_t callback = [&](int /*depth*/, Json::parse_event_t event,
-                                         Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!open_objects.empty() && parsed.is_string() &&
-            !open_objects.back().insert(parsed.get_ref<const std::string&>()).second &&
-            !has_duplicate) {
-          has_duplicate = true;
-          duplicate = parsed.get_ref<const std::string&>();
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    *out = Json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true);
-  } catch (const Json::exception& e) {  // parse_error; out_of_range for 1e999
+  // The first problem found; OK if none.
+  const absl::Status& status() const { return status_; }
+  // True once the root object has been closed.
+  bool done() const { return state_ == State::kDone; }
+
+  // The nlohmann SAX interface. Returning false stops the parse.
+  bool null() { return Scalar("null"); }
+  bool boolean(bool) { return Scalar("a boolean"); }
+  bool number_integer(Json::number_integer_t v) {
+    if (v < 0) return Integer(0, v);
+    return Integer(static_cast<uint64_t>(v), 0);  // "-0" arrives here as 0
+  }
+  bool number_unsigned(Json::number_unsigned_t v) { return Integer(v, 0); }
+  bool number_float(Json::number_float_t, const Json::string_t&) {
+    return Scalar("a non-integer number");
+  }
+  bool string(Json::string_t& s);
+  bool binary(Json::binary_t&) { return Scalar("binary data"); }  // not produced from JSON
+  bool start_object(std::size_t);
+  bool key(Json::string_t& k);
+  bool end_object();
+  bool start_array(std::size_t);
+  bool end_array();
+  bool parse_error(std::size_t, const std::string&, const Json::exception& e) {
     std::string what = e.what();
     if (what.size() > kMaxQuotedLength) what = what.substr(0, kMaxQuotedLength) + "...";
-    return HeaderError(absl::StrCat("invalid JSON: ", what));
+    return Fail(HeaderError(absl::StrCat("invalid JSON: ", what)));
   }
-  if (has_duplicate) return HeaderError(absl::StrCat("duplicate key ", Quote(duplicate)));
-  return absl::OkStatus();
+
+ private:
+  enum class State {
+    kTop,       // before the root value
+    kRoot,      // in the root object
+    kMetadata,  // in "__metadata__"
+    kEntry,     // in a tensor entry
+    kShape,     // in an entry's "shape"
+    kOffsets,   // in an entry's "data_offsets"
+    kDone,      // after the root object
+  };
+  enum class Field { kDtype, kShape, kOffsets };
+
+  bool Fail(absl::Status status) {
+    if (status_.ok()) status_ = std::move(status);
+    return false;
+  }
+  bool FailTensor(absl::string_view problem) { return Fail(TensorError(tensor_.name, problem)); }
+
+  // A value of a kind that has no place where it appeared. `kind` names it.
+  bool Scalar(absl::string_view kind) { return Misplaced(kind); }
+  bool Misplaced(absl::string_view kind);
+  // A JSON integer: `value` if non-negative, else `negative`.
+  bool Integer(uint64_t value, int64_t negative);
+  // Checks a completed entry and appends it to the output.
+  bool FinishEntry();
+
+  const uint64_t data_size_;
+  SafetensorsHeader* const out_;
+  absl::Status status_;
+  State state_ = State::kTop;
+
+  std::unordered_set<std::string> names_;  // tensor names seen
+  bool seen_metadata_ = false;
+  std::string metadata_key_;               // in kMetadata: the pending key
+
+  SafetensorsTensor tensor_;               // in kEntry and below: the entry so far
+  Field field_ = Field::kDtype;            // in kEntry: the pending field
+  bool has_field_[3] = {false, false, false};
+  size_t num_offsets_ = 0;
+};
+
+bool HeaderBuilder::Misplaced(absl::string_view kind) {
+  switch (state_) {
+    case State::kTop:
+      return Fail(HeaderError("header is not a JSON object"));
+    case State::kRoot:
+      if (tensor_.name == kMetadataKey) {
+        return Fail(HeaderError("\"__metadata__\" is not a JSON object"));
+      }
+      return FailTensor(absl::StrCat("entry is ", kind, ", not a JSON object"));
+    case State::kMetadata:
+      return Fail(HeaderError(absl::StrCat("\"__metadata__\" value for ", Quote(metadata_key_),
+                                           " is ", kind, ", not a string")));
+    case State::kEntry:
+      switch (field_) {
+        case Field::kDtype:
+          return FailTensor(absl::StrCat("\"dtype\" is ", kind, ", not a string"));
+        case Field::kShape:
+          return FailTensor(absl::StrCat("\"shape\" is ", kind, ", not an array"));
+        case Field::kOffsets:
+          return FailTensor(
+              absl::StrCat("\"data_offsets\" is ", kind, ", not an array of 2 integers"));
+      }
+      break;
+    case State::kShape:
+      return FailTensor(absl::StrCat("a shape dimension is ", kind, ", not an integer"));
+    case State::kOffsets:
+      return FailTensor(
+          absl::StrCat("data_offsets[", num_offsets_, "] is ", kind, ", not an integer"));
+    case State::kDone:
+      break;
+  }
+  return Fail(HeaderError("invalid JSON"));  // unreachable: nlohmann's grammar forbids it
 }
 
-// A JSON integer in [0, max], else an error naming `what` of tensor `name`.
-absl::StatusOr<uint64_t> NonNegativeInteger(const Json& j, absl::string_view name,
-                                            absl::string_view what, uint64_t max) {
-  if (!j.is_number_integer()) {
-    return TensorError(name, absl::StrCat(what, " is not an integer"));
+bool HeaderBuilder::Integer(uint64_t value, int64_t negative) {
+  if (state_ == State::kShape) {
+    if (negative < 0) {
+      return FailTensor(absl::StrCat("a shape dimension is negative (", negative, ")"));
+    }
+    if (value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return FailTensor(absl::StrCat("shape dimension ", value, " is too large"));
+    }
+    if (tensor_.shape.size() == kMaxRank) {
+      return FailTensor(absl::StrCat("rank exceeds the maximum of ", kMaxRank));
+    }
+    tensor_.shape.push_back(static_cast<int64_t>(value));
+    return true;
   }
-  if (!j.is_number_unsigned()) {
-    const int64_t v = j.get<int64_t>();
-    if (v < 0) return TensorError(name, absl::StrCat(what, " is negative (", v, ")"));
-    return static_cast<uint64_t>(v);  // "-0"
+  if (state_ == State::kOffsets) {
+    if (num_offsets_ == 2) {
+      return FailTensor("\"data_offsets\" is not an array of 2 integers (it has more)");
+    }
+    if (negative < 0) {
+      return FailTensor(
+          absl::StrCat("data_offsets[", num_offsets_, "] is negative (", negative, ")"));
+    }
+    (num_offsets_ == 0 ? tensor_.begin : tensor_.end) = value;
+    ++num_offsets_;
+    return true;
   }
-  const uint64_t v = j.get<uint64_t>();
-  if (v > max) return TensorError(name, absl::StrCat(what, " ", v, " is too large"));
-  return v;
+  return Misplaced("an integer");
 }
 
-// Validates one tensor entry of the header (everything that does not depend
-// on the other entries) and converts it.
-absl::StatusOr<SafetensorsTensor> ParseTensor(const std::string& name, const Json& entry,
-                                              uint64_t data_size) {
-  if (!entry.is_object()) return TensorError(name, "entry is not a JSON object");
-  for (const auto& field : entry.items()) {
-    const std::string& key = field.key();
-    if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      return TensorError(name, absl::StrCat("unexpected field ", Quote(key)));
+bool HeaderBuilder::string(Json::string_t& s) {
+  if (state_ == State::kMetadata) {
+    out_->metadata.emplace(std::move(metadata_key_), std::move(s));
+    return true;
+  }
+  if (state_ == State::kEntry && field_ == Field::kDtype) {
+    if (!DataTypeFromSafetensorsName(s, &tensor_.dtype)) {
+      return FailTensor(absl::StrCat("unsupported dtype ", Quote(s)));
     }
+    return true;
   }
-  for (const char* key : {"dtype", "shape", "data_offsets"}) {
-    if (!entry.contains(key)) {
-      return TensorError(name, absl::StrCat("missing field \"", key, "\""));
+  return Misplaced("a string");
+}
+
+bool HeaderBuilder::start_object(std::size_t) {
+  switch (state_) {
+    case State::kTop:
+      state_ = State::kRoot;
+      return true;
+    case State::kRoot:
+      if (tensor_.name == kMetadataKey) {
+        state_ = State::kMetadata;
+      } else {
+        state_ = State::kEntry;
+        std::fill(std::begin(has_field_), std::end(has_field_), false);
+      }
+      return true;
+    default:
+      return Misplaced("an object");
+  }
+}
+
+bool HeaderBuilder::key(Json::string_t& k) {
+  switch (state_) {
+    case State::kRoot:
+      if (k == kMetadataKey) {
+        if (seen_metadata_) return Fail(HeaderError("\"__metadata__\" appears twice"));
+        seen_metadata_ = true;
+      } else if (!names_.insert(k).second) {
+        return Fail(HeaderError(absl::StrCat("duplicate tensor name ", Quote(k))));
+      }
+      tensor_ = SafetensorsTensor();
+      tensor_.name = std::move(k);
+      return true;
+    case State::kMetadata:
+      if (out_->metadata.count(k) != 0) {
+        return Fail(HeaderError(absl::StrCat("\"__metadata__\" has duplicate key ", Quote(k))));
+      }
+      metadata_key_ = std::move(k);
+      return true;
+    case State::kEntry:
+      if (k == "dtype") {
+        field_ = Field::kDtype;
+      } else if (k == "shape") {
+        field_ = Field::kShape;
+      } else if (k == "data_offsets") {
+        field_ = Field::kOffsets;
+      } else {
+        return FailTensor(absl::StrCat("unexpected field ", Quote(k)));
+      }
+      if (has_field_[static_cast<int>(field_)]) {
+        return FailTensor(absl::StrCat("duplicate field ", Quote(k)));
+      }
+      has_field_[static_cast<int>(field_)] = true;
+      return true;
+    default:
+      return Fail(HeaderError("invalid JSON"));  // unreachable: keys occur only in objects
+  }
+}
+
+bool HeaderBuilder::end_object() {
+  switch (state_) {
+    case State::kRoot:
+      state_ = State::kDone;
+      return true;
+    case State::kMetadata:
+      state_ = State::kRoot;
+      return true;
+    case State::kEntry:
+      state_ = State::kRoot;
+      return FinishEntry();
+    default:
+      return Fail(HeaderError("invalid JSON"));  // unreachable: balanced by the parser
+  }
+}
+
+bool HeaderBuilder::start_array(std::size_t) {
+  if (state_ == State::kEntry && field_ == Field::kShape) {
+    state_ = State::kShape;
+    return true;
+  }
+  if (state_ == State::kEntry && field_ == Field::kOffsets) {
+    state_ = State::kOffsets;
+    num_offsets_ = 0;
+    return true;
+  }
+  return Misplaced("an array");
+}
+
+bool HeaderBuilder::end_array() {
+  if (state_ == State::kShape) {
+    state_ = State::kEntry;
+    return true;
+  }
+  if (state_ == State::kOffsets) {
+    state_ = State::kEntry;
+    if (num_offsets_ != 2) {
+      return FailTensor(absl::StrCat("\"data_offsets\" is not an array of 2 integers (it has ",
+                                     num_offsets_, ")"));
     }
+    return true;
   }
+  return Fail(HeaderError("invalid JSON"));  // unreachable: balanced by the parser
+}
 
-  SafetensorsTensor t;
-  t.name = name;
-
-  const Json& dtype = entry["dtype"];
-  if (!dtype.is_string()) return TensorError(name, "\"dtype\" is not a string");
-  const std::string& dtype_name = dtype.get_ref<const std::string&>();
-  if (!DataTypeFromSafetensorsName(dtype_name, &t.dtype)) {
-    return TensorError(name, absl::StrCat("unsupported dtype ", Quote(dtype_name)));
+bool HeaderBuilder::FinishEntry() {
+  static constexpr const char* kFieldNames[] = {"dtype", "shape", "data_offsets"};
+  for (int i = 0; i < 3; ++i) {
+    if (!has_field_[i]) return FailTensor(absl::StrCat("missing field \"", kFieldNames[i], "\""));
   }
-
-  const Json& shape = entry["shape"];
-  if (!shape.is_array()) return TensorError(name, "\"shape\" is not an array");
-  if (shape.size() > kMaxRank) {
-    return TensorError(name, absl::StrCat("rank ", shape.size(), " exceeds the maximum of ",
-                                          kMaxRank));
-  }
-  t.shape.reserve(shape.size());
-  for (const Json& dim : shape) {
-    ASSIGN_OR_RETURN(uint64_t d, NonNegativeInteger(dim, name, "a shape dimension",
-                                                    std::numeric_limits<int64_t>::max()));
-    t.shape.push_back(static_cast<int64_t>(d));
-  }
-
-  const Json& offsets = entry["data_offsets"];
-  if (!offsets.is_array() || offsets.size() != 2) {
-    return TensorError(name, "\"data_offsets\" is not an array of 2 integers");
-  }
-  ASSIGN_OR_RETURN(t.begin, NonNegativeInteger(offsets[0], name, "data_offsets[0]",
-                                               std::numeric_limits<uint64_t>::max()));
-  ASSIGN_OR_RETURN(t.end, NonNegativeInteger(offsets[1], name, "data_offsets[1]",
-                                             std::numeric_limits<uint64_t>::max()));
+  SafetensorsTensor& t = tensor_;
   if (t.begin > t.end) {
-    return TensorError(name, absl::StrCat("data_offsets [", t.begin, ", ", t.end,
-                                          "] end before they begin"));
+    return FailTensor(
+        absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] end before they begin"));
   }
-  if (t.end > data_size) {
-    return TensorError(name, absl::StrCat("data_offsets [", t.begin, ", ", t.end,
-                                          "] extend past the data section of ", data_size,
-                                          " bytes"));
+  if (t.end > data_size_) {
+    return FailTensor(absl::StrCat("data_offsets [", t.begin, ", ", t.end,
+                                   "] extend past the data section of ", data_size_, " bytes"));
   }
-
-  const uint64_t elem_size = FindDtype(t.dtype)->size;
-  ASSIGN_OR_RETURN(uint64_t bytes, ByteSize(name, t.shape, elem_size));
-  if (bytes != t.end - t.begin) {
-    return TensorError(name, absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] hold ",
-                                          t.end - t.begin, " bytes but dtype ", dtype_name,
-                                          " and the shape need ", bytes));
+  const DtypeEntry* dtype = FindDtype(t.dtype);
+  absl::StatusOr<uint64_t> bytes = ByteSize(t.name, t.shape, dtype->size);
+  if (!bytes.ok()) return Fail(bytes.status());
+  if (*bytes != t.end - t.begin) {
+    return FailTensor(absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] hold ",
+                                   t.end - t.begin, " bytes but dtype ", dtype->name,
+                                   " and the shape need ", *bytes));
   }
-  return t;
-}
-
-absl::Status ParseMetadata(const Json& j, std::map<std::string, std::string>* out) {
-  if (!j.is_object()) return HeaderError("\"__metadata__\" is not a JSON object");
-  for (const auto& item : j.items()) {
-    if (!item.value().is_string()) {
-      return HeaderError(
-          absl::StrCat("\"__metadata__\" value for ", Quote(item.key()), " is not a string"));
-    }
-    (*out)[item.key()] = item.value().get<std::string>();
-  }
-  return absl::OkStatus();
+  out_->tensors.push_back(std::move(t));
+  return true;
 }
 
 absl::StatusOr<SafetensorsHeader> ParseHeaderImpl(absl::string_view header_json,
@@ -310,26 +426,12 @@ absl::StatusOr<SafetensorsHeader> ParseHeaderImpl(absl::string_view header_json,
     return HeaderError(absl::StrCat("header of ", header_json.size(),
                                     " bytes exceeds the maximum of ", kMaxHeaderSize));
   }
-  RETURN_IF_ERROR(CheckNesting(header_json));
-  Json root;
-  RETURN_IF_ERROR(ParseJson(header_json, &root));
-  if (!root.is_object()) return HeaderError("header is not a JSON object");
-
   SafetensorsHeader header;
   header.data_start = 8 + static_cast<uint64_t>(header_json.size());
-  std::set<absl::string_view> names;
-  for (const auto& item : root.items()) {
-    const std::string& key = item.key();
-    if (key == kMetadataKey) {
-      RETURN_IF_ERROR(ParseMetadata(item.value(), &header.metadata));
-      continue;
-    }
-    // A JSON object cannot produce the same key twice here (ParseJson has
-    // rejected duplicates); checked again so the invariant never rests on it.
-    if (!names.insert(key).second) return TensorError(key, "appears twice");
-    ASSIGN_OR_RETURN(SafetensorsTensor t, ParseTensor(key, item.value(), data_size));
-    header.tensors.push_back(std::move(t));
-  }
+  HeaderBuilder builder(data_size, &header);
+  const bool parsed = Json::sax_parse(header_json.begin(), header_json.end(), &builder);
+  RETURN_IF_ERROR(builder.status());
+  if (!parsed || !builder.done()) return HeaderError("invalid JSON");  // not expected
 
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const SafetensorsTensor& a, const SafetensorsTensor& b) {

@@ -254,6 +254,8 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
   record = std::move(updated);
   ++writers_[chosen].active_shards;
+  Log(absl::StrCat("shard ", req.shard_index(), "/", req.num_shards(), " of ", name,
+                   " -> writer ", chosen));
 
   v1::BeginShardResponse resp;
   resp.set_writer_address(writers_[chosen].address);
@@ -279,7 +281,26 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
+    if (it != live_.end() && it->second.state() == v1::COMMITTING &&
+        req.shard_index() >= 0 && req.shard_index() < it->second.num_shards() &&
+        it->second.shards(req.shard_index()).token() == req.token()) {
+      v1::ShardDurableResponse resp;  // decided: the commit will complete
+      resp.set_committed(true);
+      resp.set_state(v1::COMMITTING);
+      return resp;
+    }
     if (it == live_.end() || it->second.state() != v1::PENDING) {
+      // A report repeated after a coordinator restart: the recovery may have
+      // committed the checkpoint already, with this very attempt in it.
+      auto done = catalog_->GetCheckpoint(req.job(), req.step());
+      if (done.ok() && done->state() == v1::COMMITTED && req.shard_index() >= 0 &&
+          req.shard_index() < done->num_shards() &&
+          done->shards(req.shard_index()).token() == req.token()) {
+        v1::ShardDurableResponse resp;
+        resp.set_committed(true);
+        resp.set_state(v1::COMMITTED);
+        return resp;
+      }
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
     }
@@ -479,7 +500,7 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   }
   Log(absl::StrCat("committed ", Name(key.first, key.second), ": ", updated.num_shards(),
                    " shards, ", updated.bytes(), " bytes"));
-  RemoveTree(record.staging_dir());
+  RemoveStaging(record);
   return absl::OkStatus();
 }
 
@@ -523,20 +544,31 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
     live_.erase(it);
   }
   Log(absl::StrCat("aborted ", Name(key.first, key.second), ": ", why));
-  RemoveTree(record.staging_dir());
+  RemoveStaging(record);
   return absl::OkStatus();
 }
 
 // Removes a staging directory. Only Cairn's own staging area (a directory
 // the catalog names) is ever cleared by listing; committed checkpoints are
 // deleted file by file from their inventory.
-void CoordinatorService::RemoveTree(const std::string& dir) {
+void CoordinatorService::RemoveStaging(const v1::CheckpointRecord& record) {
+  const std::string& dir = record.staging_dir();
   auto files = storage_->List(dir);
   if (!files.ok()) {
     Log(absl::StrCat("cleanup of ", dir, ": ", files.status().message()));
     return;
   }
+  // Directories the record knows (they may be empty by now), deepest first.
   std::set<std::string, std::greater<std::string>> dirs;
+  auto add_parent = [&](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    if (slash != std::string::npos && slash > dir.size()) dirs.insert(path.substr(0, slash));
+  };
+  add_parent(absl::StrCat(dir, "/merged/variables"));
+  for (const auto& shard : record.shards()) {
+    if (!shard.staging_prefix().empty()) add_parent(shard.staging_prefix());
+    for (const auto& old : shard.old_staging_prefixes()) add_parent(old);
+  }
   for (const std::string& f : *files) {
     storage_->Delete(f).IgnoreError();
     for (size_t slash = f.rfind('/'); slash != std::string::npos && slash > dir.size();

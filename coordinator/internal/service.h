@@ -74,7 +74,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::StatusOr<std::vector<MergedFile>> Merge(const std::vector<std::string>& parts,
                                                     const std::string& output);
   absl::Status WriteStateFile(const std::string& job);
-  void RemoveTree(const std::string& dir);
+  // Removes the staging area of a checkpoint (every attempt's files).
+  void RemoveStaging(const v1::CheckpointRecord& record);
   void CrashPoint(const char* name);
   void BackgroundLoop();
   std::string NewToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

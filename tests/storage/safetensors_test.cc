@@ -360,11 +360,11 @@ std::vector<BadHeader> BadHeaders() {
       {"array root", "[]", 8, "not a JSON object"},
       {"string root", "\"x\"", 8, "not a JSON object"},
       {"null root", "null", 8, "not a JSON object"},
-      {"deep nesting", std::string(1000, '[') + std::string(1000, ']'), 8, "nested deeper"},
+      {"deep nesting", std::string(1000, '[') + std::string(1000, ']'), 8, "not a JSON object"},
       {"deep in tensor", "{\"w\":{\"dtype\":\"F32\",\"shape\":[[2]],\"data_offsets\":[0,8]}}",
-       8, "nested deeper"},
-      {"entry not object", "{\"w\":[1,2]}", 8, "\"w\": entry is not a JSON object"},
-      {"entry is number", "{\"w\":1}", 8, "\"w\": entry is not a JSON object"},
+       8, "\"w\": a shape dimension is an array, not an integer"},
+      {"entry not object", "{\"w\":[1,2]}", 8, "\"w\": entry is an array, not a JSON object"},
+      {"entry is number", "{\"w\":1}", 8, "\"w\": entry is an integer, not a JSON object"},
       {"missing dtype", "{" + Entry("w", "\"shape\":[2],\"data_offsets\":[0,8]") + "}", 8,
        "\"w\": missing field \"dtype\""},
       {"missing shape", "{" + Entry("w", "\"dtype\":\"F32\",\"data_offsets\":[0,8]") + "}", 8,
@@ -375,7 +375,7 @@ std::vector<BadHeader> BadHeaders() {
        "\"w\": unexpected field \"extra\""},
       {"dtype not string",
        "{" + Entry("w", "\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]") + "}", 8,
-       "\"w\": \"dtype\" is not a string"},
+       "\"w\": \"dtype\" is an integer, not a string"},
       {"unknown dtype",
        "{" + Entry("w", "\"dtype\":\"F8_E4M3\",\"shape\":[8],\"data_offsets\":[0,8]") + "}", 8,
        "\"w\": unsupported dtype \"F8_E4M3\""},
@@ -384,13 +384,13 @@ std::vector<BadHeader> BadHeaders() {
        "unsupported dtype"},
       {"shape not array",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]") + "}", 8,
-       "\"w\": \"shape\" is not an array"},
+       "\"w\": \"shape\" is an integer, not an array"},
       {"shape negative",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]") + "}", 8,
        "\"w\": a shape dimension is negative"},
       {"shape float",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]") + "}", 8,
-       "\"w\": a shape dimension is not an integer"},
+       "\"w\": a shape dimension is a non-integer number"},
       {"shape string",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]") + "}", 8,
        "not an integer"},
@@ -407,7 +407,7 @@ std::vector<BadHeader> BadHeaders() {
        8, "not an integer"},
       {"rank 65",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":" + rank65 + ",\"data_offsets\":[0,4]") + "}",
-       8, "\"w\": rank 65 exceeds"},
+       8, "\"w\": rank exceeds the maximum of 64"},
       {"element count overflow",
        "{" + Entry("w", "\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,0],"
                         "\"data_offsets\":[0,0]") + "}",
@@ -418,7 +418,7 @@ std::vector<BadHeader> BadHeaders() {
        8, "\"w\": size in bytes overflows"},
       {"offsets not array",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":8") + "}", 8,
-       "\"w\": \"data_offsets\" is not an array of 2"},
+       "\"w\": \"data_offsets\" is an integer, not an array of 2"},
       {"one offset", "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8]") + "}",
        8, "not an array of 2"},
       {"three offsets",
@@ -429,7 +429,7 @@ std::vector<BadHeader> BadHeaders() {
        "\"w\": data_offsets[0] is negative"},
       {"float offset",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.5]") + "}", 8,
-       "\"w\": data_offsets[1] is not an integer"},
+       "\"w\": data_offsets[1] is a non-integer number"},
       {"offset not number",
        "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,null]") + "}", 8,
        "not an integer"},
@@ -456,19 +456,28 @@ std::vector<BadHeader> BadHeaders() {
            Entry("b", "\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]") + "}",
        16, "\"b\": data_offsets [4, 4] overlap"},
       {"duplicate tensor", "{" + Entry("w", ok_t) + "," + Entry("w", ok_t) + "}", 16,
-       "duplicate key \"w\""},
+       "duplicate tensor name \"w\""},
       {"duplicate field", "{" + Entry("w", ok_t + ",\"dtype\":\"F32\"") + "}", 8,
-       "duplicate key \"dtype\""},
+       "\"w\": duplicate field \"dtype\""},
       {"duplicate metadata key", "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 8,
-       "duplicate key \"k\""},
+       "\"__metadata__\" has duplicate key \"k\""},
+      {"duplicate metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", 8,
+       "\"__metadata__\" appears twice"},
+      {"deep in metadata", "{\"__metadata__\":{\"k\":" + std::string(1000, '[') + "}}", 8,
+       "value for \"k\" is an array, not a string"},
+      {"object in offsets",
+       "{" + Entry("w", "\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{},8]") + "}", 8,
+       "\"w\": data_offsets[0] is an object, not an integer"},
+      {"entry is string", "{\"w\":\"F32\"}", 8, "\"w\": entry is a string, not a JSON object"},
+      {"empty entry", "{\"w\":{}}", 8, "\"w\": missing field \"dtype\""},
       {"metadata not object", "{\"__metadata__\":\"x\"}", 8,
        "\"__metadata__\" is not a JSON object"},
       {"metadata null", "{\"__metadata__\":null}", 8, "\"__metadata__\" is not a JSON object"},
       {"metadata number value", "{\"__metadata__\":{\"k\":1}}", 8,
-       "\"__metadata__\" value for \"k\" is not a string"},
-      {"metadata null value", "{\"__metadata__\":{\"k\":null}}", 8, "is not a string"},
-      {"metadata object value", "{\"__metadata__\":{\"k\":{}}}", 8, "is not a string"},
-      {"metadata array value", "{\"__metadata__\":{\"k\":[\"v\"]}}", 8, "is not a string"},
+       "\"__metadata__\" value for \"k\" is an integer, not a string"},
+      {"metadata null value", "{\"__metadata__\":{\"k\":null}}", 8, "not a string"},
+      {"metadata object value", "{\"__metadata__\":{\"k\":{}}}", 8, "not a string"},
+      {"metadata array value", "{\"__metadata__\":{\"k\":[\"v\"]}}", 8, "not a string"},
   };
 }
 
@@ -499,6 +508,22 @@ TEST(SafetensorsParseTest, RejectsOversizedHeaderString) {
   ASSERT_FALSE(header.ok());
   EXPECT_EQ(header.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(header.status().message()), HasSubstr("exceeds the maximum"));
+}
+
+TEST(SafetensorsParseTest, StopsAtTheFirstMisplacedValue) {
+  // Parsing stops at the first bracket that has no place in a header, so
+  // neither deep nesting nor a huge array costs memory or time.
+  const std::string deep = "{\"w\":{\"shape\":[" + std::string(50'000'000, '[');
+  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsHeader(deep, 0);
+  ASSERT_FALSE(header.ok());
+  EXPECT_THAT(std::string(header.status().message()),
+              HasSubstr("\"w\": a shape dimension is an array, not an integer"));
+
+  std::string wide = "{\"w\":{\"shape\":[";
+  for (int i = 0; i < 1'000'000; ++i) wide += "1,";
+  header = ParseSafetensorsHeader(wide, 0);
+  ASSERT_FALSE(header.ok());
+  EXPECT_THAT(std::string(header.status().message()), HasSubstr("rank exceeds"));
 }
 
 TEST(SafetensorsParseTest, LongNamesAreTruncatedInErrors) {

@@ -1,0 +1,369 @@
+// The Cairn client library: SaveShard streams tensors to the shard writer the
+// coordinator assigns; List/Get ask the coordinator; restores read the
+// checkpoint files straight from storage with a pool of threads.
+#include "client/client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/internal/validate.h"
+#include "proto/cairn.grpc.pb.h"
+#include "proto/rpc_util.h"
+#include "storage/bundle_reader.h"
+#include "storage/status_macros.h"
+#include "storage/storage.h"
+
+namespace cairn {
+namespace {
+
+namespace v1 = ::cairn::v1;
+
+std::string StateName(v1::CheckpointState state) {
+  switch (state) {
+    case v1::PENDING:
+      return "pending";
+    case v1::COMMITTING:
+      return "committing";
+    case v1::COMMITTED:
+      return "committed";
+    case v1::ABORTED:
+      return "aborted";
+    case v1::DELETING:
+      return "deleting";
+    default:
+      return "unspecified";
+  }
+}
+
+CheckpointSummary ToSummary(const v1::CheckpointInfo& info) {
+  CheckpointSummary out;
+  out.job = info.job();
+  out.step = info.step();
+  out.state = StateName(info.state());
+  out.num_shards = info.num_shards();
+  out.created_at_micros = info.created_at_micros();
+  out.committed_at_micros = info.committed_at_micros();
+  out.bytes = info.bytes();
+  out.metrics.insert(info.metrics().begin(), info.metrics().end());
+  out.pinned = info.pinned();
+  out.kept_by.assign(info.kept_by().begin(), info.kept_by().end());
+  out.prefix_uri = info.prefix_uri();
+  return out;
+}
+
+// A failed RPC to `peer` ("coordinator HOST:PORT") as "CONTEXT: PEER ...:
+// MESSAGE", keeping the gRPC code.
+absl::Status RpcError(const grpc::Status& s, const std::string& peer, absl::string_view context) {
+  const absl::Status status = rpc::FromGrpc(s, peer);
+  const bool names_peer = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                          s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  return absl::Status(status.code(), names_peer
+                                         ? absl::StrCat(context, ": ", status.message())
+                                         : absl::StrCat(context, ": ", peer, ": ", status.message()));
+}
+
+// One tensor (or slice) to restore, with a rough cost for scheduling.
+struct RestoreItem {
+  BundleEntry entry;
+  std::optional<TensorSlice> slice;
+  uint64_t cost = 0;
+};
+
+}  // namespace
+
+struct Client::Rep {
+  ClientOptions options;
+  std::unique_ptr<v1::Coordinator::Stub> coordinator;
+
+  // Channels to shard writers, by address (gRPC channels are thread-safe and
+  // reconnect by themselves, so one per writer serves every save).
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> writer_channels;
+
+  std::shared_ptr<grpc::Channel> WriterChannel(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& channel = writer_channels[address];
+    if (!channel) channel = rpc::NewChannel(address);
+    return channel;
+  }
+
+  std::unique_ptr<grpc::ClientContext> UnaryContext() const {
+    return rpc::Context(std::chrono::milliseconds(options.rpc_timeout_ms));
+  }
+
+  std::string CoordinatorName() const { return absl::StrCat("coordinator ", options.coordinator); }
+};
+
+Client::Client(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+Client::~Client() = default;
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (options.coordinator.empty()) {
+    return absl::InvalidArgumentError("no coordinator address given (HOST:PORT)");
+  }
+  if (options.rpc_timeout_ms <= 0 || options.save_timeout_ms <= 0) {
+    return absl::InvalidArgumentError("client timeouts must be positive");
+  }
+  auto rep = std::make_unique<Rep>();
+  rep->options = options;
+  if (rep->options.restore_threads < 1) rep->options.restore_threads = 1;
+  rep->coordinator = v1::Coordinator::NewStub(rpc::NewChannel(options.coordinator));
+  return std::unique_ptr<Client>(new Client(std::move(rep)));
+}
+
+absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& options,
+                                                  const std::vector<SaveTensor>& tensors) {
+  RETURN_IF_ERROR(internal::ValidateSaveShard(options, tensors));
+  const std::string what = absl::StrCat("saving shard ", options.shard_index, "/",
+                                        options.num_shards, " of ", options.job, "/",
+                                        options.step);
+
+  // 1. The coordinator assigns a writer and an attempt.
+  v1::BeginShardRequest begin;
+  begin.set_job(options.job);
+  begin.set_step(options.step);
+  begin.set_shard_index(options.shard_index);
+  begin.set_num_shards(options.num_shards);
+  begin.mutable_metrics()->insert(options.metrics.begin(), options.metrics.end());
+  v1::BeginShardResponse assigned;
+  {
+    auto ctx = rep_->UnaryContext();
+    grpc::Status s = rep_->coordinator->BeginShard(ctx.get(), begin, &assigned);
+    if (!s.ok()) {
+      return RpcError(s, rep_->CoordinatorName(), what);
+    }
+  }
+  if (assigned.writer_address().empty()) {
+    return absl::InternalError(absl::StrCat(what, ": ", rep_->CoordinatorName(),
+                                            " assigned no shard writer"));
+  }
+  const std::string writer_name = absl::StrCat("shard writer ", assigned.writer_address());
+
+  // 2. Stream the shard to that writer.
+  auto stub = v1::ShardWriter::NewStub(rep_->WriterChannel(assigned.writer_address()));
+  auto ctx = rpc::Context(std::chrono::milliseconds(rep_->options.save_timeout_ms));
+  v1::SaveShardResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::SaveShardMessage>> stream =
+      stub->SaveShard(ctx.get(), &response);
+
+  bool sent = [&] {
+    v1::SaveShardMessage msg;
+    v1::SaveShardHeader* header = msg.mutable_header();
+    header->set_job(options.job);
+    header->set_step(options.step);
+    header->set_shard_index(options.shard_index);
+    header->set_num_shards(options.num_shards);
+    header->set_token(assigned.token());
+    header->set_staging_prefix(assigned.staging_prefix());
+    if (!stream->Write(msg)) return false;
+
+    // Data chunks reuse one message (and its buffer): each chunk is copied
+    // once into it, then serialized by gRPC.
+    v1::SaveShardMessage chunk;
+    std::string* chunk_bytes = chunk.mutable_data();
+    for (const SaveTensor& t : tensors) {
+      v1::SaveShardMessage tensor_msg;
+      v1::TensorHeader* th = tensor_msg.mutable_tensor();
+      th->set_name(t.name);
+      th->set_dtype(static_cast<int32_t>(t.dtype));
+      th->mutable_shape()->Add(t.shape.begin(), t.shape.end());
+      if (t.slice.has_value()) th->set_slice(t.slice->ToString());
+      for (const std::string& value : t.strings) th->add_string_values(value);
+      if (!stream->Write(tensor_msg)) return false;
+      for (size_t pos = 0; pos < t.data.size(); pos += rpc::kChunkBytes) {
+        const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);
+        chunk_bytes->assign(t.data.data() + pos, n);
+        if (!stream->Write(chunk)) return false;
+      }
+    }
+    return stream->WritesDone();
+  }();
+  grpc::Status finished = stream->Finish();
+  if (!finished.ok()) {
+    return RpcError(finished, writer_name, what);
+  }
+  if (!sent) {
+    // The stream broke but the server reported success: should not happen.
+    return absl::UnavailableError(
+        absl::StrCat(what, ": the stream to ", writer_name, " broke off"));
+  }
+  SaveShardResult result;
+  result.committed = response.committed();
+  result.bytes = response.bytes();
+  result.num_tensors = response.num_tensors();
+  return result;
+}
+
+absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& job) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  v1::ListRequest request;
+  request.set_job(job);
+  request.set_include_uncommitted(false);
+  v1::ListResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->List(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(), absl::StrCat("listing job ", job));
+  }
+  std::vector<CheckpointSummary> out;
+  out.reserve(static_cast<size_t>(response.checkpoints_size()));
+  for (const v1::CheckpointInfo& info : response.checkpoints()) out.push_back(ToSummary(info));
+  std::stable_sort(out.begin(), out.end(), [](const CheckpointSummary& a,
+                                              const CheckpointSummary& b) { return a.step < b.step; });
+  return out;
+}
+
+absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
+                                              std::optional<int64_t> step) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  if (step.has_value()) RETURN_IF_ERROR(internal::ValidateStep(*step));
+  v1::GetRequest request;
+  request.set_job(job);
+  request.set_latest(!step.has_value());
+  if (step.has_value()) request.set_step(*step);
+  v1::GetResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->Get(ctx.get(), request, &response);
+  const std::string which =
+      step.has_value() ? absl::StrCat(job, "/", *step) : absl::StrCat("the newest checkpoint of ", job);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(), absl::StrCat("getting ", which));
+  }
+  return ToSummary(response.checkpoint());
+}
+
+absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
+                                                std::optional<int64_t> step,
+                                                const RestoreRequest& request) {
+  ASSIGN_OR_RETURN(CheckpointSummary ckpt, Get(job, step));
+  if (ckpt.state != "committed") {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint ", job, "/", ckpt.step, " is ",
+                                                      ckpt.state, ", not committed"));
+  }
+  if (ckpt.prefix_uri.empty()) {
+    return absl::InternalError(absl::StrCat(rep_->CoordinatorName(), " gave no prefix for ", job,
+                                            "/", ckpt.step));
+  }
+  return RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads);
+}
+
+// Selection: with `request.tensors` empty, every tensor of the checkpoint;
+// otherwise the named tensors plus those named in `request.slices`. Every
+// name asked for must exist (NotFound naming tensor and prefix). Slices are
+// checked against each tensor's shape before any data is read.
+absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
+                                                  const RestoreRequest& request, int threads) {
+  ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader,
+                   BundleReader::Open(storage.get(), split.prefix));
+
+  auto not_found = [&](const std::string& name) {
+    return absl::NotFoundError(
+        absl::StrCat("tensor \"", name, "\" not found in checkpoint ", prefix_uri));
+  };
+  std::vector<BundleEntry> entries;
+  if (request.tensors.empty()) {
+    ASSIGN_OR_RETURN(entries, reader->ListTensors());
+    std::set<std::string> present;
+    for (const BundleEntry& e : entries) present.insert(e.key);
+    for (const auto& wanted : request.slices) {
+      if (!present.count(wanted.first)) return not_found(wanted.first);
+    }
+  } else {
+    std::set<std::string> names(request.tensors.begin(), request.tensors.end());
+    for (const auto& wanted : request.slices) names.insert(wanted.first);
+    for (const std::string& name : names) {
+      absl::StatusOr<BundleEntry> e = reader->Lookup(name);
+      if (absl::IsNotFound(e.status())) return not_found(name);
+      if (!e.ok()) return e.status();
+      entries.push_back(*std::move(e));
+    }
+  }
+
+  std::vector<RestoreItem> items;
+  items.reserve(entries.size());
+  for (BundleEntry& e : entries) {
+    RestoreItem item;
+    auto wanted = request.slices.find(e.key);
+    std::vector<int64_t> out_shape = e.shape;
+    if (wanted != request.slices.end()) {
+      const TensorSlice& slice = wanted->second;
+      absl::Status fits = slice.CheckFits(e.shape);
+      if (!fits.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slice \"", slice.ToString(), "\" of tensor \"", e.key, "\" does not fit its shape ",
+            internal::ShapeString(e.shape), " in checkpoint ", prefix_uri, ": ", fits.message()));
+      }
+      if (e.data_type() == DataType::kString && !slice.CoversAll(e.shape)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor \"", e.key, "\" holds strings, which are restored whole; the slice \"",
+                         slice.ToString(), "\" cannot be cut from it"));
+      }
+      item.slice = slice;
+      out_shape = slice.SliceShape(e.shape);
+    }
+    int64_t n = 0;
+    NumElements(out_shape, &n);
+    item.cost = static_cast<uint64_t>(n) * std::max<size_t>(DataTypeSize(e.data_type()), 1);
+    item.entry = std::move(e);
+    items.push_back(std::move(item));
+  }
+  // Largest first, so the pool finishes together.
+  std::stable_sort(items.begin(), items.end(),
+                   [](const RestoreItem& a, const RestoreItem& b) { return a.cost > b.cost; });
+
+  // Each worker takes the next item; the first error stops the others
+  // before their next item and is the one reported.
+  std::vector<Tensor> results(items.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  absl::Status first_error;
+  auto work = [&] {
+    while (!failed.load(std::memory_order_relaxed)) {
+      const size_t i = next.fetch_add(1);
+      if (i >= items.size()) return;
+      const RestoreItem& item = items[i];
+      absl::StatusOr<Tensor> t = item.slice.has_value() && item.entry.data_type() != DataType::kString
+                                     ? reader->ReadSlice(item.entry.key, *item.slice)
+                                     : reader->ReadTensor(item.entry.key);
+      if (!t.ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (first_error.ok()) first_error = t.status();
+        failed.store(true);
+        return;
+      }
+      results[i] = *std::move(t);
+    }
+  };
+  const size_t num_threads =
+      std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), items.size());
+  if (num_threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(num_threads - 1);
+    for (size_t i = 1; i < num_threads; ++i) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+  }
+  RETURN_IF_ERROR(first_error);
+
+  RestoredTensors out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    RestoredTensor& r = out[items[i].entry.key];
+    r.tensor = std::move(results[i]);
+    r.full_shape = std::move(items[i].entry.shape);
+    r.slice = std::move(items[i].slice);
+  }
+  return out;
+}
+
+}  // namespace cairn

@@ -1,0 +1,205 @@
+#include "client/internal/validate.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/rpc_util.h"
+#include "storage/status_macros.h"
+
+namespace cairn {
+namespace internal {
+namespace {
+
+constexpr size_t kMaxJobNameLength = 128;
+
+// A DT_STRING tensor travels in one TensorHeader message; leave room for the
+// name, shape and framing below the gRPC message limit.
+constexpr uint64_t kMaxStringTensorBytes = rpc::kMaxMessageBytes - (1 << 20);
+
+bool IsJobChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == '-';
+}
+
+// What one name has been given as so far, to refuse duplicates.
+struct Seen {
+  bool whole = false;
+  DataType dtype = DataType::kInvalid;
+  std::vector<int64_t> shape;
+  std::set<std::string> slices;
+};
+
+}  // namespace
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+absl::Status ValidateJobName(absl::string_view job) {
+  if (job.empty()) return absl::InvalidArgumentError("job name is empty");
+  if (job.size() > kMaxJobNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("job name \"", job.substr(0, 32), "...\" has ",
+                                                   job.size(), " characters; at most ",
+                                                   kMaxJobNameLength, " are allowed"));
+  }
+  if (job[0] == '.') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job name \"", job, "\" must not start with '.'"));
+  }
+  for (char c : job) {
+    if (!IsJobChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "job name \"", job, "\" may hold only letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateStep(int64_t step) {
+  if (step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", step, " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMetrics(const std::map<std::string, double>& metrics) {
+  for (const auto& metric : metrics) {
+    if (metric.first.empty()) return absl::InvalidArgumentError("a metric has an empty name");
+    if (!std::isfinite(metric.second)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric \"", metric.first, "\" is not a finite number"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSaveShard(const SaveShardOptions& options,
+                               const std::vector<SaveTensor>& tensors) {
+  RETURN_IF_ERROR(ValidateJobName(options.job));
+  RETURN_IF_ERROR(ValidateStep(options.step));
+  if (options.num_shards < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_shards is ", options.num_shards, "; it must be at least 1"));
+  }
+  if (options.shard_index < 0 || options.shard_index >= options.num_shards) {
+    return absl::InvalidArgumentError(absl::StrCat("shard index ", options.shard_index,
+                                                   " is outside 0..", options.num_shards - 1,
+                                                   " (num_shards ", options.num_shards, ")"));
+  }
+  RETURN_IF_ERROR(ValidateMetrics(options.metrics));
+  return ValidateSaveTensors(tensors);
+}
+
+absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
+  std::map<std::string, Seen> seen;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const SaveTensor& t = tensors[i];
+    if (t.name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor #", i, " has an empty name"));
+    }
+    const std::string what = absl::StrCat("tensor \"", t.name, "\"");
+    if (t.name.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": the name holds a NUL byte"));
+    }
+    if (!IsStorableDataType(static_cast<int32_t>(t.dtype))) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": dtype ", DataTypeName(t.dtype),
+                                                     " cannot be stored in a checkpoint"));
+    }
+    int64_t full_elements;
+    if (!NumElements(t.shape, &full_elements)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": shape ", ShapeString(t.shape),
+          " has a negative dimension or more elements than fit in 64 bits"));
+    }
+    std::vector<int64_t> data_shape = t.shape;
+    if (t.slice.has_value()) {
+      if (t.slice->rank() != static_cast<int>(t.shape.size())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": slice \"", t.slice->ToString(), "\" has rank ", t.slice->rank(),
+            " but the shape ", ShapeString(t.shape), " has rank ", t.shape.size()));
+      }
+      absl::Status fits = t.slice->CheckFits(t.shape);
+      if (!fits.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": slice \"", t.slice->ToString(),
+                                                       "\" does not fit shape ",
+                                                       ShapeString(t.shape), ": ", fits.message()));
+      }
+      data_shape = t.slice->SliceShape(t.shape);
+    }
+    int64_t elements;
+    NumElements(data_shape, &elements);  // no larger than full_elements
+    if (t.dtype == DataType::kString) {
+      if (t.slice.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": string tensors cannot be saved as slices"));
+      }
+      if (!t.data.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": a string tensor carries its values in `strings`, not `data`"));
+      }
+      if (static_cast<uint64_t>(t.strings.size()) != static_cast<uint64_t>(elements)) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", ShapeString(t.shape),
+                                                       " needs ", elements, " strings but ",
+                                                       t.strings.size(), " were given"));
+      }
+      uint64_t total = 0;
+      for (const std::string& s : t.strings) total += s.size() + 16;
+      if (total > kMaxStringTensorBytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": the string values total about ", total, " bytes; at most ",
+            kMaxStringTensorBytes, " can be saved in one string tensor"));
+      }
+    } else {
+      if (!t.strings.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": `strings` is only for string tensors, not ", DataTypeName(t.dtype)));
+      }
+      const uint64_t elem = DataTypeSize(t.dtype);
+      const uint64_t n = static_cast<uint64_t>(elements);
+      if (elem != 0 && n > std::numeric_limits<uint64_t>::max() / elem) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", n, " elements of ",
+                                                       DataTypeName(t.dtype),
+                                                       " overflow a 64-bit byte count"));
+      }
+      if (n * elem != static_cast<uint64_t>(t.data.size())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": ", t.slice.has_value() ? "slice \"" + t.slice->ToString() + "\" of " : "",
+            DataTypeName(t.dtype), " shape ", ShapeString(data_shape), " needs ", n * elem,
+            " bytes but ", t.data.size(), " were given"));
+      }
+    }
+
+    Seen& s = seen[t.name];
+    const bool first = !s.whole && s.slices.empty();
+    if (!first) {
+      if (s.whole || !t.slice.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " is given more than once (a whole tensor may appear only once, "
+                               "and not together with slices of it)"));
+      }
+      if (s.dtype != t.dtype || s.shape != t.shape) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": slice \"", t.slice->ToString(), "\" says ", DataTypeName(t.dtype), " ",
+            ShapeString(t.shape), " but an earlier slice says ", DataTypeName(s.dtype), " ",
+            ShapeString(s.shape)));
+      }
+    }
+    s.dtype = t.dtype;
+    s.shape = t.shape;
+    if (t.slice.has_value()) {
+      if (!s.slices.insert(t.slice->ToString()).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": slice \"", t.slice->ToString(), "\" is given more than once"));
+      }
+    } else {
+      s.whole = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+}  // namespace cairn

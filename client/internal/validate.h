@@ -1,0 +1,49 @@
+// Checks of what a client sends before any RPC, shared by the client library
+// and the CLI (which reports a bad job name or step as a usage error).
+#ifndef CAIRN_CLIENT_INTERNAL_VALIDATE_H_
+#define CAIRN_CLIENT_INTERNAL_VALIDATE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "client/client.h"
+
+namespace cairn {
+namespace internal {
+
+// Job names: 1-128 characters of [A-Za-z0-9._-], not starting with '.'.
+// InvalidArgument quoting the name otherwise.
+absl::Status ValidateJobName(absl::string_view job);
+
+// Steps: 0 ... 2^63-1. InvalidArgument otherwise.
+absl::Status ValidateStep(int64_t step);
+
+// Metrics: non-empty names, finite values.
+absl::Status ValidateMetrics(const std::map<std::string, double>& metrics);
+
+// Everything SaveShard checks before talking to the coordinator: job, step,
+// 0 <= shard_index < num_shards, metrics, and each tensor (see
+// ValidateSaveTensors). InvalidArgument naming the culprit.
+absl::Status ValidateSaveShard(const SaveShardOptions& options,
+                               const std::vector<SaveTensor>& tensors);
+
+// Each tensor: a non-empty name without NUL bytes; a storable dtype; a shape
+// without negative dimensions whose element count does not overflow; a slice
+// (if any) of the same rank that fits the shape; data of exactly
+// elements * element size bytes (overflow-checked) for fixed-size dtypes, or,
+// for DT_STRING, exactly `elements` strings, no data and no slice. A name may
+// appear once as a whole tensor, or as any number of distinct slices with the
+// same dtype and full shape. InvalidArgument naming the tensor otherwise.
+absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors);
+
+// "[1000,64]"
+std::string ShapeString(const std::vector<int64_t>& shape);
+
+}  // namespace internal
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_INTERNAL_VALIDATE_H_

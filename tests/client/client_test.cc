@@ -1,0 +1,971 @@
+// Tests of the client library (client/client.h) and of `cairn save | restore
+// | list`, the latter run as real processes. The service side is played by
+// small in-process fakes of the Coordinator and ShardWriter services that
+// record what the client sends (the fake writer writes a real bundle), so
+// these tests pin the client's half of the protocol; end-to-end tests with
+// the real servers live with the servers.
+#include <grpcpp/grpcpp.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "proto/cairn.grpc.pb.h"
+#include "proto/rpc_util.h"
+#include "storage/bundle_merge.h"
+#include "storage/bundle_reader.h"
+#include "storage/bundle_writer.h"
+#include "storage/safetensors.h"
+#include "storage/storage.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+namespace v1 = ::cairn::v1;
+using testing::BinPath;
+using testing::Run;
+using testing::RunResult;
+
+// ----------------------------------------------------------------- helpers
+
+// n bytes that differ from tensor to tensor (seed) and element to element.
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 9)) & 0xff);
+  return out;
+}
+
+std::string Floats(int64_t n, float start) {
+  std::string out(static_cast<size_t>(n) * 4, '\0');
+  for (int64_t i = 0; i < n; ++i) {
+    float v = start + static_cast<float>(i);
+    std::memcpy(&out[static_cast<size_t>(i) * 4], &v, 4);
+  }
+  return out;
+}
+
+// Rows [r0, r0+nr) and columns [c0, c0+nc) of a row-major float matrix with
+// `cols` columns.
+std::string SubMatrix(const std::string& m, int64_t cols, int64_t r0, int64_t nr, int64_t c0,
+                      int64_t nc) {
+  std::string out;
+  for (int64_t r = r0; r < r0 + nr; ++r) {
+    out += m.substr(static_cast<size_t>((r * cols + c0) * 4), static_cast<size_t>(nc * 4));
+  }
+  return out;
+}
+
+TensorSlice Slice(const std::string& text) {
+  auto s = TensorSlice::Parse(text);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : TensorSlice();
+}
+
+RunResult Cairn(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("cairn"));
+  return Run(args);
+}
+
+bool Contains(absl::string_view haystack, absl::string_view needle) {
+  return haystack.find(needle) != absl::string_view::npos;
+}
+
+// name → raw bytes of every tensor in a safetensors file.
+std::map<std::string, std::string> SafetensorsTensors(const std::string& path,
+                                                      SafetensorsHeader* header_out = nullptr) {
+  const std::string bytes = testing::ReadFile(path);
+  std::map<std::string, std::string> out;
+  if (bytes.size() < 8) {
+    ADD_FAILURE() << path << " is too short";
+    return out;
+  }
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
+  EXPECT_TRUE(header.ok()) << header.status();
+  if (!header.ok()) return out;
+  for (const auto& t : header->tensors) {
+    out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
+  }
+  if (header_out) *header_out = *header;
+  return out;
+}
+
+void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
+                      std::map<std::string, std::string> data,
+                      const std::map<std::string, std::string>& metadata) {
+  auto prefix = BuildSafetensorsPrefix(&infos, metadata);
+  ASSERT_TRUE(prefix.ok()) << prefix.status();
+  std::string bytes = *prefix;
+  for (const auto& info : infos) bytes += data[info.name];
+  testing::WriteFile(path, bytes);
+}
+
+// The checkpoint most tests restore from: four single-writer parts merged
+// into DIR/job/ckpt-5/variables, as the service's commit does. Part k holds
+// rows [25k, 25k+25) of "emb" (100 x 6 floats) and its own "w_k"; part 0
+// also holds a string tensor "names" and an int64 scalar "step".
+class FourPartCheckpoint {
+ public:
+  FourPartCheckpoint() {
+    auto storage = OpenStorage(dir_.path());
+    EXPECT_TRUE(storage.ok()) << storage.status();
+    storage_ = std::move(storage).value();
+    emb_ = Floats(100 * 6, 0.0f);
+    std::vector<std::string> parts;
+    for (int k = 0; k < 4; ++k) {
+      const std::string part = absl::StrCat("job/ckpt-5/variables_temp/part-0000", k, "-of-00004");
+      auto w = BundleWriter::Create(storage_.get(), part);
+      EXPECT_TRUE(w.ok()) << w.status();
+      EXPECT_TRUE((*w)->AddSlice("emb", {100, 6}, TensorSlice({{25 * k, 25}, {}}),
+                                 DataType::kFloat, SubMatrix(emb_, 6, 25 * k, 25, 0, 6))
+                      .ok());
+      w_[k] = Floats(3 + k, 100.0f * static_cast<float>(k));
+      EXPECT_TRUE((*w)->Add(absl::StrCat("w_", k), DataType::kFloat, {3 + k}, w_[k]).ok());
+      if (k == 0) {
+        EXPECT_TRUE((*w)->AddString("names", {3}, {"alpha", "", "gamma"}).ok());
+        int64_t step = 5;
+        EXPECT_TRUE((*w)->Add("step", DataType::kInt64, {},
+                              absl::string_view(reinterpret_cast<const char*>(&step), 8))
+                        .ok());
+      }
+      EXPECT_TRUE((*w)->Finish().ok());
+      parts.push_back(part);
+    }
+    auto merged = MergeBundles(storage_.get(), parts, "job/ckpt-5/variables");
+    EXPECT_TRUE(merged.ok()) << merged.status();
+    EXPECT_EQ(merged->num_shards, 4);
+  }
+
+  std::string prefix() const { return dir_.Join("job/ckpt-5/variables"); }
+  std::string uri() const { return "file://" + prefix(); }
+  const std::string& emb() const { return emb_; }
+  const std::string& w(int k) const { return w_[k]; }
+  const testing::TempDir& dir() const { return dir_; }
+
+ private:
+  testing::TempDir dir_;
+  std::unique_ptr<Storage> storage_;
+  std::string emb_;
+  std::string w_[4];
+};
+
+// ------------------------------------------------------- RestoreFromPrefix
+
+TEST(RestoreFromPrefix, EveryTensorWhole) {
+  FourPartCheckpoint ckpt;
+  for (int threads : {1, 3, 16}) {
+    SCOPED_TRACE(threads);
+    for (const std::string& prefix : {ckpt.prefix(), ckpt.uri()}) {
+      auto r = RestoreFromPrefix(prefix, {}, threads);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(r->size(), 7u);  // emb, w_0..w_3, names, step: no slice keys
+      const RestoredTensor& emb = r->at("emb");
+      EXPECT_EQ(emb.tensor.dtype, DataType::kFloat);
+      EXPECT_EQ(emb.tensor.shape, (std::vector<int64_t>{100, 6}));
+      EXPECT_EQ(emb.full_shape, (std::vector<int64_t>{100, 6}));
+      EXPECT_FALSE(emb.slice.has_value());
+      EXPECT_EQ(emb.tensor.data.view(), ckpt.emb());
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_EQ(r->at(absl::StrCat("w_", k)).tensor.data.view(), ckpt.w(k));
+      }
+      EXPECT_EQ(r->at("names").tensor.dtype, DataType::kString);
+      EXPECT_EQ(r->at("names").tensor.strings, (std::vector<std::string>{"alpha", "", "gamma"}));
+      EXPECT_EQ(r->at("step").tensor.shape, std::vector<int64_t>{});
+      int64_t step;
+      std::memcpy(&step, r->at("step").tensor.data.data(), 8);
+      EXPECT_EQ(step, 5);
+    }
+  }
+}
+
+TEST(RestoreFromPrefix, NamedSubset) {
+  FourPartCheckpoint ckpt;
+  RestoreRequest request;
+  request.tensors = {"w_2", "names", "w_2"};
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ(r->at("w_2").tensor.data.view(), ckpt.w(2));
+  EXPECT_EQ(r->at("names").tensor.strings.size(), 3u);
+}
+
+// A tensor saved as 4 row slices by 4 writers is re-cut to any box: one that
+// spans three of the stored slices, one inside a single slice, and the whole.
+TEST(RestoreFromPrefix, SliceRecutAcrossFourPartMergedBundle) {
+  FourPartCheckpoint ckpt;
+  struct Case {
+    std::string slice;
+    int64_t r0, nr, c0, nc;
+  };
+  for (const Case& c : std::vector<Case>{{"10,60:1,3", 10, 60, 1, 3},
+                                         {"30,5:-", 30, 5, 0, 6},
+                                         {"-:5,1", 0, 100, 5, 1},
+                                         {"0,100:0,6", 0, 100, 0, 6}}) {
+    SCOPED_TRACE(c.slice);
+    for (int threads : {1, 4}) {
+      RestoreRequest request;
+      request.slices["emb"] = Slice(c.slice);
+      auto r = RestoreFromPrefix(ckpt.prefix(), request, threads);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->size(), 7u);  // the others whole
+      const RestoredTensor& emb = r->at("emb");
+      EXPECT_EQ(emb.tensor.shape, (std::vector<int64_t>{c.nr, c.nc}));
+      EXPECT_EQ(emb.full_shape, (std::vector<int64_t>{100, 6}));
+      ASSERT_TRUE(emb.slice.has_value());
+      EXPECT_EQ(emb.slice->ToString(), c.slice);
+      EXPECT_EQ(emb.tensor.data.view(), SubMatrix(ckpt.emb(), 6, c.r0, c.nr, c.c0, c.nc));
+      EXPECT_EQ(r->at("w_1").tensor.data.view(), ckpt.w(1));
+    }
+  }
+  // A tensor named only in `slices` joins a named subset.
+  RestoreRequest request;
+  request.tensors = {"w_3"};
+  request.slices["emb"] = Slice("99,1:-");
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ(r->at("emb").tensor.data.view(), SubMatrix(ckpt.emb(), 6, 99, 1, 0, 6));
+  // Slicing a whole (unpartitioned) tensor works too.
+  request = {};
+  request.tensors = {"w_3"};
+  request.slices["w_3"] = Slice("2,3");
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->at("w_3").tensor.data.view(), ckpt.w(3).substr(8, 12));
+}
+
+TEST(RestoreFromPrefix, MissingTensorOrCheckpointIsNotFound) {
+  FourPartCheckpoint ckpt;
+  RestoreRequest request;
+  request.tensors = {"w_0", "nope"};
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(r.status().message(), "\"nope\"")) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), ckpt.prefix())) << r.status();
+
+  request = {};
+  request.slices["ghost"] = Slice("0,1");
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(r.status().message(), "\"ghost\"")) << r.status();
+
+  r = RestoreFromPrefix(ckpt.dir().Join("job/ckpt-6/variables"), {});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(r.status().message(), "ckpt-6")) << r.status();
+}
+
+TEST(RestoreFromPrefix, BadSlicesAreInvalidArgument) {
+  FourPartCheckpoint ckpt;
+  RestoreRequest request;
+  request.slices["names"] = Slice("0,2");  // strings are restored whole
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "\"names\"")) << r.status();
+  // ... but asking for all of a string tensor is fine.
+  request.slices["names"] = Slice("-");
+  EXPECT_TRUE(RestoreFromPrefix(ckpt.prefix(), request).ok());
+
+  request = {};
+  request.slices["emb"] = Slice("90,20:-");  // past the end
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "\"emb\"")) << r.status();
+  request.slices["emb"] = Slice("0,5");  // wrong rank
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RestoreFromPrefix, CorruptDataIsDataLossNamingTheTensor) {
+  FourPartCheckpoint ckpt;
+  auto storage = OpenStorage(ckpt.dir().path());
+  ASSERT_TRUE(storage.ok());
+  auto reader = BundleReader::Open(storage->get(), "job/ckpt-5/variables");
+  ASSERT_TRUE(reader.ok());
+  auto entry = (*reader)->Lookup("w_2");
+  ASSERT_TRUE(entry.ok());
+  const std::string file =
+      ckpt.dir().Join(DataFileName("job/ckpt-5/variables", entry->shard_id, 4));
+  std::string data = testing::ReadFile(file);
+  data[static_cast<size_t>(entry->offset)] ^= 1;
+  testing::WriteFile(file, data);
+  auto r = RestoreFromPrefix(ckpt.prefix(), {}, 4);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(r.status().message(), "w_2")) << r.status();
+}
+
+// ------------------------------------------------ SaveShard input checks
+
+class SaveShardValidation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ClientOptions options;
+    options.coordinator = "127.0.0.1:1";  // nothing listens: no RPC may be needed
+    options.rpc_timeout_ms = 5000;
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(client).value();
+  }
+
+  // Expects InvalidArgument mentioning `needle`.
+  void ExpectInvalid(const SaveShardOptions& options, const std::vector<SaveTensor>& tensors,
+                     const std::string& needle) {
+    auto r = client_->SaveShard(options, tensors);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << needle << ": " << r.status();
+    EXPECT_TRUE(Contains(r.status().message(), needle)) << needle << ": " << r.status();
+  }
+
+  std::unique_ptr<Client> client_;
+  std::string floats6_ = Floats(6, 0);
+};
+
+TEST_F(SaveShardValidation, ConnectNeedsAnAddress) {
+  EXPECT_EQ(Client::Connect({}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SaveShardValidation, BadJobStepOrShard) {
+  std::vector<SaveTensor> ok = {{"w", DataType::kFloat, {2, 3}, std::nullopt, floats6_, {}}};
+  ExpectInvalid({"", 1, 0, 1, {}}, ok, "job name");
+  ExpectInvalid({".hidden", 1, 0, 1, {}}, ok, ".hidden");
+  ExpectInvalid({"a/b", 1, 0, 1, {}}, ok, "a/b");
+  ExpectInvalid({"bad job", 1, 0, 1, {}}, ok, "bad job");
+  ExpectInvalid({std::string(129, 'j'), 1, 0, 1, {}}, ok, "129");
+  ExpectInvalid({"job", -1, 0, 1, {}}, ok, "step -1");
+  ExpectInvalid({"job", 1, 0, 0, {}}, ok, "num_shards");
+  ExpectInvalid({"job", 1, 4, 4, {}}, ok, "shard index 4");
+  ExpectInvalid({"job", 1, -1, 4, {}}, ok, "shard index -1");
+  ExpectInvalid({"job", 1, 0, 1, {{"", 1.0}}}, ok, "metric");
+  ExpectInvalid({"job", 1, 0, 1, {{"loss", std::nan("")}}}, ok, "\"loss\"");
+}
+
+TEST_F(SaveShardValidation, BadTensors) {
+  const SaveShardOptions o{"job", 1, 0, 1, {}};
+  ExpectInvalid(o, {{"", DataType::kFloat, {6}, std::nullopt, floats6_, {}}}, "tensor #0");
+  ExpectInvalid(o, {{"w", DataType::kInvalid, {6}, std::nullopt, floats6_, {}}}, "\"w\"");
+  ExpectInvalid(o, {{"w", DataType::kResource, {6}, std::nullopt, floats6_, {}}}, "resource");
+  ExpectInvalid(o, {{"w", DataType::kFloat, {-1, 6}, std::nullopt, floats6_, {}}}, "\"w\"");
+  ExpectInvalid(o, {{"w", DataType::kFloat, {1LL << 40, 1LL << 40}, std::nullopt, "", {}}},
+                "\"w\"");
+  // 2^61 elements of 8 bytes overflow a byte count.
+  ExpectInvalid(o, {{"w", DataType::kDouble, {1LL << 61}, std::nullopt, "", {}}}, "overflow");
+  ExpectInvalid(o, {{"w", DataType::kFloat, {7}, std::nullopt, floats6_, {}}}, "needs 28 bytes");
+  ExpectInvalid(o, {{"w", DataType::kFloat, {6}, std::nullopt, floats6_.substr(1), {}}},
+                "but 23 were given");
+  // Slices: must have the shape's rank and fit it; data is the slice's.
+  ExpectInvalid(o, {{"emb", DataType::kFloat, {10, 3}, Slice("0,2"), floats6_, {}}}, "rank");
+  ExpectInvalid(o, {{"emb", DataType::kFloat, {10, 3}, Slice("9,2:-"), floats6_, {}}},
+                "does not fit");
+  ExpectInvalid(o, {{"emb", DataType::kFloat, {10, 3}, Slice("0,3:-"), floats6_, {}}},
+                "needs 36 bytes");
+  // Strings: values in `strings`, whole only.
+  ExpectInvalid(o, {{"s", DataType::kString, {3}, std::nullopt, "", {"a", "b"}}}, "needs 3 strings");
+  ExpectInvalid(o, {{"s", DataType::kString, {2}, std::nullopt, "xx", {"a", "b"}}}, "\"s\"");
+  ExpectInvalid(o, {{"s", DataType::kString, {4}, Slice("0,2"), "", {"a", "b"}}}, "slices");
+  ExpectInvalid(o, {{"w", DataType::kFloat, {6}, std::nullopt, floats6_, {"x"}}}, "\"w\"");
+  // Duplicates.
+  ExpectInvalid(o,
+                {{"w", DataType::kFloat, {6}, std::nullopt, floats6_, {}},
+                 {"w", DataType::kFloat, {6}, std::nullopt, floats6_, {}}},
+                "more than once");
+  ExpectInvalid(o,
+                {{"e", DataType::kFloat, {4, 3}, Slice("0,2:-"), floats6_, {}},
+                 {"e", DataType::kFloat, {4, 3}, Slice("0,2:-"), floats6_, {}}},
+                "more than once");
+  ExpectInvalid(o,
+                {{"e", DataType::kFloat, {4, 3}, Slice("0,2:-"), floats6_, {}},
+                 {"e", DataType::kFloat, {6, 3}, Slice("2,2:-"), floats6_, {}}},
+                "earlier slice");
+  ExpectInvalid(o,
+                {{"e", DataType::kFloat, {4, 3}, Slice("0,2:-"), floats6_, {}},
+                 {"e", DataType::kFloat, {2, 3}, std::nullopt, floats6_, {}}},
+                "more than once");
+}
+
+// Valid input gets as far as the coordinator, which is not there.
+TEST_F(SaveShardValidation, UnreachableCoordinatorIsNamed) {
+  std::vector<SaveTensor> ok = {{"w", DataType::kFloat, {2, 3}, std::nullopt, floats6_, {}},
+                                {"e", DataType::kFloat, {4, 3}, Slice("2,2:-"), floats6_, {}},
+                                {"s", DataType::kString, {}, std::nullopt, "", {"x"}},
+                                {"z", DataType::kFloat, {0, 5}, std::nullopt, "", {}}};
+  auto r = client_->SaveShard({"job", 1, 0, 1, {}}, ok);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), "coordinator 127.0.0.1:1")) << r.status();
+  auto l = client_->List("job");
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kUnavailable) << l.status();
+  EXPECT_EQ(client_->List("../x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->Get("job", -3).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ------------------------------------------------ fake service, save & list
+
+// A ShardWriter that records every message and writes the shard as a real
+// single-file bundle at the staging prefix under `root`.
+class FakeWriter final : public v1::ShardWriter::Service {
+ public:
+  struct Received {
+    v1::TensorHeader header;
+    std::string data;
+    std::vector<size_t> chunks;
+  };
+
+  explicit FakeWriter(std::string root) : root_(std::move(root)) {}
+
+  grpc::Status SaveShard(grpc::ServerContext*, grpc::ServerReader<v1::SaveShardMessage>* reader,
+                         v1::SaveShardResponse* response) override {
+    v1::SaveShardMessage msg;
+    if (!reader->Read(&msg) || !msg.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header first");
+    }
+    v1::SaveShardHeader header = msg.header();
+    auto storage = OpenStorage(root_);
+    if (!storage.ok()) return rpc::ToGrpc(storage.status());
+    auto writer = BundleWriter::Create(storage->get(), header.staging_prefix());
+    if (!writer.ok()) return rpc::ToGrpc(writer.status());
+    std::vector<Received> received;
+    bool in_tensor = false;
+    absl::Status s;
+    while (s.ok() && reader->Read(&msg)) {
+      if (msg.has_header()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "2nd header");
+      if (msg.has_tensor()) {
+        if (in_tensor) s = (*writer)->EndTensor();
+        in_tensor = false;
+        received.push_back({msg.tensor(), "", {}});
+        const v1::TensorHeader& th = msg.tensor();
+        std::vector<int64_t> shape(th.shape().begin(), th.shape().end());
+        const DataType dtype = static_cast<DataType>(th.dtype());
+        if (!s.ok()) break;
+        if (dtype == DataType::kString) {
+          s = (*writer)->AddString(th.name(), shape, {th.string_values().begin(),
+                                                      th.string_values().end()});
+        } else if (!th.slice().empty()) {
+          auto slice = TensorSlice::Parse(th.slice());
+          s = slice.ok() ? (*writer)->BeginSlice(th.name(), shape, *slice, dtype) : slice.status();
+          in_tensor = true;
+        } else {
+          s = (*writer)->BeginTensor(th.name(), dtype, shape);
+          in_tensor = true;
+        }
+      } else {
+        if (received.empty() || !in_tensor) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "data outside a tensor");
+        }
+        received.back().data += msg.data();
+        received.back().chunks.push_back(msg.data().size());
+        s = (*writer)->AppendData(msg.data());
+      }
+    }
+    if (s.ok() && in_tensor) s = (*writer)->EndTensor();
+    if (s.ok()) s = (*writer)->Finish();
+    if (!s.ok()) return rpc::ToGrpc(s);
+    response->set_committed(header.shard_index() == header.num_shards() - 1);
+    response->set_bytes((*writer)->data_bytes());
+    response->set_num_tensors(static_cast<int64_t>(received.size()));
+    std::lock_guard<std::mutex> lock(mu_);
+    headers_.push_back(header);
+    tensors_.push_back(std::move(received));
+    return grpc::Status::OK;
+  }
+
+  std::vector<v1::SaveShardHeader> headers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return headers_;
+  }
+  std::vector<std::vector<Received>> tensors() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tensors_;
+  }
+
+ private:
+  const std::string root_;
+  std::mutex mu_;
+  std::vector<v1::SaveShardHeader> headers_;
+  std::vector<std::vector<Received>> tensors_;
+};
+
+// A Coordinator that assigns `writer_address` for every shard and answers
+// List/Get from the checkpoints a test adds.
+class FakeCoordinator final : public v1::Coordinator::Service {
+ public:
+  grpc::Status BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* request,
+                          v1::BeginShardResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    begins_.push_back(*request);
+    response->set_writer_address(writer_address_);
+    response->set_token(absl::StrCat("token-", begins_.size()));
+    response->set_staging_prefix(
+        request->num_shards() == 1
+            ? absl::StrCat(request->job(), "/ckpt-", request->step(), "/variables")
+            : absl::StrCat(request->job(), "/ckpt-", request->step(), "/variables_temp/part-",
+                           request->shard_index()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request,
+                    v1::ListResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (request->include_uncommitted()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the client asks for committed only");
+    }
+    for (const auto& [key, info] : checkpoints_) {
+      if (key.first == request->job()) *response->add_checkpoints() = info;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
+                   v1::GetResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const v1::CheckpointInfo* found = nullptr;
+    for (const auto& [key, info] : checkpoints_) {
+      if (key.first == request->job() && (request->latest() || key.second == request->step())) {
+        found = &info;
+      }
+    }
+    if (found == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no committed checkpoint of job ", request->job(),
+                                       request->latest() ? "" : absl::StrCat(" at step ",
+                                                                             request->step())));
+    }
+    *response->mutable_checkpoint() = *found;
+    return grpc::Status::OK;
+  }
+
+  void set_writer_address(const std::string& a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_address_ = a;
+  }
+  void AddCheckpoint(const v1::CheckpointInfo& info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checkpoints_[{info.job(), info.step()}] = info;
+  }
+  std::vector<v1::BeginShardRequest> begins() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return begins_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string writer_address_;
+  std::vector<v1::BeginShardRequest> begins_;
+  std::map<std::pair<std::string, int64_t>, v1::CheckpointInfo> checkpoints_;
+};
+
+class FakeService : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    writer_ = std::make_unique<FakeWriter>(root_.path());
+    writer_server_ = Start(writer_.get(), &writer_address_);
+    coordinator_.set_writer_address(writer_address_);
+    coordinator_server_ = Start(&coordinator_, &coordinator_address_);
+    ASSERT_TRUE(writer_server_ && coordinator_server_);
+    ClientOptions options;
+    options.coordinator = coordinator_address_;
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(client).value();
+  }
+
+  void TearDown() override {
+    if (coordinator_server_) coordinator_server_->Shutdown();
+    if (writer_server_) writer_server_->Shutdown();
+  }
+
+  static std::unique_ptr<grpc::Server> Start(grpc::Service* service, std::string* address) {
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", rpc::ServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
+    builder.RegisterService(service);
+    auto server = builder.BuildAndStart();
+    *address = absl::StrCat("127.0.0.1:", port);
+    return server;
+  }
+
+  // Registers JOB/STEP (written by the fake writer) as committed.
+  v1::CheckpointInfo Commit(const std::string& job, int64_t step) {
+    v1::CheckpointInfo info;
+    info.set_job(job);
+    info.set_step(step);
+    info.set_state(v1::COMMITTED);
+    info.set_num_shards(1);
+    info.set_committed_at_micros(1700000000123456 + step);
+    info.set_bytes(3 * 1024 * 1024 + 300 * 1024);
+    (*info.mutable_metrics())["loss"] = 0.25;
+    info.set_pinned(step % 2 == 0);
+    info.add_kept_by("keep-last");
+    info.set_prefix_uri(absl::StrCat("file://", root_.path(), "/", job, "/ckpt-", step, "/variables"));
+    coordinator_.AddCheckpoint(info);
+    return info;
+  }
+
+  testing::TempDir root_;
+  std::unique_ptr<FakeWriter> writer_;
+  FakeCoordinator coordinator_;
+  std::unique_ptr<grpc::Server> writer_server_, coordinator_server_;
+  std::string writer_address_, coordinator_address_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(FakeService, SaveShardStreamsHeaderTensorsAndChunks) {
+  // 9 MiB + 4 bytes: chunks of 4 MiB, 4 MiB, 1 MiB + 4.
+  const std::string big = Pattern(9 * (1 << 20) + 4, 1);
+  const std::string rows = Floats(2 * 3, 7);
+  std::vector<SaveTensor> tensors = {
+      {"big", DataType::kUint8, {static_cast<int64_t>(big.size())}, std::nullopt, big, {}},
+      {"emb", DataType::kFloat, {10, 3}, Slice("4,2:-"), rows, {}},
+      {"vocab", DataType::kString, {2}, std::nullopt, "", {"hello", std::string("\0x", 2)}},
+      {"empty", DataType::kFloat, {0, 4}, std::nullopt, "", {}},
+  };
+  SaveShardOptions options{"run-1", 42, 0, 1, {{"loss", 0.5}, {"acc", 0.9}}};
+  auto result = client_->SaveShard(options, tensors);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->committed);
+  EXPECT_EQ(result->num_tensors, 4);
+  EXPECT_GE(result->bytes, big.size() + rows.size());
+
+  auto begins = coordinator_.begins();
+  ASSERT_EQ(begins.size(), 1u);
+  EXPECT_EQ(begins[0].job(), "run-1");
+  EXPECT_EQ(begins[0].step(), 42);
+  EXPECT_EQ(begins[0].shard_index(), 0);
+  EXPECT_EQ(begins[0].num_shards(), 1);
+  EXPECT_EQ(begins[0].metrics().at("loss"), 0.5);
+  EXPECT_EQ(begins[0].metrics().at("acc"), 0.9);
+
+  auto headers = writer_->headers();
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].job(), "run-1");
+  EXPECT_EQ(headers[0].step(), 42);
+  EXPECT_EQ(headers[0].token(), "token-1");
+  EXPECT_EQ(headers[0].staging_prefix(), "run-1/ckpt-42/variables");
+  auto received = writer_->tensors();
+  ASSERT_EQ(received.size(), 1u);
+  ASSERT_EQ(received[0].size(), 4u);
+  const auto& r_big = received[0][0];
+  EXPECT_EQ(r_big.header.name(), "big");
+  EXPECT_EQ(r_big.header.dtype(), static_cast<int>(DataType::kUint8));
+  EXPECT_EQ(r_big.header.slice(), "");
+  EXPECT_EQ(r_big.chunks, (std::vector<size_t>{rpc::kChunkBytes, rpc::kChunkBytes, (1 << 20) + 4}));
+  EXPECT_TRUE(r_big.data == big);
+  const auto& r_emb = received[0][1];
+  EXPECT_EQ(r_emb.header.slice(), "4,2:-");
+  EXPECT_EQ(std::vector<int64_t>(r_emb.header.shape().begin(), r_emb.header.shape().end()),
+            (std::vector<int64_t>{10, 3}));
+  EXPECT_EQ(r_emb.data, rows);
+  const auto& r_vocab = received[0][2];
+  EXPECT_EQ(r_vocab.header.dtype(), static_cast<int>(DataType::kString));
+  ASSERT_EQ(r_vocab.header.string_values_size(), 2);
+  EXPECT_EQ(r_vocab.header.string_values(1), std::string("\0x", 2));
+  EXPECT_TRUE(r_vocab.chunks.empty());
+  EXPECT_TRUE(received[0][3].chunks.empty());
+
+  // And back, through the coordinator's Get.
+  Commit("run-1", 42);
+  RestoreRequest whole;
+  whole.tensors = {"big", "vocab", "empty"};
+  auto restored = client_->Restore("run-1", std::nullopt, whole);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE(restored->at("big").tensor.data.view() == big);
+  EXPECT_EQ(restored->at("vocab").tensor.strings,
+            (std::vector<std::string>{"hello", std::string("\0x", 2)}));
+  EXPECT_EQ(restored->at("empty").tensor.shape, (std::vector<int64_t>{0, 4}));
+  // Only rows 4-5 of emb were saved: that slice restores, the whole does not.
+  auto all = client_->Restore("run-1", 42, {});
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kFailedPrecondition) << all.status();
+  EXPECT_TRUE(Contains(all.status().message(), "\"emb\"")) << all.status();
+  RestoreRequest part;
+  part.tensors = {"emb"};
+  part.slices["emb"] = Slice("4,2:-");
+  auto emb = client_->Restore("run-1", 42, part);
+  ASSERT_TRUE(emb.ok()) << emb.status();
+  EXPECT_EQ(emb->at("emb").tensor.data.view(), rows);
+  EXPECT_EQ(client_->Restore("run-1", 41, {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(FakeService, ListAndGetMapTheCatalog) {
+  Commit("j", 200);
+  Commit("j", 100);
+  Commit("other", 5);
+  auto list = client_->List("j");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].step, 100);
+  EXPECT_EQ((*list)[1].step, 200);
+  const CheckpointSummary& c = (*list)[0];
+  EXPECT_EQ(c.job, "j");
+  EXPECT_EQ(c.state, "committed");
+  EXPECT_EQ(c.num_shards, 1);
+  EXPECT_EQ(c.committed_at_micros, 1700000000123456 + 100);
+  EXPECT_EQ(c.metrics.at("loss"), 0.25);
+  EXPECT_TRUE(c.pinned);
+  EXPECT_EQ(c.kept_by, std::vector<std::string>{"keep-last"});
+  EXPECT_TRUE(Contains(c.prefix_uri, "j/ckpt-100/variables"));
+  auto latest = client_->Get("j", std::nullopt);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->step, 200);
+  auto missing = client_->Get("j", 7);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(client_->List("nobody").ok());
+}
+
+// `cairn save`, `list` and `restore --coordinator` against the fakes.
+TEST_F(FakeService, CliSaveListRestore) {
+  testing::TempDir dir;
+  const std::string emb = Floats(4 * 3, 1);
+  const std::string bias = Floats(3, 50);
+  const std::string src = dir.Join("mine.safetensors");
+  WriteSafetensors(src, {{"emb", DataType::kFloat, {4, 3}}, {"bias", DataType::kFloat, {3}}},
+                   {{"emb", emb}, {"bias", bias}},
+                   {{"cairn.slice.emb", "8 3 4,4:-"}, {"note", "hi"}});
+  RunResult save = Cairn({"save", "--coordinator=" + coordinator_address_, "--job=cli", "--step=7",
+                          "--from=" + src, "--metric=loss=0.125", "--metric=acc=1"});
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  EXPECT_TRUE(Contains(save.out, "saved shard 0/1 of cli/step 7: 2 tensors")) << save.out;
+  EXPECT_TRUE(Contains(save.out, "checkpoint cli/7 committed")) << save.out;
+  EXPECT_TRUE(Contains(save.err, "\"note\"")) << save.err;  // metadata not kept
+  auto begins = coordinator_.begins();
+  ASSERT_EQ(begins.size(), 1u);
+  EXPECT_EQ(begins[0].metrics().at("loss"), 0.125);
+  auto received = writer_->tensors();
+  ASSERT_EQ(received.size(), 1u);
+  for (const auto& t : received[0]) {
+    if (t.header.name() == "emb") {
+      EXPECT_EQ(t.header.slice(), "4,4:-");
+      EXPECT_EQ(t.header.shape_size(), 2);
+      EXPECT_EQ(t.header.shape(0), 8);
+      EXPECT_EQ(t.data, emb);
+    } else {
+      EXPECT_EQ(t.data, bias);
+    }
+  }
+
+  // Shard 1 of 3 is not the last: durable, not committed.
+  save = Cairn({"save", "--coordinator=" + coordinator_address_, "--job=cli", "--step=8",
+                "--from=" + src, "--shard=1/3"});
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  EXPECT_TRUE(Contains(save.out, "saved shard 1/3 of cli/step 8")) << save.out;
+  EXPECT_FALSE(Contains(save.out, "committed")) << save.out;
+  EXPECT_EQ(coordinator_.begins().back().shard_index(), 1);
+  EXPECT_EQ(coordinator_.begins().back().num_shards(), 3);
+
+  Commit("cli", 7);
+  RunResult list = Cairn({"list", "--coordinator=" + coordinator_address_, "--job=cli", "--json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto json = nlohmann::json::parse(list.out);
+  EXPECT_EQ(json["job"], "cli");
+  ASSERT_EQ(json["checkpoints"].size(), 1u);
+  const auto& c = json["checkpoints"][0];
+  EXPECT_EQ(c["step"], 7);
+  EXPECT_EQ(c["committed_at"], "2023-11-14T22:13:20.123463Z");
+  EXPECT_EQ(c["bytes"], 3 * 1024 * 1024 + 300 * 1024);
+  EXPECT_EQ(c["num_shards"], 1);
+  EXPECT_EQ(c["metrics"]["loss"], 0.25);
+  EXPECT_EQ(c["pinned"], false);
+  EXPECT_EQ(c["kept_by"], nlohmann::json({"keep-last"}));
+  EXPECT_TRUE(Contains(std::string(c["prefix"]), "cli/ckpt-7/variables"));
+  EXPECT_EQ(c.size(), 8u);
+  list = Cairn({"list", "--coordinator=" + coordinator_address_, "--job=cli"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, "2023-11-14T22:13:20Z")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "3.3 MiB")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "loss=0.25")) << list.out;
+  EXPECT_TRUE(Contains(list.out, "keep-last")) << list.out;
+  list = Cairn({"list", "--coordinator=" + coordinator_address_, "--job=empty", "--json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(nlohmann::json::parse(list.out)["checkpoints"].size(), 0u);
+
+  // Restore the newest step; emb (of which only rows 4-7 were saved) comes
+  // back as that slice, marked.
+  const std::string out = dir.Join("out.safetensors");
+  RunResult restore = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=cli",
+                             "--to=" + out, "--slice=emb=8 3 4,4:-"});
+  ASSERT_EQ(restore.exit_code, 0) << restore.err;
+  EXPECT_TRUE(Contains(restore.out, "cli/7")) << restore.out;
+  SafetensorsHeader header;
+  auto tensors = SafetensorsTensors(out, &header);
+  EXPECT_EQ(tensors["bias"], bias);
+  EXPECT_EQ(tensors["emb"], emb);
+  EXPECT_EQ(header.metadata["cairn.slice.emb"], "8 3 4,4:-");
+  restore = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=cli", "--step=9",
+                   "--to=" + out});
+  EXPECT_EQ(restore.exit_code, 1);
+  EXPECT_TRUE(Contains(restore.err, "cli")) << restore.err;
+}
+
+// ------------------------------------------------------- CLI restore --from
+
+TEST(CliRestore, FromPrefixToSafetensors) {
+  FourPartCheckpoint ckpt;
+  testing::TempDir dir;
+  const std::string out = dir.Join("all.safetensors");
+  RunResult r = Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "restored 6 tensors")) << r.out;
+  EXPECT_TRUE(Contains(r.err, "\"names\"")) << r.err;  // strings skipped, with a warning
+  SafetensorsHeader header;
+  auto tensors = SafetensorsTensors(out, &header);
+  EXPECT_EQ(tensors.size(), 6u);
+  EXPECT_EQ(tensors["emb"], ckpt.emb());  // reassembled from 4 data files
+  EXPECT_EQ(tensors["w_3"], ckpt.w(3));
+  EXPECT_TRUE(header.metadata.empty());
+  EXPECT_EQ(Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + out, "--strict"}).exit_code, 1);
+
+  // A slice and a subset; the slice is marked in the metadata.
+  const std::string part = dir.Join("part.safetensors");
+  r = Cairn({"restore", "--from=" + ckpt.uri(), "--to=" + part, "--tensor=w_1",
+             "--slice=emb=100 6 20,40:2,2", "--threads=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  tensors = SafetensorsTensors(part, &header);
+  ASSERT_EQ(tensors.size(), 2u);
+  EXPECT_EQ(tensors["w_1"], ckpt.w(1));
+  EXPECT_EQ(tensors["emb"], SubMatrix(ckpt.emb(), 6, 20, 40, 2, 2));
+  EXPECT_EQ(header.metadata["cairn.slice.emb"], "100 6 20,40:2,2");
+  for (const auto& t : header.tensors) {
+    if (t.name == "emb") {
+      EXPECT_EQ(t.shape, (std::vector<int64_t>{40, 2}));
+    }
+  }
+  // The restored slice converts back into a bundle holding it as a slice.
+  r = Cairn({"convert", part, dir.Join("conv/variables")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(CliRestore, FromPrefixToPrefix) {
+  FourPartCheckpoint ckpt;
+  testing::TempDir dir;
+  const std::string out = dir.Join("copy/variables");
+  RunResult r = Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + out,
+                       "--slice=emb=100 6 50,50:-"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "restored 7 tensors")) << r.out;
+  auto storage = OpenStorage(dir.path());
+  ASSERT_TRUE(storage.ok());
+  auto reader = BundleReader::Open(storage->get(), "copy/variables");
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ((*reader)->num_shards(), 1);
+  auto names = (*reader)->ReadTensor("names");
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_EQ(names->strings, (std::vector<std::string>{"alpha", "", "gamma"}));
+  auto emb = (*reader)->Lookup("emb");
+  ASSERT_TRUE(emb.ok());
+  EXPECT_EQ(emb->shape, (std::vector<int64_t>{100, 6}));
+  ASSERT_EQ(emb->slices.size(), 1u);
+  EXPECT_EQ(emb->slices[0].ToString(), "50,50:-");
+  auto rows = (*reader)->ReadSlice("emb", Slice("50,50:-"));
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->data.view(), SubMatrix(ckpt.emb(), 6, 50, 50, 0, 6));
+  EXPECT_EQ((*reader)->ReadTensor("w_0")->data.view(), ckpt.w(0));
+  EXPECT_EQ(Cairn({"verify", out}).exit_code, 0);
+
+  // Whole, then restored again from the copy: identical tensors.
+  r = Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + dir.Join("whole/variables")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto again = RestoreFromPrefix(dir.Join("whole/variables"), {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->size(), 7u);
+  EXPECT_EQ(again->at("emb").tensor.data.view(), ckpt.emb());
+}
+
+TEST(CliRestore, ErrorsAndUsage) {
+  FourPartCheckpoint ckpt;
+  testing::TempDir dir;
+  const std::string to = "--to=" + dir.Join("x.safetensors");
+  const std::string from = "--from=" + ckpt.prefix();
+  // Wrong full shape in --slice: exit 1 naming the tensor and both shapes.
+  RunResult r = Cairn({"restore", from, to, "--slice=emb=100 7 0,10:-"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "\"emb\"") && Contains(r.err, "[100,6]") && Contains(r.err, "[100,7]"))
+      << r.err;
+  r = Cairn({"restore", from, to, "--tensor=nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "\"nope\"")) << r.err;
+  r = Cairn({"restore", from, to, "--slice=ghost=4 0,2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "\"ghost\"")) << r.err;
+  r = Cairn({"restore", "--from=" + dir.Join("none/variables"), to});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "none/variables")) << r.err;
+  // Usage errors.
+  EXPECT_EQ(Cairn({"restore", from, to, "--coordinator=127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", to}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from, to, "--job=j"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from, to, "--slice=emb"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from, to, "--slice=emb=100 6"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from, to, "--slice=emb=100 6 0,200:-"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", from, to, "--slice=emb=100 6 0,1:-", "--slice=emb=100 6 1,1:-"})
+                .exit_code,
+            2);
+  EXPECT_EQ(Cairn({"restore", "--coordinator=127.0.0.1:1", to}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", "--coordinator=127.0.0.1:1", "--job=.x", to}).exit_code, 2);
+  EXPECT_EQ(Cairn({"restore", "--help"}).exit_code, 0);
+  // Unreachable coordinator: the operation fails, naming it.
+  r = Cairn({"restore", "--coordinator=127.0.0.1:1", "--job=j", to});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1")) << r.err;
+}
+
+TEST(CliSaveList, UsageErrors) {
+  testing::TempDir dir;
+  const std::string src = dir.Join("in.safetensors");
+  WriteSafetensors(src, {{"w", DataType::kFloat, {2}}}, {{"w", Floats(2, 0)}}, {});
+  const std::vector<std::string> base = {"save", "--coordinator=127.0.0.1:1", "--job=j",
+                                         "--step=1", "--from=" + src};
+  auto with = [&](std::vector<std::string> extra, size_t drop = SIZE_MAX) {
+    std::vector<std::string> args;
+    for (size_t i = 0; i < base.size(); ++i) {
+      if (i != drop) args.push_back(base[i]);
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Cairn(args).exit_code;
+  };
+  for (size_t drop = 1; drop < base.size(); ++drop) EXPECT_EQ(with({}, drop), 2) << base[drop];
+  EXPECT_EQ(with({"--shard=4/4"}), 2);
+  EXPECT_EQ(with({"--shard=1"}), 2);
+  EXPECT_EQ(with({"--shard=-1/4"}), 2);
+  EXPECT_EQ(with({"--shard=0/0"}), 2);
+  EXPECT_EQ(with({"--metric=loss"}), 2);
+  EXPECT_EQ(with({"--metric==1"}), 2);
+  EXPECT_EQ(with({"--metric=loss=abc"}), 2);
+  EXPECT_EQ(with({"--metric=loss=1", "--metric=loss=2"}), 2);
+  EXPECT_EQ(Cairn({"save", "--coordinator=a:1", "--job=a b", "--step=1", "--from=" + src}).exit_code,
+            2);
+  EXPECT_EQ(Cairn({"save", "--coordinator=a:1", "--job=j", "--step=-1", "--from=" + src}).exit_code,
+            2);
+  EXPECT_EQ(Cairn({"save", "--help"}).exit_code, 0);
+  // Valid flags: fails (exit 1) at the unreachable coordinator, or at a bad file.
+  RunResult r = Cairn(base);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1")) << r.err;
+  r = Cairn({"save", "--coordinator=127.0.0.1:1", "--job=j", "--step=1",
+             "--from=" + dir.Join("missing.safetensors")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "missing.safetensors")) << r.err;
+  testing::WriteFile(dir.Join("bad.safetensors"), "short");
+  r = Cairn({"save", "--coordinator=127.0.0.1:1", "--job=j", "--step=1",
+             "--from=" + dir.Join("bad.safetensors")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "bad.safetensors")) << r.err;
+
+  EXPECT_EQ(Cairn({"list", "--coordinator=127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"list", "--job=j"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"list", "--coordinator=127.0.0.1:1", "--job=j", "extra"}).exit_code, 2);
+  r = Cairn({"list", "--coordinator=127.0.0.1:1", "--job=j"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1")) << r.err;
+  RunResult help = Cairn({"--help"});
+  EXPECT_TRUE(Contains(help.out, "save") && Contains(help.out, "restore") &&
+              Contains(help.out, "list"));
+}
+
+}  // namespace
+}  // namespace cairn

@@ -1,0 +1,67 @@
+// Real server processes for tests: started with port 0, their chosen address
+// read from the "listening on HOST:PORT" line, stopped on destruction.
+#ifndef CAIRN_TESTS_TESTING_PROCESS_H_
+#define CAIRN_TESTS_TESTING_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cairn {
+namespace testing {
+
+class ServerProcess {
+ public:
+  // Starts argv (argv[0] a path) with stderr appended to `log_path`, and
+  // waits up to 30 s for its "listening on" line. On failure address() is
+  // empty and the process is gone.
+  ServerProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~ServerProcess();  // SIGTERM, then SIGKILL after 5 s
+
+  const std::string& address() const { return address_; }
+  int port() const;
+  pid_t pid() const { return pid_; }
+  bool running();
+  // SIGKILL, as a crash.
+  void Kill();
+  // SIGTERM and wait; returns the exit status (or -signal).
+  int Stop();
+  // Waits for the process to exit by itself (up to timeout); exit status or
+  // -signal, or -1000 on timeout.
+  int WaitExit(int timeout_ms);
+
+ private:
+  pid_t pid_ = -1;
+  std::string address_;
+  int exit_status_ = 0;
+  bool exited_ = false;
+};
+
+// A coordinator plus N writers over one data directory.
+class Cluster {
+ public:
+  // `dir` holds db/, storage/ and logs. Extra flags go to the coordinator.
+  Cluster(const std::string& dir, int writers, std::vector<std::string> coordinator_flags = {});
+  bool ok() const;
+  const std::string& coordinator() const { return coordinator_->address(); }
+  std::string storage_dir() const { return dir_ + "/storage"; }
+  std::string db_dir() const { return dir_ + "/db"; }
+  ServerProcess& coordinator_process() { return *coordinator_; }
+  // Restarts the coordinator on the same port with (possibly) new flags.
+  void RestartCoordinator(std::vector<std::string> flags = {});
+  std::string coordinator_log() const { return dir_ + "/coordinator.log"; }
+
+ private:
+  std::vector<std::string> CoordinatorArgv(const std::string& listen,
+                                           const std::vector<std::string>& flags) const;
+  std::string dir_;
+  std::unique_ptr<ServerProcess> coordinator_;
+  std::vector<std::unique_ptr<ServerProcess>> writers_;
+};
+
+}  // namespace testing
+}  // namespace cairn
+
+#endif  // CAIRN_TESTS_TESTING_PROCESS_H_
