@@ -10,7 +10,9 @@
 // a slice of a partitioned variable.
 //
 // Writing is canonical, matching the reference Python/Rust implementation:
-// tensors laid out by (element size descending, name ascending), compact JSON
+// tensors laid out by the reference's dtype order descending (which puts
+// larger elements first; among equal sizes the dtype decides), then name
+// ascending; compact JSON
 // with "__metadata__" first and tensors in layout order, header padded with
 // spaces to a multiple of 8 bytes.
 #ifndef CAIRN_STORAGE_SAFETENSORS_H_

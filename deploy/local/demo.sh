@@ -1,55 +1,36 @@
 #!/usr/bin/env bash
-# Cairn's main job on the embedded default: a small model's weights, one of
-# them partitioned, go from a safetensors file into a sharded TensorFlow
-# checkpoint and back, checked byte for byte on the way.
+# Cairn's main job on the embedded default: a coordinator and two shard
+# writers on 127.0.0.1 (local files + RocksDB under one data folder); a
+# simulated 4-worker training job with a partitioned embedding saves several
+# steps, lists them, restores the newest and an older step onto 2 workers,
+# and checks every byte. Then the CLI inspects and verifies what was written.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CAIRN="$ROOT/build/bin/cairn"
+BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
 DATA=${CAIRN_DEMO_DIR:-$ROOT/build/demo}
 rm -rf "$DATA" && mkdir -p "$DATA"
+trap '"$ROOT/deploy/local/cluster.sh" stop "$DATA"' EXIT
 
-echo "== 1. make a model: dense layers, an embedding table and a step counter"
-/usr/bin/python3 - "$DATA/model.safetensors" <<'PY'
-import json, struct, sys, random
-random.seed(7)
-tensors = {
-    "dense/kernel": ("F32", [64, 32]),
-    "dense/bias": ("F32", [32]),
-    "embedding": ("F32", [1000, 16]),
-    "global_step": ("I64", []),
-}
-size = {"F32": 4, "I64": 8}
-header, blobs, off = {}, [], 0
-for name, (dt, shape) in sorted(tensors.items(), key=lambda kv: (-size[kv[1][0]], kv[0])):
-    n = 1
-    for d in shape: n *= d
-    if dt == "F32": data = struct.pack("<%df" % n, *[random.uniform(-1, 1) for _ in range(n)])
-    else: data = struct.pack("<q", 1000)
-    header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(data)]}
-    blobs.append(data); off += len(data)
-h = json.dumps(header, separators=(",", ":")).encode()
-h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-PY
+echo "== starting a local cluster in $DATA (coordinator + 2 writers)"
+COORD=$("$ROOT/deploy/local/cluster.sh" start "$DATA" 2)
+echo "   coordinator at $COORD"
 
-echo "== 2. convert to a TensorFlow V2 checkpoint with 2 data files"
-"$CAIRN" convert "$DATA/model.safetensors" "$DATA/ckpt-1000/variables" --shards=2
-ls -l "$DATA/ckpt-1000"
+"$BIN/cairn-demo" --coordinator="$COORD" --job=demo --workers=4 --restore-workers=2 --steps=4
 
-echo "== 3. inspect it"
-"$CAIRN" inspect "$DATA/ckpt-1000/variables"
-
-echo "== 4. verify every checksum"
-"$CAIRN" verify "$DATA/ckpt-1000/variables"
-
+NEWEST=$(sed -n 's/^model_checkpoint_path: "\(.*\)"/\1/p' "$DATA/storage/demo/checkpoint")
+echo "== the TensorFlow 'checkpoint' state file names $NEWEST"
+cat "$DATA/storage/demo/checkpoint"
+echo "== cairn list"
+"$BIN/cairn" list --coordinator="$COORD" --job=demo
+echo "== cairn inspect / verify of the newest checkpoint"
+"$BIN/cairn" inspect "$DATA/storage/demo/$NEWEST"
+"$BIN/cairn" verify "$DATA/storage/demo/$NEWEST"
 if [ -f "$ROOT/../shared/tools/tfbundle.py" ]; then
-  echo "== 5. independent check with ../shared/tools/tfbundle.py"
-  /usr/bin/python3 "$ROOT/../shared/tools/tfbundle.py" check "$DATA/ckpt-1000/variables" >"$DATA/check.json"
+  echo "== independent check with ../shared/tools/tfbundle.py"
+  /usr/bin/python3 "$ROOT/../shared/tools/tfbundle.py" check "$DATA/storage/demo/$NEWEST" >"$DATA/check.json"
   grep -E '"(num_shards|entries|problems)"' "$DATA/check.json"
 fi
-
-echo "== 6. convert back and compare byte for byte"
-"$CAIRN" convert "$DATA/ckpt-1000/variables" "$DATA/roundtrip.safetensors"
-cmp "$DATA/model.safetensors" "$DATA/roundtrip.safetensors"
+echo "== restore the newest step to a safetensors file with the CLI"
+"$BIN/cairn" restore --coordinator="$COORD" --job=demo --to="$DATA/newest.safetensors"
 echo
-echo "demo OK: model.safetensors -> 2-shard checkpoint -> safetensors, identical ($(stat -c %s "$DATA/model.safetensors") bytes)"
+echo "demo OK (data in $DATA)"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Starts (or stops) a local Cairn cluster: one coordinator and N shard writers
+# on 127.0.0.1, local storage and the RocksDB catalog under one data folder.
+#
+#   deploy/local/cluster.sh start DATA_DIR [WRITERS]   prints the coordinator address
+#   deploy/local/cluster.sh stop DATA_DIR
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
+cmd=${1:?usage: cluster.sh start|stop DATA_DIR [WRITERS]}
+DATA=${2:?usage: cluster.sh start|stop DATA_DIR [WRITERS]}
+WRITERS=${3:-2}
+
+wait_listening() {  # wait_listening FILE: prints HOST:PORT once the server says so
+  for _ in $(seq 1 100); do
+    if grep -q '^listening on ' "$1" 2>/dev/null; then sed -n 's/^listening on //p' "$1"; return 0; fi
+    sleep 0.1
+  done
+  echo "server did not start; see ${1%.out}.log" >&2
+  return 1
+}
+
+case "$cmd" in
+  start)
+    mkdir -p "$DATA/logs" "$DATA/storage"
+    "$BIN/cairn-coordinator" --listen=127.0.0.1:0 --db="$DATA/catalog" --storage="$DATA/storage" \
+      >"$DATA/logs/coordinator.out" 2>"$DATA/logs/coordinator.log" &
+    echo $! >"$DATA/coordinator.pid"
+    COORD=$(wait_listening "$DATA/logs/coordinator.out")
+    for i in $(seq 0 $((WRITERS - 1))); do
+      "$BIN/cairn-writer" --coordinator="$COORD" --listen=127.0.0.1:0 \
+        >"$DATA/logs/writer$i.out" 2>"$DATA/logs/writer$i.log" &
+      echo $! >"$DATA/writer$i.pid"
+      wait_listening "$DATA/logs/writer$i.out" >/dev/null
+    done
+    echo "$COORD" >"$DATA/coordinator.addr"
+    echo "$COORD"
+    ;;
+  stop)
+    for pidfile in "$DATA"/writer*.pid "$DATA"/coordinator.pid; do
+      [ -f "$pidfile" ] || continue
+      kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+      rm -f "$pidfile"
+    done
+    wait 2>/dev/null || true
+    ;;
+  *) echo "usage: cluster.sh start|stop DATA_DIR [WRITERS]" >&2; exit 2 ;;
+esac
