@@ -349,5 +349,20 @@ TEST_F(ServiceTest, TwoShardsSavingTheSameTensorAbortTheStepClearly) {
   EXPECT_FALSE(Exists(cluster.storage_dir() + "/dup/.cairn-staging/ckpt-1"));
 }
 
+TEST_F(ServiceTest, ShardsGoOnlyToWritersThatStillHeartbeat) {
+  Cluster cluster(dir_.path(), 2, {"--writer-timeout=1"});
+  ASSERT_TRUE(cluster.ok());
+  cluster.writer_process(0).Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  for (const auto& r : SaveAll(cluster, "survivor", 1, 4)) EXPECT_EQ(r.exit_code, 0) << r.err;
+  ExpectRestoredExactly(cluster, "survivor", 1, 4);
+  // With every writer gone, a save fails clearly instead of hanging.
+  cluster.writer_process(1).Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  RunResult r = SaveAll(cluster, "survivor", 2, 1)[0];
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no live shard writers"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace cairn

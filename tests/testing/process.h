@@ -49,6 +49,7 @@ class Cluster {
   std::string storage_dir() const { return dir_ + "/storage"; }
   std::string db_dir() const { return dir_ + "/db"; }
   ServerProcess& coordinator_process() { return *coordinator_; }
+  ServerProcess& writer_process(int i) { return *writers_[i]; }
   // Restarts the coordinator on the same port with (possibly) new flags.
   void RestartCoordinator(std::vector<std::string> flags = {});
   std::string coordinator_log() const { return dir_ + "/coordinator.log"; }
