@@ -8,6 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# Let ccache share results between checkouts at different paths (CI clones anew).
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 JOBS=${JOBS:-$(nproc)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-45}
 export CTEST_OUTPUT_ON_FAILURE=1
