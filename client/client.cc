@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/internal/lease.h"
 #include "client/internal/validate.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/rpc_util.h"
@@ -250,7 +251,142 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
     return absl::InternalError(absl::StrCat(rep_->CoordinatorName(), " gave no prefix for ", job,
                                             "/", ckpt.step));
   }
-  return RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads);
+  // Hold a lease on the resolved step while reading, so retention cannot
+  // delete the files under us; released (best effort) on every path below.
+  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, job, ckpt.step));
+  absl::StatusOr<RestoredTensors> restored =
+      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads);
+  lease.Release();
+  return restored;
+}
+
+absl::Status Client::SetPolicy(const std::string& job, const RetentionPolicy& policy) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(internal::ValidateRetentionPolicy(job, policy));
+  v1::SetPolicyRequest request;
+  request.set_job(job);
+  v1::RetentionPolicy* p = request.mutable_policy();
+  p->set_keep_last(policy.keep_last);
+  p->set_keep_every_steps(policy.keep_every_steps);
+  p->set_keep_every_hours(policy.keep_every_hours);
+  p->set_keep_best(policy.keep_best);
+  p->set_metric(policy.metric);
+  p->set_maximize(policy.maximize);
+  v1::SetPolicyResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->SetPolicy(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(),
+                    absl::StrCat("setting the retention policy of job ", job));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  v1::GetPolicyRequest request;
+  request.set_job(job);
+  v1::GetPolicyResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->GetPolicy(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(),
+                    absl::StrCat("getting the retention policy of job ", job));
+  }
+  const v1::RetentionPolicy& p = response.policy();
+  RetentionPolicy out;
+  out.keep_last = p.keep_last();
+  out.keep_every_steps = p.keep_every_steps();
+  out.keep_every_hours = p.keep_every_hours();
+  out.keep_best = p.keep_best();
+  out.metric = p.metric();
+  out.maximize = p.maximize();
+  return out;
+}
+
+absl::Status Client::Pin(const std::string& job, int64_t step, bool pinned) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(internal::ValidateStep(step));
+  v1::PinRequest request;
+  request.set_job(job);
+  request.set_step(step);
+  request.set_pinned(pinned);
+  v1::PinResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->Pin(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(),
+                    absl::StrCat(pinned ? "pinning " : "unpinning ", job, "/", step));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GcResult> Client::Gc(const std::string& job, bool dry_run) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  v1::GcRequest request;
+  request.set_job(job);
+  request.set_dry_run(dry_run);
+  v1::GcResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->Gc(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(),
+                    absl::StrCat(dry_run ? "dry-running retention of job " : "applying retention to job ",
+                                 job));
+  }
+  GcResult out;
+  out.deleted = response.deleted();
+  out.decisions.reserve(static_cast<size_t>(response.decisions_size()));
+  for (const v1::RetentionDecision& d : response.decisions()) {
+    RetentionDecision decision;
+    decision.step = d.step();
+    decision.keep = d.keep();
+    decision.kept_by.assign(d.kept_by().begin(), d.kept_by().end());
+    decision.reason = d.reason();
+    out.decisions.push_back(std::move(decision));
+  }
+  std::stable_sort(out.decisions.begin(), out.decisions.end(),
+                   [](const RetentionDecision& a, const RetentionDecision& b) {
+                     return a.step < b.step;
+                   });
+  return out;
+}
+
+absl::StatusOr<std::string> Client::AcquireLease(const std::string& job, int64_t step,
+                                                 int64_t ttl_ms) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(internal::ValidateStep(step));
+  if (ttl_ms <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease on ", job, "/", step, ": ttl ", ttl_ms, " ms must be positive"));
+  }
+  v1::AcquireLeaseRequest request;
+  request.set_job(job);
+  request.set_step(step);
+  request.set_ttl_ms(ttl_ms);
+  v1::AcquireLeaseResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->AcquireLease(ctx.get(), request, &response);
+  const std::string what = absl::StrCat("leasing ", job, "/", step);
+  if (!s.ok()) return RpcError(s, rep_->CoordinatorName(), what);
+  if (response.lease_id().empty()) {
+    return absl::InternalError(
+        absl::StrCat(what, ": ", rep_->CoordinatorName(), " returned no lease id"));
+  }
+  return response.lease_id();
+}
+
+absl::Status Client::ReleaseLease(const std::string& lease_id) {
+  if (lease_id.empty()) return absl::InvalidArgumentError("releasing a lease: empty lease id");
+  v1::ReleaseLeaseRequest request;
+  request.set_lease_id(lease_id);
+  v1::ReleaseLeaseResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->ReleaseLease(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(), absl::StrCat("releasing lease ", lease_id));
+  }
+  return absl::OkStatus();
 }
 
 // Selection: with `request.tensors` empty, every tensor of the checkpoint;

@@ -92,6 +92,29 @@ struct RestoredTensor {
 
 using RestoredTensors = std::map<std::string, RestoredTensor>;
 
+// A job's retention policy (see `cairn policy`): rules combine as a union;
+// zero / empty = the rule is off; all off = keep everything.
+struct RetentionPolicy {
+  int64_t keep_last = 0;
+  int64_t keep_every_steps = 0;
+  double keep_every_hours = 0;
+  int64_t keep_best = 0;
+  std::string metric;     // required with keep_best
+  bool maximize = false;  // keep_best keeps the largest values (default: smallest)
+};
+
+struct RetentionDecision {
+  int64_t step = 0;
+  bool keep = true;
+  std::vector<std::string> kept_by;  // "keep-last", "pinned", "newest", ...
+  std::string reason;                // human-readable
+};
+
+struct GcResult {
+  std::vector<RetentionDecision> decisions;  // ascending step
+  int deleted = 0;
+};
+
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
@@ -109,9 +132,25 @@ class Client {
   // One committed checkpoint; std::nullopt = the newest. NotFound if none.
   absl::StatusOr<CheckpointSummary> Get(const std::string& job, std::optional<int64_t> step);
 
-  // Restores from a committed checkpoint (std::nullopt = the newest).
+  // Restores from a committed checkpoint (std::nullopt = the newest). Holds
+  // a lease on the checkpoint while reading, so retention cannot delete it
+  // mid-restore.
   absl::StatusOr<RestoredTensors> Restore(const std::string& job, std::optional<int64_t> step,
                                           const RestoreRequest& request);
+
+  // Retention (see RetentionPolicy). SetPolicy takes effect at the next
+  // commit or Gc.
+  absl::Status SetPolicy(const std::string& job, const RetentionPolicy& policy);
+  absl::StatusOr<RetentionPolicy> GetPolicy(const std::string& job);
+  // A pinned checkpoint is never deleted by retention.
+  absl::Status Pin(const std::string& job, int64_t step, bool pinned);
+  // Applies retention now (or, with dry_run, only reports what it would do).
+  absl::StatusOr<GcResult> Gc(const std::string& job, bool dry_run);
+
+  // Leases: while held (until released or `ttl_ms` passes), retention keeps
+  // the checkpoint. Returns the lease id.
+  absl::StatusOr<std::string> AcquireLease(const std::string& job, int64_t step, int64_t ttl_ms);
+  absl::Status ReleaseLease(const std::string& lease_id);
 
  private:
   struct Rep;

@@ -49,7 +49,8 @@ struct CoordinatorOptions {
   Clock* clock = nullptr;
   // Testing only: exit the process abruptly (as a crash would) when the
   // commit protocol reaches this point: "after_all_durable", "after_merge",
-  // "after_decide", "after_publish", "after_state_file". Empty = never.
+  // "after_decide", "after_publish", "after_state_file"; and of retention:
+  // "after_mark_deleting", "mid_delete". Empty = never.
   std::string crash_point;
 };
 

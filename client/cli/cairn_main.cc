@@ -4,8 +4,11 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -15,6 +18,7 @@
 #include "client/internal/cli_format.h"
 #include "client/internal/cli_io.h"
 #include "client/internal/flags.h"
+#include "client/internal/lease.h"
 #include "client/internal/validate.h"
 #include "client/tools.h"
 
@@ -45,6 +49,13 @@ Commands:
                                    a checkpoint prefix
   list --coordinator=ADDR --job=JOB [--json]
                                    a job's committed checkpoints
+  policy --coordinator=ADDR --job=JOB [--keep-last=N] [--keep-every-steps=S]
+       [--keep-every-hours=H] [--keep-best=K --metric=NAME [--mode=min|max]]
+       [--show]                    set (or show) a job's retention policy
+  pin | unpin --coordinator=ADDR --job=JOB --step=STEP
+                                   protect a checkpoint from retention, or not
+  gc --coordinator=ADDR --job=JOB [--dry-run] [--json]
+                                   apply retention now (or show what it would do)
 
 PREFIX is a checkpoint prefix: a path such as /data/job/ckpt-100/variables
 (the files are PREFIX.index and PREFIX.data-*), or a file:// URI.
@@ -295,9 +306,13 @@ int Restore(const std::vector<std::string>& args) {
     full_shapes[name] = std::move(full_shape);
   }
 
-  // Where the checkpoint is.
+  // Where the checkpoint is. With a coordinator, the restore holds a lease on
+  // the checkpoint until its files are read (declared after `client`, so it
+  // is released before the client goes).
   std::string prefix;
   std::string source;
+  std::unique_ptr<Client> client;
+  internal::ScopedLease lease;
   if (from_prefix) {
     auto from = Required(flags, "from", &rc);
     if (!from) return rc;
@@ -315,14 +330,18 @@ int Restore(const std::vector<std::string>& args) {
     if (!step.ok()) return UsageError(std::string(step.status().message()));
     ClientOptions client_options;
     client_options.coordinator = *coordinator;
-    auto client = Client::Connect(client_options);
-    if (!client.ok()) return Failed(client.status());
-    auto ckpt = (*client)->Get(*job, *step);
+    auto connected = Client::Connect(client_options);
+    if (!connected.ok()) return Failed(connected.status());
+    client = std::move(connected).value();
+    auto ckpt = client->Get(*job, *step);
     if (!ckpt.ok()) return Failed(ckpt.status());
     if (ckpt->state != "committed") {
       return Failed(absl::FailedPreconditionError(absl::StrCat(
           "checkpoint ", *job, "/", ckpt->step, " is ", ckpt->state, ", not committed")));
     }
+    auto leased = internal::LeaseForRestore(client.get(), *job, ckpt->step);
+    if (!leased.ok()) return Failed(leased.status());
+    lease = std::move(leased).value();
     prefix = ckpt->prefix_uri;
     source = absl::StrCat(*job, "/", ckpt->step);
   }
@@ -331,6 +350,7 @@ int Restore(const std::vector<std::string>& args) {
   // before any data is read.
   if (absl::Status s = internal::CheckFullShapes(prefix, full_shapes); !s.ok()) return Failed(s);
   auto tensors = RestoreFromPrefix(prefix, request, static_cast<int>(threads->value_or(4)));
+  lease.Release();  // the checkpoint's files are read
   if (!tensors.ok()) return Failed(tensors.status());
   internal::RestoreOutputOptions out_options;
   out_options.strict = flags.GetBool("strict");
@@ -374,6 +394,176 @@ int List(const std::vector<std::string>& args) {
   return kOk;
 }
 
+// A client of the coordinator named by --coordinator (already checked).
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const std::string& coordinator) {
+  ClientOptions options;
+  options.coordinator = coordinator;
+  return Client::Connect(options);
+}
+
+// --coordinator and --job, both required; the job name checked. Returns -1 to
+// continue, else the exit status.
+int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job) {
+  int rc = -1;
+  auto c = Required(flags, "coordinator", &rc);
+  if (!c) return rc;
+  auto j = Required(flags, "job", &rc);
+  if (!j) return rc;
+  if (absl::Status s = internal::ValidateJobName(*j); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  *coordinator = *c;
+  *job = *j;
+  return -1;
+}
+
+constexpr char kPolicyHelp[] =
+    "usage: cairn policy --coordinator=ADDR --job=JOB [--keep-last=N] [--keep-every-steps=S]\n"
+    "                    [--keep-every-hours=H] [--keep-best=K --metric=NAME [--mode=min|max]]\n"
+    "       cairn policy --coordinator=ADDR --job=JOB --show\n"
+    "Sets JOB's retention policy, replacing the previous one, and prints it. Rules\n"
+    "combine as a union: a committed checkpoint is kept if any rule keeps it.\n"
+    "  --keep-last=N         the N newest (highest steps)\n"
+    "  --keep-every-steps=S  every step divisible by S\n"
+    "  --keep-every-hours=H  the first checkpoint of each H-hour window since the\n"
+    "                        job's first commit (H may be fractional)\n"
+    "  --keep-best=K         the K best by --metric=NAME (saved with --metric on\n"
+    "                        save); --mode=min (default) or max says which is best\n"
+    "0 turns a rule off; no rule flags clears the policy: keep everything. The\n"
+    "newest checkpoint, pinned ones (cairn pin) and ones being restored are always\n"
+    "kept. The policy applies at the next commit or cairn gc.\n"
+    "--show prints the current policy without changing it.\n";
+
+int Policy(const std::vector<std::string>& args) {
+  Flags flags;
+  int rc = ParseOrExit(args,
+                       {"coordinator", "job", "keep-last", "keep-every-steps", "keep-every-hours",
+                        "keep-best", "metric", "mode", "show"},
+                       kPolicyHelp, &flags);
+  if (rc >= 0) return rc;
+  if (!flags.positional().empty()) return UsageError("policy takes no positional arguments");
+  std::string coordinator, job;
+  rc = CoordinatorAndJob(flags, &coordinator, &job);
+  if (rc >= 0) return rc;
+  const std::vector<std::string> rule_flags = {"keep-last", "keep-every-steps", "keep-every-hours",
+                                               "keep-best", "metric", "mode"};
+  const bool show = flags.GetBool("show");
+  if (show) {
+    for (const std::string& name : rule_flags) {
+      if (flags.Has(name)) {
+        return UsageError(absl::StrCat("--show prints the policy of job ", job,
+                                       "; it takes no rule flags (--", name, ")"));
+      }
+    }
+  }
+
+  RetentionPolicy policy;
+  for (const auto& [name, field] :
+       std::vector<std::pair<std::string, int64_t*>>{{"keep-last", &policy.keep_last},
+                                                     {"keep-every-steps", &policy.keep_every_steps},
+                                                     {"keep-best", &policy.keep_best}}) {
+    auto v = flags.GetInt(name, 0, INT64_MAX);
+    if (!v.ok()) return UsageError(std::string(v.status().message()));
+    *field = v->value_or(0);
+  }
+  if (auto hours = flags.Get("keep-every-hours")) {
+    double h;
+    if (!absl::SimpleAtod(*hours, &h) || !std::isfinite(h) || h < 0) {
+      return UsageError(absl::StrCat("--keep-every-hours=", *hours,
+                                     ": expected a non-negative number of hours, e.g. 24 or 0.5"));
+    }
+    policy.keep_every_hours = h;
+  }
+  if (auto metric = flags.Get("metric")) {
+    if (metric->empty() || *metric == "true") return UsageError("--metric needs a NAME");
+    policy.metric = *metric;
+  }
+  if (auto mode = flags.Get("mode")) {
+    if (*mode != "min" && *mode != "max") {
+      return UsageError(absl::StrCat("--mode=", *mode, ": expected min or max"));
+    }
+    policy.maximize = *mode == "max";
+  }
+  if (policy.keep_best > 0 && policy.metric.empty()) {
+    return UsageError(absl::StrCat("job ", job, ": --keep-best=", policy.keep_best,
+                                   " needs --metric=NAME (the metric that ranks checkpoints)"));
+  }
+  if (policy.keep_best == 0 && (flags.Has("metric") || flags.Has("mode"))) {
+    return UsageError(absl::StrCat("job ", job, ": --", flags.Has("metric") ? "metric" : "mode",
+                                   " goes with --keep-best=K (K >= 1)"));
+  }
+  if (absl::Status s = internal::ValidateRetentionPolicy(job, policy); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+
+  auto client = ConnectTo(coordinator);
+  if (!client.ok()) return Failed(client.status());
+  if (show) {
+    auto current = (*client)->GetPolicy(job);
+    if (!current.ok()) return Failed(current.status());
+    policy = *std::move(current);
+  } else if (absl::Status s = (*client)->SetPolicy(job, policy); !s.ok()) {
+    return Failed(s);
+  }
+  std::cout << "retention policy of job " << job << ": " << internal::PolicyString(policy)
+            << "\n";
+  return kOk;
+}
+
+int Pin(const std::vector<std::string>& args, bool pin) {
+  const std::string command = pin ? "pin" : "unpin";
+  Flags flags;
+  const std::string help =
+      pin ? "usage: cairn pin --coordinator=ADDR --job=JOB --step=STEP\n"
+            "Pins checkpoint JOB/STEP: retention never deletes it until it is unpinned.\n"
+          : "usage: cairn unpin --coordinator=ADDR --job=JOB --step=STEP\n"
+            "Unpins checkpoint JOB/STEP: retention rules decide about it again (at the\n"
+            "next commit or cairn gc).\n";
+  int rc = ParseOrExit(args, {"coordinator", "job", "step"}, help.c_str(), &flags);
+  if (rc >= 0) return rc;
+  if (!flags.positional().empty()) {
+    return UsageError(absl::StrCat(command, " takes no positional arguments"));
+  }
+  std::string coordinator, job;
+  rc = CoordinatorAndJob(flags, &coordinator, &job);
+  if (rc >= 0) return rc;
+  auto step = flags.GetInt("step", 0, INT64_MAX);
+  if (!step.ok()) return UsageError(std::string(step.status().message()));
+  if (!step->has_value()) return UsageError("--step=... is required");
+  auto client = ConnectTo(coordinator);
+  if (!client.ok()) return Failed(client.status());
+  if (absl::Status s = (*client)->Pin(job, **step, pin); !s.ok()) return Failed(s);
+  std::cout << (pin ? "pinned " : "unpinned ") << job << "/" << **step << "\n";
+  return kOk;
+}
+
+int Gc(const std::vector<std::string>& args) {
+  Flags flags;
+  int rc = ParseOrExit(
+      args, {"coordinator", "job", "dry-run", "json"},
+      "usage: cairn gc --coordinator=ADDR --job=JOB [--dry-run] [--json]\n"
+      "Applies JOB's retention policy now: deletes the committed checkpoints no\n"
+      "rule keeps. Prints, per checkpoint, keep (with the rules keeping it) or\n"
+      "delete (with the reason), then a summary. --dry-run deletes nothing and\n"
+      "prints what would be deleted and why. --json prints {\"job\", \"dry_run\",\n"
+      "\"deleted\", \"decisions\": [{\"step\", \"keep\", \"kept_by\", \"reason\"}]}\n"
+      "(in a dry run, \"deleted\" counts what would be deleted).\n",
+      &flags);
+  if (rc >= 0) return rc;
+  if (!flags.positional().empty()) return UsageError("gc takes no positional arguments");
+  std::string coordinator, job;
+  rc = CoordinatorAndJob(flags, &coordinator, &job);
+  if (rc >= 0) return rc;
+  const bool dry_run = flags.GetBool("dry-run");
+  auto client = ConnectTo(coordinator);
+  if (!client.ok()) return Failed(client.status());
+  auto result = (*client)->Gc(job, dry_run);
+  if (!result.ok()) return Failed(result.status());
+  std::cout << (flags.GetBool("json") ? internal::GcJson(job, dry_run, *result)
+                                      : internal::GcText(job, dry_run, *result));
+  return kOk;
+}
+
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -392,6 +582,10 @@ int Main(int argc, char** argv) {
   if (command == "save") return Save(args);
   if (command == "restore") return Restore(args);
   if (command == "list") return List(args);
+  if (command == "policy") return Policy(args);
+  if (command == "pin") return Pin(args, /*pin=*/true);
+  if (command == "unpin") return Pin(args, /*pin=*/false);
+  if (command == "gc") return Gc(args);
   return UsageError(absl::StrCat("unknown command \"", command, "\""));
 }
 

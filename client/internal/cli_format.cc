@@ -81,5 +81,84 @@ std::string CheckpointJson(const std::string& job, const std::vector<CheckpointS
   return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
+std::string PolicyString(const RetentionPolicy& policy) {
+  std::vector<std::string> parts;
+  if (policy.keep_last != 0) parts.push_back(absl::StrCat("keep-last=", policy.keep_last));
+  if (policy.keep_every_steps != 0) {
+    parts.push_back(absl::StrCat("keep-every-steps=", policy.keep_every_steps));
+  }
+  if (policy.keep_every_hours != 0) {
+    parts.push_back(absl::StrCat("keep-every-hours=", policy.keep_every_hours));
+  }
+  if (policy.keep_best != 0) {
+    parts.push_back(absl::StrCat("keep-best=", policy.keep_best, "(", policy.metric, ",",
+                                 policy.maximize ? "max" : "min", ")"));
+  }
+  if (parts.empty()) return "none (keep everything)";
+  return absl::StrJoin(parts, " ");
+}
+
+std::string GcText(const std::string& job, bool dry_run, const GcResult& result) {
+  const char* const del = dry_run ? "would delete" : "delete";
+  std::vector<std::vector<std::string>> rows;
+  int64_t kept = 0, to_delete = 0;
+  for (const RetentionDecision& d : result.decisions) {
+    std::string why;
+    if (d.keep) {
+      ++kept;
+      why = d.kept_by.empty() ? d.reason : absl::StrCat("kept by ", absl::StrJoin(d.kept_by, ", "));
+    } else {
+      ++to_delete;
+      why = d.reason;
+    }
+    rows.push_back({absl::StrCat(d.step), d.keep ? "keep" : del, why.empty() ? "-" : why});
+  }
+  std::string out;
+  if (!rows.empty()) {
+    rows.insert(rows.begin(), {"STEP", "ACTION", "WHY"});
+    size_t w0 = 0, w1 = 0;
+    for (const auto& row : rows) {
+      w0 = std::max(w0, row[0].size());
+      w1 = std::max(w1, row[1].size());
+    }
+    for (const auto& row : rows) {
+      absl::StrAppend(&out, std::string(w0 - row[0].size(), ' '), row[0], "  ", row[1],
+                      std::string(w1 - row[1].size(), ' '), "  ", row[2], "\n");
+    }
+  }
+  const size_t total = result.decisions.size();
+  if (dry_run) {
+    absl::StrAppend(&out, "job ", job, " (dry run): would delete ", to_delete, " of ", total,
+                    " checkpoints, keep ", kept, "\n");
+  } else {
+    absl::StrAppend(&out, "job ", job, ": deleted ", result.deleted, " of ", total,
+                    " checkpoints, kept ", kept, "\n");
+  }
+  return out;
+}
+
+std::string GcJson(const std::string& job, bool dry_run, const GcResult& result) {
+  nlohmann::ordered_json out;
+  out["job"] = job;
+  out["dry_run"] = dry_run;
+  // In a dry run: how many would be deleted (what the text summary says too).
+  int64_t deleted = result.deleted;
+  if (dry_run) {
+    deleted = std::count_if(result.decisions.begin(), result.decisions.end(),
+                            [](const RetentionDecision& d) { return !d.keep; });
+  }
+  out["deleted"] = deleted;
+  out["decisions"] = nlohmann::ordered_json::array();
+  for (const RetentionDecision& d : result.decisions) {
+    nlohmann::ordered_json j;
+    j["step"] = d.step;
+    j["keep"] = d.keep;
+    j["kept_by"] = d.kept_by;
+    j["reason"] = d.reason;
+    out["decisions"].push_back(std::move(j));
+  }
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
 }  // namespace internal
 }  // namespace cairn

@@ -27,6 +27,20 @@ std::string CheckpointTable(const std::string& job, const std::vector<Checkpoint
 // "prefix"}]}, pretty-printed, newline-terminated.
 std::string CheckpointJson(const std::string& job, const std::vector<CheckpointSummary>& ckpts);
 
+// A retention policy on one line, as `cairn policy` prints it:
+// "keep-last=3 keep-every-steps=1000 keep-every-hours=24 keep-best=2(loss,min)",
+// only the rules that are on; "none (keep everything)" when none is.
+std::string PolicyString(const RetentionPolicy& policy);
+
+// `cairn gc`: one line per checkpoint ("keep" with the rules keeping it, or
+// "delete" / "would delete" with the reason), then a summary line.
+std::string GcText(const std::string& job, bool dry_run, const GcResult& result);
+
+// `cairn gc --json`: {"job", "dry_run", "deleted", "decisions": [{"step",
+// "keep", "kept_by", "reason"}]}, pretty-printed, newline-terminated. In a
+// dry run "deleted" counts the checkpoints that would be deleted.
+std::string GcJson(const std::string& job, bool dry_run, const GcResult& result);
+
 }  // namespace internal
 }  // namespace cairn
 

@@ -76,6 +76,32 @@ absl::Status ValidateMetrics(const std::map<std::string, double>& metrics) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy) {
+  auto invalid = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("retention policy for job ", job, ": ", what));
+  };
+  if (policy.keep_last < 0) {
+    return invalid(absl::StrCat("keep-last ", policy.keep_last, " is negative"));
+  }
+  if (policy.keep_every_steps < 0) {
+    return invalid(absl::StrCat("keep-every-steps ", policy.keep_every_steps, " is negative"));
+  }
+  if (!std::isfinite(policy.keep_every_hours) || policy.keep_every_hours < 0) {
+    return invalid(absl::StrCat("keep-every-hours ", policy.keep_every_hours,
+                                " is not a finite non-negative number"));
+  }
+  if (policy.keep_best < 0) {
+    return invalid(absl::StrCat("keep-best ", policy.keep_best, " is negative"));
+  }
+  if (policy.keep_best > 0 && policy.metric.empty()) {
+    return invalid(absl::StrCat("keep-best ", policy.keep_best, " needs a metric name"));
+  }
+  if (policy.keep_best == 0 && !policy.metric.empty()) {
+    return invalid(absl::StrCat("metric \"", policy.metric, "\" is only used with keep-best > 0"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSaveShard(const SaveShardOptions& options,
                                const std::vector<SaveTensor>& tensors) {
   RETURN_IF_ERROR(ValidateJobName(options.job));

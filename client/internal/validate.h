@@ -25,6 +25,11 @@ absl::Status ValidateStep(int64_t step);
 // Metrics: non-empty names, finite values.
 absl::Status ValidateMetrics(const std::map<std::string, double>& metrics);
 
+// A retention policy: counts (keep_last, keep_every_steps, keep_best) >= 0;
+// keep_every_hours finite and >= 0; keep_best > 0 needs a metric name, and a
+// metric name needs keep_best > 0. InvalidArgument naming `job` and the rule.
+absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy);
+
 // Everything SaveShard checks before talking to the coordinator: job, step,
 // 0 <= shard_index < num_shards, metrics, and each tensor (see
 // ValidateSaveTensors). InvalidArgument naming the culprit.

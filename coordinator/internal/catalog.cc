@@ -90,6 +90,43 @@ absl::StatusOr<std::vector<v1::CheckpointRecord>> Catalog::ListCheckpoints(const
   return out;
 }
 
+absl::StatusOr<v1::JobRecord> Catalog::GetJob(const std::string& job) {
+  const std::string key = absl::StrCat("job/", job);
+  std::string value;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), key, &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("no record of job ", job));
+  if (!s.ok()) return FromRocks(s, key);
+  v1::JobRecord record;
+  if (!record.ParseFromString(value)) return absl::DataLossError(absl::StrCat("catalog record ", key, " is corrupt"));
+  return record;
+}
+
+absl::Status Catalog::PutJob(const v1::JobRecord& job) {
+  return rep_->Put(absl::StrCat("job/", job.job()), job);
+}
+
+absl::Status Catalog::PutLease(const v1::LeaseRecord& lease) {
+  return rep_->Put(absl::StrCat("lease/", lease.lease_id()), lease);
+}
+
+absl::Status Catalog::DeleteLease(const std::string& lease_id) {
+  const std::string key = absl::StrCat("lease/", lease_id);
+  return FromRocks(rep_->db->Delete(rep_->sync_write, key), key);
+}
+
+absl::StatusOr<std::vector<v1::LeaseRecord>> Catalog::ListLeases() {
+  std::vector<v1::LeaseRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("lease/"); it->Valid() && it->key().starts_with("lease/"); it->Next()) {
+    v1::LeaseRecord l;
+    if (l.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      out.push_back(std::move(l));
+    }
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scan leases");
+  return out;
+}
+
 absl::Status Catalog::PutWriter(const v1::WriterInfo& writer) {
   return rep_->Put(absl::StrCat("writer/", writer.writer_id()), writer);
 }

@@ -32,6 +32,14 @@ class Catalog {
   // (job, step).
   absl::StatusOr<std::vector<v1::CheckpointRecord>> ListCheckpoints(const std::string& job);
 
+  // NotFound if the job has no record (no policy, never committed).
+  absl::StatusOr<v1::JobRecord> GetJob(const std::string& job);
+  absl::Status PutJob(const v1::JobRecord& job);
+
+  absl::Status PutLease(const v1::LeaseRecord& lease);
+  absl::Status DeleteLease(const std::string& lease_id);
+  absl::StatusOr<std::vector<v1::LeaseRecord>> ListLeases();
+
   absl::Status PutWriter(const v1::WriterInfo& writer);
   absl::StatusOr<std::vector<v1::WriterInfo>> ListWriters();
 

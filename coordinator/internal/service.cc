@@ -82,10 +82,20 @@ absl::Status CoordinatorService::Recover() {
       writers_[w.writer_id()] = Writer{w.address(), clock_->NowMicros(), 0};
     }
   }
+  ASSIGN_OR_RETURN(auto leases, catalog_->ListLeases());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& l : leases) leases_[l.lease_id()] = std::move(l);
+  }
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
   std::vector<Key> to_complete, to_finish, to_abort;
   for (auto& r : records) {
     const Key key{r.job(), r.step()};
+    if (r.state() == v1::DELETING) {
+      Log(absl::StrCat("recovery: finishing the deletion of ", Name(r.job(), r.step())));
+      RETURN_IF_ERROR(FinishDeletion(r));
+      continue;
+    }
     switch (r.state()) {
       case v1::PENDING:
         if (AllDurable(r)) to_complete.push_back(key);
@@ -501,7 +511,89 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   Log(absl::StrCat("committed ", Name(key.first, key.second), ": ", updated.num_shards(),
                    " shards, ", updated.bytes(), " bytes"));
   RemoveStaging(record);
+  auto job = catalog_->GetJob(record.job());
+  if (!job.ok() || job->first_commit_micros() == 0) {
+    v1::JobRecord j = job.ok() ? *job : v1::JobRecord();
+    j.set_job(record.job());
+    j.set_first_commit_micros(updated.committed_at_micros());
+    RETURN_IF_ERROR(catalog_->PutJob(j));
+  }
+  // Retention runs right after each commit. Its failure does not undo the
+  // commit; the next commit or gc retries.
+  int deleted = 0;
+  auto retained = ApplyRetentionLocked(record.job(), /*dry_run=*/false, &deleted);
+  if (!retained.ok()) Log(absl::StrCat("retention for ", record.job(), ": ", retained.status().message()));
   return absl::OkStatus();
+}
+
+bool CoordinatorService::Leased(const std::string& job, int64_t step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_->NowMicros();
+  for (const auto& [id, l] : leases_) {
+    if (l.job() == job && l.step() == step && l.expires_at_micros() > now) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::vector<Decision>> CoordinatorService::ApplyRetentionLocked(
+    const std::string& job, bool dry_run, int* deleted) {
+  *deleted = 0;
+  v1::RetentionPolicy policy;
+  int64_t first_commit = 0;
+  auto job_record = catalog_->GetJob(job);
+  if (job_record.ok()) {
+    policy = job_record->policy();
+    first_commit = job_record->first_commit_micros();
+  } else if (!absl::IsNotFound(job_record.status())) {
+    return job_record.status();
+  }
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  std::map<int64_t, v1::CheckpointRecord> committed;
+  std::vector<RetentionCandidate> candidates;
+  for (auto& r : records) {
+    if (r.state() != v1::COMMITTED) continue;  // pending/aborted never count
+    RetentionCandidate c;
+    c.step = r.step();
+    c.committed_at_micros = r.committed_at_micros();
+    c.metrics.insert(r.metrics().begin(), r.metrics().end());
+    c.pinned = r.pinned();
+    c.leased = Leased(job, r.step());
+    candidates.push_back(std::move(c));
+    committed.emplace(r.step(), std::move(r));
+  }
+  std::vector<Decision> decisions = EvaluateRetention(policy, std::move(candidates), first_commit);
+  if (dry_run) return decisions;
+  std::vector<v1::CheckpointRecord> doomed;
+  for (const Decision& d : decisions) {
+    if (d.keep) continue;
+    v1::CheckpointRecord r = committed.at(d.step);
+    r.set_state(v1::DELETING);
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(r));
+    Log(absl::StrCat("retention: deleting ", Name(job, d.step), ": ", d.reason));
+    doomed.push_back(std::move(r));
+  }
+  if (doomed.empty()) return decisions;
+  CrashPoint("after_mark_deleting");
+  // The state file stops naming them before any of their files go.
+  RETURN_IF_ERROR(WriteStateFile(job));
+  for (const auto& r : doomed) {
+    RETURN_IF_ERROR(FinishDeletion(r));
+    ++*deleted;
+  }
+  return decisions;
+}
+
+absl::Status CoordinatorService::FinishDeletion(const v1::CheckpointRecord& record) {
+  // Exactly the files of the inventory: never a directory listing, so files
+  // Cairn did not write survive (and keep the directory).
+  bool first = true;
+  for (const auto& f : record.files()) {
+    RETURN_IF_ERROR(storage_->Delete(f.path()));
+    if (first) CrashPoint("mid_delete");
+    first = false;
+  }
+  storage_->RemoveDirIfEmpty(CheckpointDir(record.job(), record.step())).IgnoreError();
+  return catalog_->DeleteCheckpoint(record.job(), record.step());
 }
 
 absl::Status CoordinatorService::WriteStateFile(const std::string& job) {
@@ -604,11 +696,21 @@ void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointI
 grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListRequest* req,
                                       v1::ListResponse* resp) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  std::map<int64_t, std::vector<std::string>> kept_by;
+  {
+    std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+    int deleted;
+    auto decisions = ApplyRetentionLocked(req->job(), /*dry_run=*/true, &deleted);
+    if (!decisions.ok()) return rpc::ToGrpc(decisions.status());
+    for (const Decision& d : *decisions) kept_by[d.step] = d.kept_by;
+  }
   auto records = catalog_->ListCheckpoints(req->job());
   if (!records.ok()) return rpc::ToGrpc(records.status());
   for (const auto& r : *records) {
     if (r.state() != v1::COMMITTED && !req->include_uncommitted()) continue;
-    FillInfo(r, resp->add_checkpoints());
+    auto* info = resp->add_checkpoints();
+    FillInfo(r, info);
+    for (const std::string& rule : kept_by[r.step()]) info->add_kept_by(rule);
   }
   return grpc::Status::OK;
 }
@@ -634,6 +736,116 @@ grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest*
         "job ", req->job(), " has no committed checkpoint at step ", req->step())));
   }
   FillInfo(*record, resp->mutable_checkpoint());
+  return grpc::Status::OK;
+}
+
+// ----------------------------------------------------------------- retention
+
+grpc::Status CoordinatorService::SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest* req,
+                                           v1::SetPolicyResponse*) {
+  absl::Status s = ValidateJobName(req->job());
+  if (s.ok()) s = ValidatePolicy(req->policy());
+  if (!s.ok()) return rpc::ToGrpc(s);
+  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  auto job = catalog_->GetJob(req->job());
+  if (!job.ok() && !absl::IsNotFound(job.status())) return rpc::ToGrpc(job.status());
+  v1::JobRecord record = job.ok() ? *job : v1::JobRecord();
+  record.set_job(req->job());
+  *record.mutable_policy() = req->policy();
+  if (s = catalog_->PutJob(record); !s.ok()) return rpc::ToGrpc(s);
+  Log(absl::StrCat("job ", req->job(), ": retention policy ", DescribePolicy(req->policy())));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest* req,
+                                           v1::GetPolicyResponse* resp) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  auto job = catalog_->GetJob(req->job());
+  if (job.ok()) *resp->mutable_policy() = job->policy();
+  if (!job.ok() && !absl::IsNotFound(job.status())) return rpc::ToGrpc(job.status());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Pin(grpc::ServerContext*, const v1::PinRequest* req,
+                                     v1::PinResponse*) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  auto record = catalog_->GetCheckpoint(req->job(), req->step());
+  if (!record.ok() || record->state() != v1::COMMITTED) {
+    return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
+        "job ", req->job(), " has no committed checkpoint at step ", req->step())));
+  }
+  record->set_pinned(req->pinned());
+  if (absl::Status s = catalog_->PutCheckpoint(*record); !s.ok()) return rpc::ToGrpc(s);
+  Log(absl::StrCat(req->pinned() ? "pinned " : "unpinned ", Name(req->job(), req->step())));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Gc(grpc::ServerContext*, const v1::GcRequest* req,
+                                    v1::GcResponse* resp) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  int deleted = 0;
+  auto decisions = ApplyRetentionLocked(req->job(), req->dry_run(), &deleted);
+  if (!decisions.ok()) return rpc::ToGrpc(decisions.status());
+  for (const Decision& d : *decisions) {
+    auto* out = resp->add_decisions();
+    out->set_step(d.step);
+    out->set_keep(d.keep);
+    for (const std::string& k : d.kept_by) out->add_kept_by(k);
+    out->set_reason(d.reason);
+  }
+  resp->set_deleted(deleted);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::AcquireLease(grpc::ServerContext*,
+                                              const v1::AcquireLeaseRequest* req,
+                                              v1::AcquireLeaseResponse* resp) {
+  if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  constexpr int64_t kMaxTtlMs = 24LL * 3600 * 1000;
+  if (req->ttl_ms() <= 0 || req->ttl_ms() > kMaxTtlMs) {
+    return rpc::ToGrpc(absl::InvalidArgumentError("lease ttl must be in (0, 24 h]"));
+  }
+  // Under the job lock: retention either saw this lease or already marked
+  // the checkpoint DELETING, in which case it is not found here.
+  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  auto record = catalog_->GetCheckpoint(req->job(), req->step());
+  if (!record.ok() || record->state() != v1::COMMITTED) {
+    return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
+        "job ", req->job(), " has no committed checkpoint at step ", req->step())));
+  }
+  v1::LeaseRecord lease;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lease.set_lease_id(absl::StrCat("l-", NewToken()));
+  }
+  lease.set_job(req->job());
+  lease.set_step(req->step());
+  lease.set_expires_at_micros(clock_->NowMicros() + req->ttl_ms() * 1000);
+  if (absl::Status s = catalog_->PutLease(lease); !s.ok()) return rpc::ToGrpc(s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leases_[lease.lease_id()] = lease;
+  }
+  Log(absl::StrCat("lease ", lease.lease_id(), " on ", Name(req->job(), req->step()), " for ",
+                   req->ttl_ms(), " ms"));
+  resp->set_lease_id(lease.lease_id());
+  resp->set_expires_at_micros(lease.expires_at_micros());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ReleaseLease(grpc::ServerContext*,
+                                              const v1::ReleaseLeaseRequest* req,
+                                              v1::ReleaseLeaseResponse*) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!leases_.erase(req->lease_id())) {
+      return rpc::ToGrpc(absl::NotFoundError(absl::StrCat("no lease ", req->lease_id())));
+    }
+  }
+  if (absl::Status s = catalog_->DeleteLease(req->lease_id()); !s.ok()) return rpc::ToGrpc(s);
+  Log(absl::StrCat("lease ", req->lease_id(), " released"));
   return grpc::Status::OK;
 }
 
@@ -674,6 +886,20 @@ void CoordinatorService::BackgroundLoop() {
       }
     }
     for (const Key& key : uncompleted) CompleteCheckpoint(key).IgnoreError();
+    std::vector<std::string> expired_leases;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const int64_t now = clock_->NowMicros();
+      for (auto it = leases_.begin(); it != leases_.end();) {
+        if (it->second.expires_at_micros() <= now) {
+          expired_leases.push_back(it->first);
+          it = leases_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const std::string& id : expired_leases) catalog_->DeleteLease(id).IgnoreError();
     for (const Key& key : expired) {
       Abort(key, absl::StrCat("not all shards arrived within ", options_.pending_timeout_ms,
                               " ms"))

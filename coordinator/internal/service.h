@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/internal/catalog.h"
+#include "coordinator/internal/retention.h"
 #include "proto/cairn.grpc.pb.h"
 #include "storage/bundle_merge.h"
 #include "storage/storage.h"
@@ -48,6 +49,16 @@ class CoordinatorService final : public v1::Coordinator::Service {
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::GetResponse*) override;
   grpc::Status ListWriters(grpc::ServerContext*, const v1::ListWritersRequest*,
                            v1::ListWritersResponse*) override;
+  grpc::Status SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest*,
+                         v1::SetPolicyResponse*) override;
+  grpc::Status GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest*,
+                         v1::GetPolicyResponse*) override;
+  grpc::Status Pin(grpc::ServerContext*, const v1::PinRequest*, v1::PinResponse*) override;
+  grpc::Status Gc(grpc::ServerContext*, const v1::GcRequest*, v1::GcResponse*) override;
+  grpc::Status AcquireLease(grpc::ServerContext*, const v1::AcquireLeaseRequest*,
+                            v1::AcquireLeaseResponse*) override;
+  grpc::Status ReleaseLease(grpc::ServerContext*, const v1::ReleaseLeaseRequest*,
+                            v1::ReleaseLeaseResponse*) override;
 
  private:
   using Key = std::pair<std::string, int64_t>;  // (job, step)
@@ -70,6 +81,17 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::Status FinishCommit(const Key& key);
   // Marks ABORTED, then removes every staged file of the checkpoint.
   absl::Status Abort(const Key& key, const std::string& why);
+
+  // Retention for `job`: evaluates the policy over its committed
+  // checkpoints and (unless dry_run) deletes what no rule keeps: marks them
+  // DELETING (synced), rewrites the state file without them, deletes exactly
+  // the files of their inventory, then drops their records.
+  // REQUIRES: JobLock(job) held.
+  absl::StatusOr<std::vector<Decision>> ApplyRetentionLocked(const std::string& job, bool dry_run,
+                                                             int* deleted);
+  // Deletes a DELETING checkpoint's files (idempotent) and then its record.
+  absl::Status FinishDeletion(const v1::CheckpointRecord& record);
+  bool Leased(const std::string& job, int64_t step);
 
   absl::StatusOr<std::vector<MergedFile>> Merge(const std::vector<std::string>& parts,
                                                     const std::string& output);
@@ -96,6 +118,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // Checkpoints some thread is merging right now (CompleteCheckpoint).
   std::set<Key> completing_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::LeaseRecord> leases_ ABSL_GUARDED_BY(mu_);
   int next_writer_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::mutex bg_mu_;

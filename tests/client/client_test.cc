@@ -6,12 +6,17 @@
 // the real servers live with the servers.
 #include <grpcpp/grpcpp.h>
 
+#include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -491,7 +496,11 @@ class FakeWriter final : public v1::ShardWriter::Service {
 };
 
 // A Coordinator that assigns `writer_address` for every shard and answers
-// List/Get from the checkpoints a test adds.
+// List/Get from the checkpoints a test adds. The retention RPCs record their
+// requests: SetPolicy stores the policy GetPolicy returns, Pin needs a known
+// checkpoint, Gc answers with a canned response, leases are numbered
+// "lease-N". `calls()` lists the Get/AcquireLease/ReleaseLease calls in
+// order; hooks run when a lease is acquired or released.
 class FakeCoordinator final : public v1::Coordinator::Service {
  public:
   grpc::Status BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* request,
@@ -523,6 +532,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
                    v1::GetResponse* response) override {
     std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(request->latest() ? "Get(latest)" : absl::StrCat("Get(", request->step(), ")"));
     const v1::CheckpointInfo* found = nullptr;
     for (const auto& [key, info] : checkpoints_) {
       if (key.first == request->job() && (request->latest() || key.second == request->step())) {
@@ -537,6 +547,131 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     }
     *response->mutable_checkpoint() = *found;
     return grpc::Status::OK;
+  }
+
+  grpc::Status SetPolicy(grpc::ServerContext*, const v1::SetPolicyRequest* request,
+                         v1::SetPolicyResponse*) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    set_policies_.push_back(*request);
+    policies_[request->job()] = request->policy();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest* request,
+                         v1::GetPolicyResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    get_policies_.push_back(*request);
+    auto it = policies_.find(request->job());
+    if (it != policies_.end()) *response->mutable_policy() = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Pin(grpc::ServerContext*, const v1::PinRequest* request,
+                   v1::PinResponse*) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    pins_.push_back(*request);
+    auto it = checkpoints_.find({request->job(), request->step()});
+    if (it == checkpoints_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("no committed checkpoint of job ", request->job(),
+                                       " at step ", request->step()));
+    }
+    it->second.set_pinned(request->pinned());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Gc(grpc::ServerContext*, const v1::GcRequest* request,
+                  v1::GcResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    gcs_.push_back(*request);
+    *response = gc_response_;
+    if (request->dry_run()) response->set_deleted(0);  // nothing is deleted
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AcquireLease(grpc::ServerContext*, const v1::AcquireLeaseRequest* request,
+                            v1::AcquireLeaseResponse* response) override {
+    std::function<void()> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls_.push_back(absl::StrCat("AcquireLease(", request->step(), ")"));
+      acquires_.push_back(*request);
+      if (!acquire_error_.ok()) return acquire_error_;
+      if (!checkpoints_.count({request->job(), request->step()})) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            absl::StrCat("no committed checkpoint of job ", request->job(),
+                                         " at step ", request->step()));
+      }
+      response->set_lease_id(absl::StrCat("lease-", acquires_.size()));
+      response->set_expires_at_micros(1700000000000000 + request->ttl_ms() * 1000);
+      hook = on_acquire_;
+    }
+    if (hook) hook();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReleaseLease(grpc::ServerContext*, const v1::ReleaseLeaseRequest* request,
+                            v1::ReleaseLeaseResponse*) override {
+    std::function<void()> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls_.push_back(absl::StrCat("ReleaseLease(", request->lease_id(), ")"));
+      releases_.push_back(request->lease_id());
+      hook = on_release_;
+      if (!release_error_.ok()) return release_error_;
+    }
+    if (hook) hook();
+    return grpc::Status::OK;
+  }
+
+  void set_gc_response(const v1::GcResponse& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    gc_response_ = r;
+  }
+  void set_acquire_error(const grpc::Status& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    acquire_error_ = s;
+  }
+  void set_release_error(const grpc::Status& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_error_ = s;
+  }
+  void set_lease_hooks(std::function<void()> on_acquire, std::function<void()> on_release) {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_acquire_ = std::move(on_acquire);
+    on_release_ = std::move(on_release);
+  }
+  std::vector<v1::SetPolicyRequest> set_policies() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return set_policies_;
+  }
+  std::vector<v1::GetPolicyRequest> get_policies() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return get_policies_;
+  }
+  std::vector<v1::PinRequest> pins() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pins_;
+  }
+  std::vector<v1::GcRequest> gcs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return gcs_;
+  }
+  std::vector<v1::AcquireLeaseRequest> acquires() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acquires_;
+  }
+  std::vector<std::string> releases() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return releases_;
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  void clear_calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.clear();
   }
 
   void set_writer_address(const std::string& a) {
@@ -557,6 +692,17 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::string writer_address_;
   std::vector<v1::BeginShardRequest> begins_;
   std::map<std::pair<std::string, int64_t>, v1::CheckpointInfo> checkpoints_;
+  std::map<std::string, v1::RetentionPolicy> policies_;
+  std::vector<v1::SetPolicyRequest> set_policies_;
+  std::vector<v1::GetPolicyRequest> get_policies_;
+  std::vector<v1::PinRequest> pins_;
+  std::vector<v1::GcRequest> gcs_;
+  v1::GcResponse gc_response_;
+  std::vector<v1::AcquireLeaseRequest> acquires_;
+  std::vector<std::string> releases_;
+  std::vector<std::string> calls_;
+  grpc::Status acquire_error_, release_error_;
+  std::function<void()> on_acquire_, on_release_;
 };
 
 class FakeService : public ::testing::Test {
