@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/lease.h"
 #include "client/internal/validate.h"
@@ -64,9 +65,15 @@ absl::Status RpcError(const grpc::Status& s, const std::string& peer, absl::stri
   const absl::Status status = rpc::FromGrpc(s, peer);
   const bool names_peer = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-  return absl::Status(status.code(), names_peer
-                                         ? absl::StrCat(context, ": ", status.message())
-                                         : absl::StrCat(context, ": ", peer, ": ", status.message()));
+  std::string message(status.message());
+  if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    // E.g. a coordinator older than the call (gRPC's message is often empty).
+    message = absl::StrCat("does not support this call", message.empty() ? "" : ": ", message);
+  } else if (message.empty()) {
+    message = absl::StatusCodeToString(status.code());
+  }
+  return absl::Status(status.code(), names_peer ? absl::StrCat(context, ": ", message)
+                                                : absl::StrCat(context, ": ", peer, ": ", message));
 }
 
 // One tensor (or slice) to restore, with a rough cost for scheduling.

@@ -4,6 +4,7 @@
 
 #include "client/internal/flags.h"
 #include "client/internal/signals.h"
+#include "storage/storage.h"
 #include "coordinator/coordinator.h"
 
 namespace {
@@ -20,6 +21,9 @@ shard writers and commits checkpoints under the storage root URI.
                      this many seconds (default 600)
   --writer-timeout   consider a writer dead after this many seconds without a
                      heartbeat (default 5)
+  --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
+                     credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+                     region from AWS_REGION)
 Stops cleanly on SIGTERM or SIGINT.
 )";
 
@@ -30,7 +34,7 @@ int main(int argc, char** argv) {
   cairn::cli::BlockTerminationSignals();
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
-                             "crash-at"});
+                             "crash-at", "s3-endpoint"});
   if (!flags.ok()) {
     std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
     return 2;
@@ -38,6 +42,12 @@ int main(int argc, char** argv) {
   if (flags->GetBool("help")) {
     std::cout << kUsage;
     return 0;
+  }
+  {
+    // S3 settings: the AWS_* environment, overridden by --s3-endpoint.
+    cairn::StorageOptions storage_options = cairn::StorageOptionsFromEnvironment();
+    if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
+    cairn::SetDefaultStorageOptions(storage_options);
   }
   if (!flags->positional().empty()) {
     std::cerr << "cairn-coordinator: unexpected argument " << flags->positional()[0] << "\n";

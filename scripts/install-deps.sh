@@ -9,6 +9,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libssl-dev libcurl4-openssl-dev libsnappy-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  # Test servers (tests/servers/): single-node Ceph object gateway (S3) and
+  # nginx for plain-HTTP reads. ceph-mgr is not needed for S3.
+  ceph-mon ceph-osd radosgw ceph-common nginx curl
 )
 
 missing=()
@@ -25,5 +28,17 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Package scripts must not start system services (nginx on port 80, ceph
+# daemons): the tests run their own. Add a deny-all policy-rc.d only for the
+# duration of the install if the machine has none.
+added_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod 755 /usr/sbin/policy-rc.d
+  added_policy=1
+fi
+status=0
+$SUDO apt-get update -qq && \
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+[ -n "$added_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+exit $status

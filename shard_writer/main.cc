@@ -3,6 +3,7 @@
 
 #include "client/internal/flags.h"
 #include "client/internal/signals.h"
+#include "storage/storage.h"
 #include "shard_writer/shard_writer.h"
 
 namespace {
@@ -17,6 +18,9 @@ Receives workers' tensor streams and writes checkpoint shards.
                  port, printed as "listening on HOST:PORT")
   --advertise    address clients should use (default: the listening address)
   --storage      storage root (default: the coordinator's)
+  --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
+                     credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+                     region from AWS_REGION)
 Stops cleanly on SIGTERM or SIGINT.
 )";
 
@@ -26,7 +30,7 @@ int main(int argc, char** argv) {
   using cairn::cli::Flags;
   cairn::cli::BlockTerminationSignals();
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage"});
+                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint"});
   if (!flags.ok()) {
     std::cerr << "cairn-writer: " << flags.status().message() << "\n" << kUsage;
     return 2;
@@ -34,6 +38,12 @@ int main(int argc, char** argv) {
   if (flags->GetBool("help")) {
     std::cout << kUsage;
     return 0;
+  }
+  {
+    // S3 settings: the AWS_* environment, overridden by --s3-endpoint.
+    cairn::StorageOptions storage_options = cairn::StorageOptionsFromEnvironment();
+    if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
+    cairn::SetDefaultStorageOptions(storage_options);
   }
   cairn::WriterOptions options;
   options.coordinator = flags->Get("coordinator").value_or("");

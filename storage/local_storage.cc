@@ -7,12 +7,15 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <cstdlib>
+#include <mutex>
 #include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "storage/internal/local_storage.h"
+#include "storage/internal/remote_storage.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
 
@@ -346,7 +349,8 @@ absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_
   return std::unique_ptr<Storage>(new LocalStorage(root));
 }
 
-absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
+                                                     const StorageOptions& options) {
   if (absl::StartsWith(uri, "file://")) {
     absl::string_view path = uri.substr(7);
     if (!absl::StartsWith(path, "/")) {
@@ -355,12 +359,56 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
     }
     return NewLocalStorage(path);
   }
+  if (absl::StartsWith(uri, "s3://")) return internal::NewS3StorageForUri(uri, options);
+  if (absl::StartsWith(uri, "http://") || absl::StartsWith(uri, "https://")) {
+    return internal::NewHttpStorageForUri(uri, options);
+  }
   if (absl::StrContains(uri, "://")) {
-    return absl::UnimplementedError(absl::StrCat("storage URI \"", uri,
-                                                 "\": unsupported scheme"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "storage URI \"", uri, "\": unsupported scheme (use a path, file://, s3://, http(s)://)"));
   }
   if (uri.empty()) return absl::InvalidArgumentError("empty storage URI");
   return NewLocalStorage(uri);
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
+  return OpenStorage(uri, DefaultStorageOptions());
+}
+
+namespace {
+std::mutex& DefaultsMu() {
+  static std::mutex mu;
+  return mu;
+}
+std::unique_ptr<StorageOptions>& Defaults() {
+  static std::unique_ptr<StorageOptions> defaults;
+  return defaults;
+}
+}  // namespace
+
+StorageOptions StorageOptionsFromEnvironment() {
+  StorageOptions o;
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  o.s3.endpoint = env("AWS_ENDPOINT_URL");
+  if (!env("AWS_REGION").empty()) o.s3.region = env("AWS_REGION");
+  o.s3.access_key = env("AWS_ACCESS_KEY_ID");
+  o.s3.secret_key = env("AWS_SECRET_ACCESS_KEY");
+  o.s3.session_token = env("AWS_SESSION_TOKEN");
+  return o;
+}
+
+void SetDefaultStorageOptions(const StorageOptions& options) {
+  std::lock_guard<std::mutex> lock(DefaultsMu());
+  Defaults() = std::make_unique<StorageOptions>(options);
+}
+
+StorageOptions DefaultStorageOptions() {
+  std::lock_guard<std::mutex> lock(DefaultsMu());
+  if (!Defaults()) Defaults() = std::make_unique<StorageOptions>(StorageOptionsFromEnvironment());
+  return *Defaults();
 }
 
 absl::StatusOr<SplitPrefix> SplitPrefixUri(absl::string_view prefix_uri) {

@@ -78,6 +78,15 @@ class Storage {
   virtual absl::Status Rename(absl::string_view from, absl::string_view to) = 0;
   // Deletes one file. Deleting a missing file is OK (idempotent).
   virtual absl::Status Delete(absl::string_view path) = 0;
+  // Deletes several files (S3: batch deletes of up to 1000 keys). Same
+  // semantics as Delete for each.
+  virtual absl::Status DeleteMany(const std::vector<std::string>& paths) {
+    for (const std::string& p : paths) {
+      absl::Status s = Delete(p);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   // Removes `dir` if it is empty; OK if it is absent or not empty
   // (objects stores have no directories).
   virtual absl::Status RemoveDirIfEmpty(absl::string_view dir) = 0;
@@ -87,14 +96,45 @@ class Storage {
   virtual std::string uri() const = 0;
 };
 
+// Settings of the remote backends.
+struct S3Options {
+  std::string endpoint;              // http(s)://HOST[:PORT] (AWS_ENDPOINT_URL)
+  std::string region = "us-east-1";  // AWS_REGION
+  std::string access_key;            // AWS_ACCESS_KEY_ID
+  std::string secret_key;            // AWS_SECRET_ACCESS_KEY
+  std::string session_token;         // AWS_SESSION_TOKEN (optional)
+  // Total time one operation may spend retrying 5xx / SlowDown / resets /
+  // timeouts (exponential backoff with jitter) before failing.
+  int64_t retry_total_ms = 120000;
+  size_t part_size = 8 << 20;   // multipart upload part size (>= 5 MiB)
+  int upload_parallelism = 4;   // parts in flight per file (memory: this × part_size)
+  int list_page_size = 1000;    // ListObjectsV2 max-keys
+};
+
+struct StorageOptions {
+  S3Options s3;
+  int read_parallelism = 4;         // concurrent ranged GETs of one large remote read
+  size_t read_chunk = 8 << 20;      // size of each ranged GET
+};
+
+// Options from the standard AWS_* environment variables.
+StorageOptions StorageOptionsFromEnvironment();
+// The options OpenStorage(uri) uses: set by main() from flags, else (the
+// first time they are needed) read from the environment. Thread-safe.
+void SetDefaultStorageOptions(const StorageOptions& options);
+StorageOptions DefaultStorageOptions();
+
 // Local (or shared POSIX) filesystem rooted at `root_dir`.
 absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir);
 
 // A process-local, in-memory backend (tests, fuzzing). Thread-safe.
 std::unique_ptr<Storage> NewMemoryStorage();
 
-// Opens the backend for a storage URI: "/abs/path", "file:///abs/path",
-// a relative path (local), and later "s3://..." / "http(s)://...".
+// Opens the backend for a storage URI: "/abs/path", "file:///abs/path", a
+// relative path (local), "s3://BUCKET/PREFIX" (path-style requests, AWS
+// Signature V4) or "http(s)://HOST/PATH" (read-only, Range GETs).
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
+                                                     const StorageOptions& options);
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri);
 
 // Splits a checkpoint prefix URI ("/d/ckpt-1/variables", "s3://b/x/variables")

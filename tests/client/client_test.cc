@@ -409,6 +409,64 @@ TEST_F(SaveShardValidation, UnreachableCoordinatorIsNamed) {
   EXPECT_EQ(client_->Get("job", -3).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Bad retention input is refused before any RPC: the coordinator is not
+// there, so anything that reaches it would be Unavailable instead.
+TEST_F(SaveShardValidation, RetentionInputIsCheckedClientSide) {
+  auto expect_invalid = [this](const RetentionPolicy& p, const std::string& needle) {
+    absl::Status s = client_->SetPolicy("j", p);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << needle << ": " << s;
+    EXPECT_TRUE(Contains(s.message(), needle)) << needle << ": " << s;
+    EXPECT_TRUE(Contains(s.message(), "job j")) << s;
+  };
+  RetentionPolicy p;
+  p.keep_last = -1;
+  expect_invalid(p, "keep-last");
+  p = {};
+  p.keep_every_steps = -5;
+  expect_invalid(p, "keep-every-steps");
+  p = {};
+  p.keep_every_hours = -1;
+  expect_invalid(p, "keep-every-hours");
+  p.keep_every_hours = std::nan("");
+  expect_invalid(p, "keep-every-hours");
+  p.keep_every_hours = std::numeric_limits<double>::infinity();
+  expect_invalid(p, "keep-every-hours");
+  p = {};
+  p.keep_best = -1;
+  p.metric = "loss";
+  expect_invalid(p, "keep-best");
+  p.keep_best = 2;
+  p.metric = "";
+  expect_invalid(p, "metric");
+  p.keep_best = 0;
+  p.metric = "loss";
+  expect_invalid(p, "\"loss\"");
+
+  const auto invalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_EQ(client_->SetPolicy("bad job", {}).code(), invalid);
+  EXPECT_EQ(client_->GetPolicy(".x").status().code(), invalid);
+  EXPECT_EQ(client_->Gc("", true).status().code(), invalid);
+  EXPECT_EQ(client_->Pin("a/b", 1, true).code(), invalid);
+  EXPECT_EQ(client_->Pin("j", -1, true).code(), invalid);
+  EXPECT_EQ(client_->AcquireLease("j", -1, 1000).status().code(), invalid);
+  EXPECT_EQ(client_->AcquireLease("j", 1, 0).status().code(), invalid);
+  EXPECT_EQ(client_->ReleaseLease("").code(), invalid);
+
+  // Valid input gets as far as the (absent) coordinator, which is named.
+  p = {};
+  p.keep_best = 1;
+  p.metric = "loss";
+  p.keep_every_hours = 0.25;
+  absl::Status s = client_->SetPolicy("j", p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(Contains(s.message(), "coordinator 127.0.0.1:1")) << s;
+  EXPECT_EQ(client_->SetPolicy("j", {}).code(), absl::StatusCode::kUnavailable);
+  s = client_->Pin("j", 3, true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(Contains(s.message(), "j/3")) << s;
+  EXPECT_EQ(client_->Gc("j", true).status().code(), absl::StatusCode::kUnavailable);
+}
+
 // ------------------------------------------------ fake service, save & list
 
 // A ShardWriter that records every message and writes the shard as a real
@@ -945,6 +1003,465 @@ TEST_F(FakeService, CliSaveListRestore) {
                    "--to=" + out});
   EXPECT_EQ(restore.exit_code, 1);
   EXPECT_TRUE(Contains(restore.err, "cli")) << restore.err;
+}
+
+// ----------------------------------------------------- retention and leases
+
+// Moves a checkpoint's directory out of the way and back, so that its files
+// can be read only between a lease's acquisition and its release.
+class LeaseGate {
+ public:
+  LeaseGate(const std::string& root, const std::string& job, int64_t step)
+      : there_(absl::StrCat(root, "/", job, "/ckpt-", step)),
+        away_(absl::StrCat(root, "/", job, "/away-", step)) {}
+  void Hide() { Move(there_, away_); }
+  void Show() { Move(away_, there_); }
+
+ private:
+  static void Move(const std::string& from, const std::string& to) {
+    std::error_code ec;
+    std::filesystem::rename(from, to, ec);
+    if (ec) ADD_FAILURE() << "rename " << from << " -> " << to << ": " << ec.message();
+  }
+  const std::string there_, away_;
+};
+
+grpc::Status GrpcError(grpc::StatusCode code, const std::string& msg) {
+  return grpc::Status(code, msg);
+}
+
+TEST_F(FakeService, RestoreHoldsALeaseAroundTheRead) {
+  const std::string w = Floats(6, 3);
+  ASSERT_TRUE(client_
+                  ->SaveShard({"lease-job", 42, 0, 1, {}},
+                              {{"w", DataType::kFloat, {2, 3}, std::nullopt, w, {}}})
+                  .ok());
+  Commit("lease-job", 7);
+  Commit("lease-job", 42);
+  // The files exist only while a lease is held: a read outside the lease fails.
+  LeaseGate gate(root_.path(), "lease-job", 42);
+  gate.Hide();
+  coordinator_.set_lease_hooks([&gate] { gate.Show(); }, [&gate] { gate.Hide(); });
+  coordinator_.clear_calls();
+  auto restored = client_->Restore("lease-job", std::nullopt, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->at("w").tensor.data.view(), w);
+  // The newest step is resolved first, then that step is leased.
+  EXPECT_EQ(coordinator_.calls(),
+            (std::vector<std::string>{"Get(latest)", "AcquireLease(42)", "ReleaseLease(lease-1)"}));
+  auto acquires = coordinator_.acquires();
+  ASSERT_EQ(acquires.size(), 1u);
+  EXPECT_EQ(acquires[0].job(), "lease-job");
+  EXPECT_EQ(acquires[0].step(), 42);
+  EXPECT_EQ(acquires[0].ttl_ms(), 60 * 60 * 1000);
+
+  // A failed read releases its lease too.
+  RestoreRequest missing;
+  missing.tensors = {"nope"};
+  auto r = client_->Restore("lease-job", 42, missing);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), "\"nope\"")) << r.status();
+  EXPECT_EQ(coordinator_.releases(), (std::vector<std::string>{"lease-1", "lease-2"}));
+
+  // A failed release does not fail the restore: the lease expires by itself.
+  coordinator_.set_release_error(GrpcError(grpc::StatusCode::INTERNAL, "catalog hiccup"));
+  restored = client_->Restore("lease-job", 42, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(coordinator_.releases().size(), 3u);
+  coordinator_.set_release_error(grpc::Status::OK);
+  coordinator_.set_lease_hooks(nullptr, nullptr);  // the files stay where they are now
+
+  // The checkpoint went between Get and AcquireLease: NotFound, nothing read
+  // or released.
+  coordinator_.set_acquire_error(
+      GrpcError(grpc::StatusCode::NOT_FOUND, "checkpoint lease-job/42 was deleted by retention"));
+  coordinator_.clear_calls();
+  r = client_->Restore("lease-job", 42, {});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), "lease-job/42")) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), coordinator_address_)) << r.status();
+  EXPECT_EQ(coordinator_.calls(), (std::vector<std::string>{"Get(42)", "AcquireLease(42)"}));
+  // Any other refusal fails the restore as well.
+  coordinator_.set_acquire_error(
+      GrpcError(grpc::StatusCode::FAILED_PRECONDITION, "checkpoint lease-job/42 is being deleted"));
+  r = client_->Restore("lease-job", 42, {});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  // A coordinator that predates leases (and retention) answers UNIMPLEMENTED:
+  // the restore goes ahead without a lease.
+  coordinator_.set_acquire_error(GrpcError(grpc::StatusCode::UNIMPLEMENTED, ""));
+  coordinator_.clear_calls();
+  restored = client_->Restore("lease-job", 42, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(coordinator_.calls(), (std::vector<std::string>{"Get(42)", "AcquireLease(42)"}));
+}
+
+TEST_F(FakeService, CliRestoreHoldsALease) {
+  testing::TempDir dir;
+  const std::string w = Floats(4, 9);
+  ASSERT_TRUE(client_
+                  ->SaveShard({"lease-job", 42, 0, 1, {}},
+                              {{"w", DataType::kFloat, {4}, std::nullopt, w, {}}})
+                  .ok());
+  Commit("lease-job", 42);
+  LeaseGate gate(root_.path(), "lease-job", 42);
+  gate.Hide();
+  coordinator_.set_lease_hooks([&gate] { gate.Show(); }, [&gate] { gate.Hide(); });
+  coordinator_.clear_calls();
+  const std::string out = dir.Join("out.safetensors");
+  RunResult r = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=lease-job",
+                       "--to=" + out, "--slice=w=4 1,2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(SafetensorsTensors(out)["w"], w.substr(4, 8));
+  EXPECT_EQ(coordinator_.calls(),
+            (std::vector<std::string>{"Get(latest)", "AcquireLease(42)", "ReleaseLease(lease-1)"}));
+  ASSERT_EQ(coordinator_.acquires().size(), 1u);
+  EXPECT_EQ(coordinator_.acquires()[0].ttl_ms(), 60 * 60 * 1000);
+  // A failed restore (bad --slice shape, found in the index) releases too.
+  r = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=lease-job",
+             "--to=" + out, "--slice=w=5 1,2"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(coordinator_.releases(), (std::vector<std::string>{"lease-1", "lease-2"}));
+  // The checkpoint is gone by the time of the lease: exit 1 naming it.
+  coordinator_.set_lease_hooks(nullptr, nullptr);
+  coordinator_.set_acquire_error(GrpcError(grpc::StatusCode::NOT_FOUND, "deleted by retention"));
+  r = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=lease-job", "--step=42",
+             "--to=" + out});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "lease-job/42")) << r.err;
+  EXPECT_EQ(coordinator_.releases().size(), 2u);
+}
+
+TEST_F(FakeService, RetentionCallsMapToRequests) {
+  RetentionPolicy policy;
+  policy.keep_last = 3;
+  policy.keep_every_steps = 1000;
+  policy.keep_every_hours = 0.5;
+  policy.keep_best = 2;
+  policy.metric = "loss";
+  policy.maximize = true;
+  ASSERT_TRUE(client_->SetPolicy("j", policy).ok());
+  auto sets = coordinator_.set_policies();
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].job(), "j");
+  EXPECT_EQ(sets[0].policy().keep_last(), 3);
+  EXPECT_EQ(sets[0].policy().keep_every_steps(), 1000);
+  EXPECT_EQ(sets[0].policy().keep_every_hours(), 0.5);
+  EXPECT_EQ(sets[0].policy().keep_best(), 2);
+  EXPECT_EQ(sets[0].policy().metric(), "loss");
+  EXPECT_TRUE(sets[0].policy().maximize());
+  auto got = client_->GetPolicy("j");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->keep_last, 3);
+  EXPECT_EQ(got->keep_every_steps, 1000);
+  EXPECT_EQ(got->keep_every_hours, 0.5);
+  EXPECT_EQ(got->keep_best, 2);
+  EXPECT_EQ(got->metric, "loss");
+  EXPECT_TRUE(got->maximize);
+  auto none = client_->GetPolicy("other");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->keep_last + none->keep_every_steps + none->keep_best, 0);
+  EXPECT_EQ(none->keep_every_hours, 0);
+  EXPECT_TRUE(none->metric.empty());
+  EXPECT_EQ(coordinator_.get_policies().size(), 2u);
+
+  Commit("j", 100);
+  ASSERT_TRUE(client_->Pin("j", 100, true).ok());
+  ASSERT_TRUE(client_->Pin("j", 100, false).ok());
+  auto pins = coordinator_.pins();
+  ASSERT_EQ(pins.size(), 2u);
+  EXPECT_EQ(pins[0].job(), "j");
+  EXPECT_EQ(pins[0].step(), 100);
+  EXPECT_TRUE(pins[0].pinned());
+  EXPECT_FALSE(pins[1].pinned());
+  absl::Status pin = client_->Pin("j", 9, true);
+  EXPECT_EQ(pin.code(), absl::StatusCode::kNotFound) << pin;
+  EXPECT_TRUE(Contains(pin.message(), "pinning j/9")) << pin;
+  EXPECT_TRUE(Contains(pin.message(), "coordinator " + coordinator_address_)) << pin;
+
+  // Gc: decisions come back ascending by step, whatever the wire order.
+  v1::GcResponse canned;
+  auto add = [&canned](int64_t step, bool keep, std::vector<std::string> kept_by,
+                       const std::string& reason) {
+    v1::RetentionDecision* d = canned.add_decisions();
+    d->set_step(step);
+    d->set_keep(keep);
+    for (const std::string& rule : kept_by) d->add_kept_by(rule);
+    d->set_reason(reason);
+  };
+  add(200, true, {"newest"}, "kept by newest");
+  add(50, false, {}, "no rule keeps it");
+  add(100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
+  canned.set_deleted(1);
+  coordinator_.set_gc_response(canned);
+  auto gc = client_->Gc("j", false);
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  EXPECT_EQ(gc->deleted, 1);
+  ASSERT_EQ(gc->decisions.size(), 3u);
+  EXPECT_EQ(gc->decisions[0].step, 50);
+  EXPECT_FALSE(gc->decisions[0].keep);
+  EXPECT_TRUE(gc->decisions[0].kept_by.empty());
+  EXPECT_EQ(gc->decisions[0].reason, "no rule keeps it");
+  EXPECT_EQ(gc->decisions[1].step, 100);
+  EXPECT_TRUE(gc->decisions[1].keep);
+  EXPECT_EQ(gc->decisions[1].kept_by, (std::vector<std::string>{"keep-last", "pinned"}));
+  EXPECT_EQ(gc->decisions[2].step, 200);
+  gc = client_->Gc("j", true);
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  EXPECT_EQ(gc->deleted, 0);
+  auto gcs = coordinator_.gcs();
+  ASSERT_EQ(gcs.size(), 2u);
+  EXPECT_EQ(gcs[0].job(), "j");
+  EXPECT_FALSE(gcs[0].dry_run());
+  EXPECT_TRUE(gcs[1].dry_run());
+
+  auto lease = client_->AcquireLease("j", 100, 5000);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(*lease, "lease-1");
+  EXPECT_EQ(coordinator_.acquires()[0].ttl_ms(), 5000);
+  EXPECT_TRUE(client_->ReleaseLease(*lease).ok());
+  EXPECT_EQ(coordinator_.releases(), std::vector<std::string>{"lease-1"});
+  lease = client_->AcquireLease("j", 9, 5000);
+  EXPECT_EQ(lease.status().code(), absl::StatusCode::kNotFound) << lease.status();
+  EXPECT_TRUE(Contains(lease.status().message(), "j/9")) << lease.status();
+  // A coordinator without the call: UNIMPLEMENTED, said plainly.
+  coordinator_.set_acquire_error(GrpcError(grpc::StatusCode::UNIMPLEMENTED, ""));
+  lease = client_->AcquireLease("j", 100, 5000);
+  EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnimplemented) << lease.status();
+  EXPECT_TRUE(Contains(lease.status().message(), "leasing j/100: coordinator " +
+                                                     coordinator_address_ +
+                                                     ": does not support this call"))
+      << lease.status();
+}
+
+TEST_F(FakeService, CliPolicyFlagsMapToTheRequest) {
+  const std::string coord = "--coordinator=" + coordinator_address_;
+  RunResult r = Cairn({"policy", coord, "--job=j", "--keep-last=3", "--keep-every-steps=1000",
+                       "--keep-every-hours=0.5", "--keep-best=2", "--metric=loss", "--mode=max"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "retention policy of job j: keep-last=3 keep-every-steps=1000 keep-every-hours=0.5 "
+            "keep-best=2(loss,max)\n");
+  auto sets = coordinator_.set_policies();
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].job(), "j");
+  EXPECT_EQ(sets[0].policy().keep_last(), 3);
+  EXPECT_EQ(sets[0].policy().keep_every_steps(), 1000);
+  EXPECT_EQ(sets[0].policy().keep_every_hours(), 0.5);
+  EXPECT_EQ(sets[0].policy().keep_best(), 2);
+  EXPECT_EQ(sets[0].policy().metric(), "loss");
+  EXPECT_TRUE(sets[0].policy().maximize());
+
+  // Only the rules given; --mode defaults to min; the new policy replaces the old.
+  r = Cairn({"policy", coord, "--job=j", "--keep-best=1", "--metric=acc"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "retention policy of job j: keep-best=1(acc,min)\n");
+  sets = coordinator_.set_policies();
+  ASSERT_EQ(sets.size(), 2u);
+  EXPECT_EQ(sets[1].policy().keep_last(), 0);
+  EXPECT_EQ(sets[1].policy().keep_every_steps(), 0);
+  EXPECT_EQ(sets[1].policy().keep_every_hours(), 0);
+  EXPECT_EQ(sets[1].policy().keep_best(), 1);
+  EXPECT_EQ(sets[1].policy().metric(), "acc");
+  EXPECT_FALSE(sets[1].policy().maximize());
+
+  // No rule flags: the policy is cleared (keep everything).
+  r = Cairn({"policy", coord, "--job=j"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "retention policy of job j: none (keep everything)\n");
+  sets = coordinator_.set_policies();
+  ASSERT_EQ(sets.size(), 3u);
+  EXPECT_EQ(sets[2].policy().SerializeAsString(), "");  // every field at its default
+
+  // --show reads the policy without setting one.
+  ASSERT_EQ(Cairn({"policy", coord, "--job=j", "--keep-last=5", "--keep-every-hours=24"}).exit_code,
+            0);
+  r = Cairn({"policy", coord, "--job=j", "--show"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "retention policy of job j: keep-last=5 keep-every-hours=24\n");
+  EXPECT_EQ(coordinator_.set_policies().size(), 4u);
+  ASSERT_EQ(coordinator_.get_policies().size(), 1u);
+  EXPECT_EQ(coordinator_.get_policies()[0].job(), "j");
+  r = Cairn({"policy", coord, "--job=fresh", "--show"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "retention policy of job fresh: none (keep everything)\n");
+
+  // Usage errors: exit 2, nothing sent.
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--keep-best=2"},
+           {"--metric=loss"},
+           {"--keep-best=0", "--metric=loss"},
+           {"--mode=max"},
+           {"--keep-best=1", "--metric=loss", "--mode=median"},
+           {"--keep-best=1", "--metric="},
+           {"--keep-best=1", "--metric"},
+           {"--keep-best=-1", "--metric=loss"},
+           {"--keep-last=-1"},
+           {"--keep-last=x"},
+           {"--keep-last"},
+           {"--keep-every-steps=-2"},
+           {"--keep-every-hours=-1"},
+           {"--keep-every-hours=nan"},
+           {"--keep-every-hours=inf"},
+           {"--keep-every-hours=abc"},
+           {"--show", "--keep-last=1"},
+           {"--keep-latest=1"},
+           {"extra"}}) {
+    std::vector<std::string> args = {"policy", coord, "--job=j"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    r = Cairn(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << ": " << r.err;
+    EXPECT_FALSE(r.err.empty()) << bad[0];
+  }
+  r = Cairn({"policy", coord, "--job=j", "--keep-best=2"});
+  EXPECT_TRUE(Contains(r.err, "job j") && Contains(r.err, "--metric")) << r.err;
+  EXPECT_EQ(Cairn({"policy", coord, "--keep-last=1"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"policy", coord, "--job=.x", "--keep-last=1"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"policy", "--job=j", "--keep-last=1"}).exit_code, 2);
+  EXPECT_EQ(coordinator_.set_policies().size(), 4u);
+  EXPECT_EQ(coordinator_.get_policies().size(), 2u);
+  EXPECT_EQ(Cairn({"policy", "--help"}).exit_code, 0);
+
+  // The coordinator cannot be reached: exit 1 naming it and the job.
+  r = Cairn({"policy", "--coordinator=127.0.0.1:1", "--job=j", "--keep-last=1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1") && Contains(r.err, "job j")) << r.err;
+}
+
+TEST_F(FakeService, CliPinUnpin) {
+  const std::string coord = "--coordinator=" + coordinator_address_;
+  Commit("j", 100);
+  RunResult r = Cairn({"pin", coord, "--job=j", "--step=100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "pinned j/100\n");
+  r = Cairn({"unpin", coord, "--job=j", "--step=100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "unpinned j/100\n");
+  auto pins = coordinator_.pins();
+  ASSERT_EQ(pins.size(), 2u);
+  EXPECT_EQ(pins[0].job(), "j");
+  EXPECT_EQ(pins[0].step(), 100);
+  EXPECT_TRUE(pins[0].pinned());
+  EXPECT_EQ(pins[1].step(), 100);
+  EXPECT_FALSE(pins[1].pinned());
+  auto list = client_->List("j");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_FALSE(list->at(0).pinned);
+
+  // No such checkpoint: exit 1 naming job and step.
+  r = Cairn({"pin", coord, "--job=j", "--step=9"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "j/9")) << r.err;
+  r = Cairn({"unpin", coord, "--job=j", "--step=9"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "unpinning j/9")) << r.err;
+  const size_t sent = coordinator_.pins().size();
+
+  for (const std::string command : {"pin", "unpin"}) {
+    EXPECT_EQ(Cairn({command, coord, "--job=j"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--job=j", "--step=-1"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--job=j", "--step=abc"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--step=1"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--job=a/b", "--step=1"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, "--job=j", "--step=1"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--job=j", "--step=1", "extra"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, coord, "--job=j", "--step=1", "--dry-run"}).exit_code, 2);
+    EXPECT_EQ(Cairn({command, "--help"}).exit_code, 0);
+  }
+  EXPECT_EQ(coordinator_.pins().size(), sent);
+  r = Cairn({"pin", "--coordinator=127.0.0.1:1", "--job=j", "--step=1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1") && Contains(r.err, "j/1")) << r.err;
+}
+
+TEST_F(FakeService, CliGcTextAndJson) {
+  const std::string coord = "--coordinator=" + coordinator_address_;
+  v1::GcResponse canned;
+  auto add = [&canned](int64_t step, bool keep, std::vector<std::string> kept_by,
+                       const std::string& reason) {
+    v1::RetentionDecision* d = canned.add_decisions();
+    d->set_step(step);
+    d->set_keep(keep);
+    for (const std::string& rule : kept_by) d->add_kept_by(rule);
+    d->set_reason(reason);
+  };
+  add(200, true, {"newest"}, "kept by newest");
+  add(50, false, {}, "no rule keeps it (policy: keep-last=1)");
+  add(100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
+  canned.set_deleted(1);
+  coordinator_.set_gc_response(canned);
+
+  RunResult r = Cairn({"gc", coord, "--job=j"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "STEP  ACTION  WHY\n"
+            "  50  delete  no rule keeps it (policy: keep-last=1)\n"
+            " 100  keep    kept by keep-last, pinned\n"
+            " 200  keep    kept by newest\n"
+            "job j: deleted 1 of 3 checkpoints, kept 2\n");
+  r = Cairn({"gc", coord, "--job=j", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "STEP  ACTION        WHY\n"
+            "  50  would delete  no rule keeps it (policy: keep-last=1)\n"
+            " 100  keep          kept by keep-last, pinned\n"
+            " 200  keep          kept by newest\n"
+            "job j (dry run): would delete 1 of 3 checkpoints, keep 2\n");
+  auto gcs = coordinator_.gcs();
+  ASSERT_EQ(gcs.size(), 2u);
+  EXPECT_EQ(gcs[0].job(), "j");
+  EXPECT_FALSE(gcs[0].dry_run());
+  EXPECT_TRUE(gcs[1].dry_run());
+
+  r = Cairn({"gc", coord, "--job=j", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto json = nlohmann::json::parse(r.out);
+  EXPECT_EQ(json.size(), 4u);
+  EXPECT_EQ(json["job"], "j");
+  EXPECT_EQ(json["dry_run"], false);
+  EXPECT_EQ(json["deleted"], 1);
+  ASSERT_EQ(json["decisions"].size(), 3u);
+  EXPECT_EQ(json["decisions"][0], nlohmann::json({{"step", 50},
+                                                  {"keep", false},
+                                                  {"kept_by", nlohmann::json::array()},
+                                                  {"reason", "no rule keeps it (policy: keep-last=1)"}}));
+  EXPECT_EQ(json["decisions"][1], nlohmann::json({{"step", 100},
+                                                  {"keep", true},
+                                                  {"kept_by", {"keep-last", "pinned"}},
+                                                  {"reason", "kept by keep-last, pinned"}}));
+  EXPECT_EQ(json["decisions"][2]["step"], 200);
+  // A dry run's "deleted" counts what would be deleted.
+  r = Cairn({"gc", coord, "--job=j", "--dry-run", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json = nlohmann::json::parse(r.out);
+  EXPECT_EQ(json["dry_run"], true);
+  EXPECT_EQ(json["deleted"], 1);
+  EXPECT_EQ(json["decisions"].size(), 3u);
+  EXPECT_EQ(coordinator_.gcs().size(), 4u);
+
+  // A job without checkpoints.
+  coordinator_.set_gc_response({});
+  r = Cairn({"gc", coord, "--job=empty"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job empty: deleted 0 of 0 checkpoints, kept 0\n");
+  r = Cairn({"gc", coord, "--job=empty", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["decisions"], nlohmann::json::array());
+
+  EXPECT_EQ(Cairn({"gc", coord}).exit_code, 2);
+  EXPECT_EQ(Cairn({"gc", "--job=j"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"gc", coord, "--job=j j"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"gc", coord, "--job=j", "extra"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"gc", coord, "--job=j", "--step=1"}).exit_code, 2);
+  EXPECT_EQ(Cairn({"gc", "--help"}).exit_code, 0);
+  EXPECT_EQ(coordinator_.gcs().size(), 6u);
+  r = Cairn({"gc", "--coordinator=127.0.0.1:1", "--job=j", "--dry-run"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "127.0.0.1:1") && Contains(r.err, "job j")) << r.err;
+
+  RunResult help = Cairn({"--help"});
+  EXPECT_TRUE(Contains(help.out, "policy") && Contains(help.out, "pin") &&
+              Contains(help.out, "unpin") && Contains(help.out, "gc"))
+      << help.out;
 }
 
 // ------------------------------------------------------- CLI restore --from
