@@ -23,6 +23,9 @@ order requests arrive) it injects one fault kind, chosen uniformly from
                upstream's response, then close without replying
   slow         sleep 0.2-1.0 s, then forward normally
 
+A client's "Expect: 100-continue" is answered by the proxy itself (100
+Continue) before the fault is drawn, so error replies come after the body.
+
 Every request and fault is logged to --log (one line each). On SIGTERM or
 SIGINT it stops and prints counts of requests and faults by kind to stderr.
 """
