@@ -21,6 +21,7 @@
 #include "client/internal/lease.h"
 #include "client/internal/validate.h"
 #include "client/tools.h"
+#include "storage/storage.h"
 
 namespace cairn {
 namespace cli {
@@ -76,13 +77,19 @@ int Failed(const absl::Status& s) {
 int ParseOrExit(const std::vector<std::string>& args, std::set<std::string> known,
                 const char* help, Flags* flags, const std::set<std::string>& repeatable = {}) {
   known.insert("help");
+  known.insert("s3-endpoint");
   auto parsed = Flags::Parse(args, known, repeatable);
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   *flags = std::move(parsed).value();
   if (flags->GetBool("help")) {
-    std::cout << help;
+    std::cout << help
+              << "\ns3:// URIs use AWS_ENDPOINT_URL (or --s3-endpoint=URL), AWS_ACCESS_KEY_ID,\n"
+                 "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN and AWS_REGION.\n";
     return kOk;
   }
+  StorageOptions storage_options = StorageOptionsFromEnvironment();
+  if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
+  SetDefaultStorageOptions(storage_options);
   return -1;
 }
 

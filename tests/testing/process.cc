@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -119,7 +120,11 @@ Cluster::Cluster(const std::string& dir, int writers, std::vector<std::string> c
 std::vector<std::string> Cluster::CoordinatorArgv(const std::string& listen,
                                                   const std::vector<std::string>& flags) const {
   std::vector<std::string> argv = {BinPath("cairn-coordinator"), "--listen=" + listen,
-                                   "--db=" + db_dir(), "--storage=" + storage_dir()};
+                                   "--db=" + db_dir()};
+  const bool own_storage = std::any_of(flags.begin(), flags.end(), [](const std::string& f) {
+    return f.rfind("--storage=", 0) == 0;
+  });
+  if (!own_storage) argv.push_back("--storage=" + storage_dir());
   argv.insert(argv.end(), flags.begin(), flags.end());
   return argv;
 }
