@@ -56,6 +56,42 @@ configure_and_build() {
   ninja -C "$dir" -j"$JOBS" "${targets[@]}" || return 1
 }
 
+# Real servers for the S3 / HTTP tests: a single-node Ceph object gateway,
+# a fault-injecting proxy in front of it, and nginx. Stopped on exit.
+SERVERS=$(mktemp -d /tmp/cairn-test-servers.XXXXXX)
+PROXY_PID=""
+stop_servers() {
+  [ -n "$PROXY_PID" ] && kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  tests/servers/nginx.sh stop "$SERVERS/nginx" >/dev/null 2>&1 || true
+  tests/servers/ceph_rgw.sh stop "$SERVERS/rgw" >/dev/null 2>&1 || true
+  rm -rf "$SERVERS"
+}
+trap stop_servers EXIT
+start_servers() {
+  local out
+  out=$(tests/servers/ceph_rgw.sh start "$SERVERS/rgw") || return 1
+  eval "$out"
+  export CAIRN_TEST_S3_BUCKET=cairn-test
+  mkdir -p "$SERVERS/http-root"
+  out=$(tests/servers/nginx.sh start "$SERVERS/nginx" "$SERVERS/http-root") || return 1
+  eval "$out"
+  export CAIRN_HTTP_ROOT="$SERVERS/http-root"
+  /usr/bin/python3 tests/servers/fault_proxy.py --listen-port=0 --upstream="$AWS_ENDPOINT_URL" \
+    --fault-rate=0.2 --seed=$RANDOM --log="$SERVERS/proxy.log" >"$SERVERS/proxy.out" 2>"$SERVERS/proxy.err" &
+  PROXY_PID=$!
+  for _ in $(seq 1 50); do
+    grep -q '^listening on ' "$SERVERS/proxy.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q '^listening on ' "$SERVERS/proxy.out" || return 1
+  export CAIRN_TEST_S3_FAULT_ENDPOINT="http://$(sed -n 's/^listening on //p' "$SERVERS/proxy.out")"
+  echo "test servers: S3 $AWS_ENDPOINT_URL (faulty: $CAIRN_TEST_S3_FAULT_ENDPOINT), HTTP $CAIRN_HTTP_URL"
+}
+if ! start_servers; then
+  echo "could not start the S3/HTTP test servers: their tests will skip, and this counts as a failure"
+  total_fail=$((total_fail + 1)); summary+=("test servers: failed to start")
+fi
+
 echo "=== [1/3] build and test (RelWithDebInfo) ==="
 if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
   run_ctest "main" build

@@ -98,6 +98,8 @@ std::vector<Backend> Backends() {
   return out;
 }
 
+void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+
 class Conformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
@@ -127,9 +129,6 @@ class Conformance : public ::testing::TestWithParam<Backend> {
     absl::Status s = (*f)->ReadAt(0, out.size(), out.data());
     EXPECT_TRUE(s.ok()) << s;
     return out;
-  }
-  void RequireWritable() {
-    if (!GetParam().writable) GTEST_SKIP() << GetParam().name << " is read-only";
   }
   std::unique_ptr<Storage> storage_;
 };
@@ -176,7 +175,7 @@ TEST_P(Conformance, PathsCannotEscapeTheRoot) {
 }
 
 TEST_P(Conformance, WritesAreInvisibleUntilCloseAndAbandonLeavesNothing) {
-  RequireWritable();
+  if (!GetParam().writable) GTEST_SKIP() << GetParam().name << " is read-only";
   auto f = std::move(storage_->NewWritableFile("pending")).value();
   ASSERT_TRUE(f->Append(RandomBytes(12 << 20, 1)).ok());  // multipart already started on S3
   EXPECT_FALSE(*storage_->Exists("pending"));
@@ -191,7 +190,7 @@ TEST_P(Conformance, WritesAreInvisibleUntilCloseAndAbandonLeavesNothing) {
 }
 
 TEST_P(Conformance, OverwriteRenameDeleteAndList) {
-  RequireWritable();
+  if (!GetParam().writable) GTEST_SKIP() << GetParam().name << " is read-only";
   Put("d/one", "1");
   Put("d/one", "uno");
   EXPECT_EQ(Get("d/one"), "uno");
