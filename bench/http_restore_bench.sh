@@ -41,7 +41,7 @@ BYTES=$(du -cb "$WORK"/www/ckpt/* | tail -1 | cut -f1)
 curl_once() {
   local t0 t1
   t0=$(date +%s.%N)
-  curl -sf -Z --parallel-max 4 "${URLS[@]}"
+  curl -sf --no-progress-meter -Z --parallel-max 4 "${URLS[@]}"
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}' 
 }

@@ -13,20 +13,30 @@
 
 namespace cairn {
 
-// An uninitialized, heap-allocated byte buffer (large tensors are not zeroed
-// before being overwritten).
+// An uninitialized byte buffer (large tensors are not zeroed before being
+// overwritten). Buffers of 2 MiB and more are mapped directly and marked for
+// transparent huge pages: filling a multi-GiB restore then takes hundreds of
+// times fewer page faults. Movable, not copyable.
 class Buffer {
  public:
   Buffer() = default;
-  explicit Buffer(size_t size) : data_(size ? new char[size] : nullptr), size_(size) {}
-  char* data() { return data_.get(); }
-  const char* data() const { return data_.get(); }
+  explicit Buffer(size_t size);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  char* data() { return data_; }
+  const char* data() const { return data_; }
   size_t size() const { return size_; }
-  absl::string_view view() const { return absl::string_view(data_.get(), size_); }
+  absl::string_view view() const { return absl::string_view(data_, size_); }
 
  private:
-  std::unique_ptr<char[]> data_;
+  void Release();
+  char* data_ = nullptr;
   size_t size_ = 0;
+  size_t mapped_ = 0;  // bytes mapped with mmap (0: allocated with new[])
 };
 
 // A tensor in memory: fixed-size elements in row-major order, little-endian,

@@ -1,0 +1,57 @@
+#include <sys/mman.h>
+
+#include <new>
+#include <utility>
+
+#include "storage/tensor.h"
+
+namespace cairn {
+namespace {
+constexpr size_t kHugePage = 2 << 20;
+}  // namespace
+
+Buffer::Buffer(size_t size) : size_(size) {
+  if (size == 0) return;
+  if (size >= kHugePage) {
+    const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      ::madvise(p, len, MADV_HUGEPAGE);  // advisory: ignore failure
+      data_ = static_cast<char*>(p);
+      mapped_ = len;
+      return;
+    }
+  }
+  data_ = new char[size];
+}
+
+Buffer::~Buffer() { Release(); }
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, 0)) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    Release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, 0);
+  }
+  return *this;
+}
+
+void Buffer::Release() {
+  if (data_ == nullptr) return;
+  if (mapped_) {
+    ::munmap(data_, mapped_);
+  } else {
+    delete[] data_;
+  }
+  data_ = nullptr;
+  size_ = 0;
+  mapped_ = 0;
+}
+
+}  // namespace cairn
