@@ -56,6 +56,7 @@ CheckpointSummary ToSummary(const v1::CheckpointInfo& info) {
   out.pinned = info.pinned();
   out.kept_by.assign(info.kept_by().begin(), info.kept_by().end());
   out.prefix_uri = info.prefix_uri();
+  for (const auto& f : info.files()) out.files.push_back({f.path(), f.size(), f.crc32c(), f.sha256()});
   return out;
 }
 
@@ -94,15 +95,24 @@ struct Client::Rep {
   std::mutex mu;
   std::map<std::string, std::shared_ptr<grpc::Channel>> writer_channels;
 
-  std::shared_ptr<grpc::Channel> WriterChannel(const std::string& address) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> WriterChannel(const std::string& address) {
     std::lock_guard<std::mutex> lock(mu);
     auto& channel = writer_channels[address];
-    if (!channel) channel = rpc::NewChannel(address);
+    if (!channel) {
+      ASSIGN_OR_RETURN(channel, rpc::NewChannel(address, options.tls));
+    }
     return channel;
   }
 
+  // Every call carries the authorization token, if any.
+  std::unique_ptr<grpc::ClientContext> NewContext(std::chrono::milliseconds timeout) const {
+    auto ctx = rpc::Context(timeout);
+    rpc::SetBearerToken(ctx.get(), options.token);
+    return ctx;
+  }
+
   std::unique_ptr<grpc::ClientContext> UnaryContext() const {
-    return rpc::Context(std::chrono::milliseconds(options.rpc_timeout_ms));
+    return NewContext(std::chrono::milliseconds(options.rpc_timeout_ms));
   }
 
   std::string CoordinatorName() const { return absl::StrCat("coordinator ", options.coordinator); }
@@ -121,7 +131,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   auto rep = std::make_unique<Rep>();
   rep->options = options;
   if (rep->options.restore_threads < 1) rep->options.restore_threads = 1;
-  rep->coordinator = v1::Coordinator::NewStub(rpc::NewChannel(options.coordinator));
+  ASSIGN_OR_RETURN(auto channel, rpc::NewChannel(options.coordinator, options.tls));
+  rep->coordinator = v1::Coordinator::NewStub(channel);
   return std::unique_ptr<Client>(new Client(std::move(rep)));
 }
 
@@ -154,8 +165,9 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
   const std::string writer_name = absl::StrCat("shard writer ", assigned.writer_address());
 
   // 2. Stream the shard to that writer.
-  auto stub = v1::ShardWriter::NewStub(rep_->WriterChannel(assigned.writer_address()));
-  auto ctx = rpc::Context(std::chrono::milliseconds(rep_->options.save_timeout_ms));
+  ASSIGN_OR_RETURN(auto writer_channel, rep_->WriterChannel(assigned.writer_address()));
+  auto stub = v1::ShardWriter::NewStub(writer_channel);
+  auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
   v1::SaveShardResponse response;
   std::unique_ptr<grpc::ClientWriter<v1::SaveShardMessage>> stream =
       stub->SaveShard(ctx.get(), &response);

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "proto/tls_options.h"
 #include "storage/dtype.h"
 #include "storage/tensor.h"
 #include "storage/tensor_slice.h"
@@ -36,6 +37,13 @@ struct ClientOptions {
   int64_t rpc_timeout_ms = 60000;   // per unary call
   int64_t save_timeout_ms = 3600000;  // a whole SaveShard stream, incl. commit
   int restore_threads = 4;          // parallel tensor reads on restore
+  // TLS: tls.ca_file (or a client certificate) makes every channel TLS,
+  // verifying servers against ca_file; cert_file/key_file are presented
+  // for mutual TLS.
+  TlsOptions tls;
+  // Authorization token from `cairn token` (sent as "authorization: Bearer
+  // TOKEN" on every call); empty when the coordinator runs without auth.
+  std::string token;
 };
 
 // One tensor, or one slice of a partitioned tensor, that a worker saves.
@@ -63,6 +71,14 @@ struct SaveShardResult {
   int64_t num_tensors = 0;
 };
 
+// One file of a committed checkpoint, as recorded in the catalog at commit.
+struct CheckpointFile {
+  std::string path;    // relative to the storage root
+  uint64_t size = 0;
+  uint32_t crc32c = 0;
+  std::string sha256;  // 32 raw bytes (empty if not recorded)
+};
+
 struct CheckpointSummary {
   std::string job;
   int64_t step = 0;
@@ -75,6 +91,7 @@ struct CheckpointSummary {
   bool pinned = false;
   std::vector<std::string> kept_by;  // retention rules keeping it
   std::string prefix_uri;            // ROOT/JOB/ckpt-STEP/variables as a URI
+  std::vector<CheckpointFile> files;  // the inventory
 };
 
 // What to restore: every tensor (empty `tensors`), or the named ones; a

@@ -1,10 +1,13 @@
 #include "client/tools.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -12,6 +15,7 @@
 #include "storage/bundle_merge.h"
 #include "storage/bundle_reader.h"
 #include "storage/bundle_writer.h"
+#include "storage/crc32c.h"
 #include "storage/safetensors.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
@@ -117,6 +121,54 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri) {
       report.problems.push_back(std::string(t.status().message()));
     } else {
       report.bytes += static_cast<uint64_t>(e.size);
+    }
+  }
+  return report;
+}
+
+absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
+                                         const std::vector<ExpectedFile>& files) {
+  ASSIGN_OR_RETURN(auto storage, OpenStorage(root_uri));
+  VerifyReport report;
+  std::string buf(8 << 20, '\0');
+  for (const ExpectedFile& f : files) {
+    auto file = storage->NewReadableFile(f.path);
+    if (!file.ok()) {
+      report.problems.push_back(absl::StrCat("file ", f.path, ": ", file.status().message()));
+      continue;
+    }
+    if ((*file)->Size() != f.size) {
+      report.problems.push_back(absl::StrCat("file ", (*file)->name(), ": ", (*file)->Size(),
+                                             " bytes, the catalog recorded ", f.size));
+      continue;
+    }
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+    uint32_t crc = 0;
+    absl::Status read;
+    for (uint64_t off = 0; off < f.size && read.ok();) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size - off));
+      read = (*file)->ReadAt(off, n, buf.data());
+      crc = crc32c::Extend(crc, buf.data(), n);
+      EVP_DigestUpdate(sha.get(), buf.data(), n);
+      off += n;
+    }
+    if (!read.ok()) {
+      report.problems.push_back(absl::StrCat("file ", (*file)->name(), ": ", read.message()));
+      continue;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(sha.get(), digest, &len);
+    const std::string got(reinterpret_cast<char*>(digest), len);
+    ++report.tensors;
+    report.bytes += f.size;
+    if (crc != f.crc32c && f.crc32c != 0) {
+      report.problems.push_back(absl::StrCat("file ", (*file)->name(), ": CRC32C mismatch with the catalog"));
+    } else if (!f.sha256.empty() && got != f.sha256) {
+      report.problems.push_back(absl::StrCat("file ", (*file)->name(), ": SHA-256 ",
+                                             absl::BytesToHexString(got), " does not match the catalog's ",
+                                             absl::BytesToHexString(f.sha256)));
     }
   }
   return report;

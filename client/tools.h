@@ -37,6 +37,19 @@ struct VerifyReport {
 // itself could not be read.
 absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri);
 
+// A file and the digests the catalog recorded for it at commit.
+struct ExpectedFile {
+  std::string path;     // relative to the storage root
+  uint64_t size = 0;
+  uint32_t crc32c = 0;
+  std::string sha256;   // raw; empty = not recorded
+};
+// `cairn verify --deep`: reads every file whole and compares its size,
+// CRC32C and SHA-256 with the recorded ones. Each mismatch or unreadable file
+// is one problem naming the file; `bytes` counts what was read.
+absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
+                                         const std::vector<ExpectedFile>& files);
+
 struct ConvertOptions {
   int shards = 1;       // data files to spread tensors over (bundle output)
   bool strict = false;  // fail instead of skipping tensors safetensors cannot hold

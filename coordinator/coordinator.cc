@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/internal/authorizing_service.h"
 #include "coordinator/internal/catalog.h"
 #include "coordinator/internal/service.h"
+#include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
@@ -14,6 +16,8 @@ namespace cairn {
 struct CoordinatorServer::Rep {
   RealClock real_clock;
   std::unique_ptr<internal::CoordinatorService> service;
+  // In front of `service` when authorization is on.
+  std::unique_ptr<internal::AuthorizingCoordinatorService> authorizing;
   std::unique_ptr<grpc::Server> server;
   std::string address;
   std::mutex mu;
@@ -35,12 +39,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());
 
+  RETURN_IF_ERROR(rpc::CheckListenSecurity(options.listen, options.tls, options.insecure));
+  auto credentials = rpc::ServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  if (!options.auth_key.empty() && options.auth_key.size() < auth::kMinKeyBytes) {
+    return absl::InvalidArgumentError("the auth key is too short");
+  }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, rpc::ServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, *credentials, &port);
   builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
   builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
-  builder.RegisterService(rep->service.get());
+  if (options.auth_key.empty()) {
+    builder.RegisterService(rep->service.get());
+  } else {
+    rep->authorizing = std::make_unique<internal::AuthorizingCoordinatorService>(
+        rep->service.get(), options.auth_key);
+    builder.RegisterService(rep->authorizing.get());
+  }
   rep->server = builder.BuildAndStart();
   if (!rep->server || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/clock.h"
+#include "proto/tls_options.h"
 
 namespace cairn {
 
@@ -45,6 +46,14 @@ struct CoordinatorOptions {
   int64_t writer_timeout_ms = 5000;
   // How often writers should heartbeat.
   int64_t heartbeat_interval_ms = 1000;
+  // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with
+  // tls.require_client_cert); calls to writers (Merge) use the same settings.
+  TlsOptions tls;
+  // Allow a plaintext listen address beyond loopback.
+  bool insecure = false;
+  // HMAC key of per-job authorization tokens (proto/auth.h); empty = every
+  // call is allowed. Writers must be given the same key.
+  std::string auth_key;
   // Time source; nullptr = the real clock. Not owned; must outlive the server.
   Clock* clock = nullptr;
   // Testing only: exit the process abruptly (as a crash would) when the

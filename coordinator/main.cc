@@ -1,4 +1,5 @@
 // cairn-coordinator: the catalog and commit service. See README.md.
+#include <csignal>
 #include <iostream>
 #include <thread>
 
@@ -6,12 +7,16 @@
 #include "client/internal/signals.h"
 #include "storage/storage.h"
 #include "coordinator/coordinator.h"
+#include "proto/auth.h"
+#include "proto/rpc_util.h"
 
 namespace {
 
 constexpr char kUsage[] =
     R"(usage: cairn-coordinator --db=DIR --storage=URI [--listen=HOST:PORT]
                          [--pending-timeout=SECONDS] [--writer-timeout=SECONDS]
+                         [--tls-cert=FILE --tls-key=FILE [--tls-ca=FILE]
+                          [--tls-client-auth]] [--insecure] [--auth-key-file=FILE]
 
 Keeps the catalog of jobs and checkpoints (RocksDB in DIR), assigns shards to
 shard writers and commits checkpoints under the storage root URI.
@@ -24,6 +29,9 @@ shard writers and commits checkpoints under the storage root URI.
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
                      credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
                      region from AWS_REGION)
+  --auth-key-file    per-job authorization: every call needs a token signed
+                     with this key (see 'cairn token'); give the writers the
+                     same file. Default: no authorization.
 Stops cleanly on SIGTERM or SIGINT.
 )";
 
@@ -32,15 +40,20 @@ Stops cleanly on SIGTERM or SIGINT.
 int main(int argc, char** argv) {
   using cairn::cli::Flags;
   cairn::cli::BlockTerminationSignals();
+  // A full disk or file-size limit must surface as a write error (EFBIG /
+  // ENOSPC) that fails one save, not as a signal that kills the server.
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
-                             "crash-at", "s3-endpoint"});
+                             "crash-at", "s3-endpoint", "tls-cert", "tls-key", "tls-ca",
+                             "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
     std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
     return 2;
   }
   if (flags->GetBool("help")) {
-    std::cout << kUsage;
+    std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
     return 0;
   }
   {
@@ -70,6 +83,22 @@ int main(int argc, char** argv) {
   if (options.db_path.empty() || options.storage_uri.empty()) {
     std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
     return 2;
+  }
+  options.tls = cairn::cli::TlsFromFlags(*flags);
+  options.insecure = flags->GetBool("insecure");
+  if (absl::Status s = cairn::rpc::CheckListenSecurity(options.listen, options.tls,
+                                                        options.insecure);
+      !s.ok()) {
+    std::cerr << "cairn-coordinator: " << s.message() << "\n";
+    return 2;
+  }
+  if (auto key_file = flags->Get("auth-key-file")) {
+    auto key = cairn::auth::ReadKeyFile(*key_file);
+    if (!key.ok()) {
+      std::cerr << "cairn-coordinator: " << key.status().message() << "\n";
+      return 2;
+    }
+    options.auth_key = *key;
   }
   auto server = cairn::CoordinatorServer::Start(options);
   if (!server.ok()) {

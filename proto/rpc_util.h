@@ -1,5 +1,6 @@
 // The one adapter between gRPC and absl::Status, plus helpers every Cairn
-// server and client share.
+// server and client share: channels and server credentials (plaintext or
+// TLS / mutual TLS), and the bearer token metadata of per-job authorization.
 #ifndef CAIRN_PROTO_RPC_UTIL_H_
 #define CAIRN_PROTO_RPC_UTIL_H_
 
@@ -10,6 +11,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/tls_options.h"
 
 namespace cairn {
 namespace rpc {
@@ -23,14 +26,33 @@ grpc::Status ToGrpc(const absl::Status& s);
 // `what` names the peer or call for the message ("coordinator 1.2.3.4:5").
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what = "");
 
-// A channel to HOST:PORT with Cairn's message limits. Plaintext for now.
+// A plaintext channel to HOST:PORT with Cairn's message limits.
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address);
+// A channel to HOST:PORT: TLS if tls.client_enabled() (verifying the server
+// against tls.ca_file, presenting cert_file/key_file if set), else plaintext.
+// Fails if a file cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& address,
+                                                          const TlsOptions& tls);
 
-// Server credentials for listening (plaintext for now).
+// Plaintext server credentials.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials();
+// TLS server credentials if tls.server_enabled() (mutual TLS with
+// require_client_cert), else plaintext. Fails on unreadable files or an
+// inconsistent combination (key without cert, client auth without CA).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsOptions& tls);
+
+// Servers refuse to listen beyond loopback (127.0.0.0/8, localhost, [::1])
+// in plaintext unless `insecure`: FailedPrecondition naming --insecure.
+absl::Status CheckListenSecurity(const std::string& listen, const TlsOptions& tls, bool insecure);
+bool IsLoopbackListen(const std::string& listen);
 
 // A ClientContext with a deadline `timeout` from now.
 std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds timeout);
+
+// Sends `token` as "authorization: Bearer TOKEN" (nothing if empty).
+void SetBearerToken(grpc::ClientContext* ctx, const std::string& token);
+// The bearer token of a call, or "" if none.
+std::string BearerToken(const grpc::ServerContext& ctx);
 
 }  // namespace rpc
 }  // namespace cairn

@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libssl-dev libcurl4-openssl-dev libsnappy-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  # The TLS tests make throwaway certificates with the openssl tool.
+  openssl
   # Test servers (tests/servers/): single-node Ceph object gateway (S3) and
   # nginx for plain-HTTP reads. ceph-mgr is not needed for S3.
   ceph-mon ceph-osd radosgw ceph-common nginx curl

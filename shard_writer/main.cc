@@ -1,16 +1,20 @@
 // cairn-writer: a shard writer node. See README.md.
+#include <csignal>
 #include <iostream>
 
 #include "client/internal/flags.h"
 #include "client/internal/signals.h"
 #include "storage/storage.h"
+#include "proto/auth.h"
+#include "proto/rpc_util.h"
 #include "shard_writer/shard_writer.h"
 
 namespace {
 
 constexpr char kUsage[] =
     R"(usage: cairn-writer --coordinator=HOST:PORT [--listen=HOST:PORT] [--advertise=HOST:PORT]
-                    [--storage=URI]
+                    [--storage=URI] [--tls-cert=FILE --tls-key=FILE] [--tls-ca=FILE]
+                    [--tls-client-auth] [--insecure] [--auth-key-file=FILE]
 
 Receives workers' tensor streams and writes checkpoint shards.
   --coordinator  the coordinator to register with (required)
@@ -21,6 +25,8 @@ Receives workers' tensor streams and writes checkpoint shards.
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
                      credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
                      region from AWS_REGION)
+  --auth-key-file  the coordinator's authorization key file: SaveShard needs
+                 a write token for the job (see 'cairn token')
 Stops cleanly on SIGTERM or SIGINT.
 )";
 
@@ -29,14 +35,20 @@ Stops cleanly on SIGTERM or SIGINT.
 int main(int argc, char** argv) {
   using cairn::cli::Flags;
   cairn::cli::BlockTerminationSignals();
+  // A full disk or file-size limit must surface as a write error (EFBIG /
+  // ENOSPC) that fails one save, not as a signal that kills the server.
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint"});
+                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint",
+                             "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
+                             "auth-key-file"});
   if (!flags.ok()) {
     std::cerr << "cairn-writer: " << flags.status().message() << "\n" << kUsage;
     return 2;
   }
   if (flags->GetBool("help")) {
-    std::cout << kUsage;
+    std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
     return 0;
   }
   {
@@ -53,6 +65,22 @@ int main(int argc, char** argv) {
   if (options.coordinator.empty() || !flags->positional().empty()) {
     std::cerr << "cairn-writer: --coordinator is required\n" << kUsage;
     return 2;
+  }
+  options.tls = cairn::cli::TlsFromFlags(*flags);
+  options.insecure = flags->GetBool("insecure");
+  if (absl::Status s = cairn::rpc::CheckListenSecurity(options.listen, options.tls,
+                                                        options.insecure);
+      !s.ok()) {
+    std::cerr << "cairn-writer: " << s.message() << "\n";
+    return 2;
+  }
+  if (auto key_file = flags->Get("auth-key-file")) {
+    auto key = cairn::auth::ReadKeyFile(*key_file);
+    if (!key.ok()) {
+      std::cerr << "cairn-writer: " << key.status().message() << "\n";
+      return 2;
+    }
+    options.auth_key = *key;
   }
   auto server = cairn::WriterServer::Start(options);
   if (!server.ok()) {

@@ -1,6 +1,7 @@
 #include "shard_writer/shard_writer.h"
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/sha.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proto/cairn.grpc.pb.h"
+#include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/bundle_merge.h"
 #include "storage/bundle_writer.h"
@@ -46,8 +48,11 @@ class WriterService final : public v1::ShardWriter::Service {
     return rpc::ToGrpc(s);
   }
 
-  grpc::Status Merge(grpc::ServerContext*, const v1::MergeRequest* req,
+  grpc::Status Merge(grpc::ServerContext* ctx, const v1::MergeRequest* req,
                      v1::MergeResponse* resp) override {
+    if (absl::Status s = Authorize(*ctx, auth::kAnyJob, auth::Scope::kCluster); !s.ok()) {
+      return rpc::ToGrpc(s);
+    }
     std::vector<std::string> parts(req->part_prefixes().begin(), req->part_prefixes().end());
     for (const std::string& p : parts) {
       if (!absl::StrContains(p, "/.cairn-staging/")) {
@@ -62,11 +67,20 @@ class WriterService final : public v1::ShardWriter::Service {
       info->set_path(f.path);
       info->set_size(f.size);
       info->set_crc32c(f.crc32c);
+      info->set_sha256(f.sha256);
     }
     return grpc::Status::OK;
   }
 
  private:
+  // OK if authorization is off or the call's token allows `scope` on `job`.
+  absl::Status Authorize(const grpc::ServerContext& ctx, const std::string& job,
+                         auth::Scope scope) {
+    if (options_.auth_key.empty()) return absl::OkStatus();
+    return auth::Authorize(options_.auth_key, rpc::BearerToken(ctx), job, scope,
+                           auth::NowUnixSeconds());
+  }
+
   absl::Status ValidateHeader(const v1::SaveShardHeader& h) {
     RETURN_IF_ERROR(ValidateJobName(h.job()));
     RETURN_IF_ERROR(ValidateStep(h.step()));
@@ -121,10 +135,14 @@ class WriterService final : public v1::ShardWriter::Service {
       return absl::InvalidArgumentError("a SaveShard stream must start with its header");
     }
     const v1::SaveShardHeader header = msg.header();
+    RETURN_IF_ERROR(Authorize(*ctx, header.job(), auth::Scope::kWrite));
     RETURN_IF_ERROR(ValidateHeader(header));
     const std::string what = absl::StrCat("shard ", header.shard_index(), "/", header.num_shards(),
                                           " of ", header.job(), "/", header.step());
-    ASSIGN_OR_RETURN(auto writer, BundleWriter::Create(storage_.get(), header.staging_prefix()));
+    BundleWriter::Options writer_options;
+    writer_options.sha256 = true;  // recorded in the inventory for `cairn verify --deep`
+    ASSIGN_OR_RETURN(auto writer,
+                     BundleWriter::Create(storage_.get(), header.staging_prefix(), writer_options));
     bool in_tensor = false;
     int64_t tensors = 0;
     while (reader->Read(&msg)) {
@@ -149,6 +167,7 @@ class WriterService final : public v1::ShardWriter::Service {
     if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
     const uint64_t data_bytes = writer->data_bytes();
     const uint32_t data_crc = writer->data_crc32c();
+    const std::string data_sha = writer->data_sha256();
     RETURN_IF_ERROR(writer->Finish());
 
     v1::ShardDurableRequest report;
@@ -162,6 +181,7 @@ class WriterService final : public v1::ShardWriter::Service {
     data_file->set_path(DataFileName(header.staging_prefix(), 0, 1));
     data_file->set_size(data_bytes);
     data_file->set_crc32c(data_crc);
+    data_file->set_sha256(data_sha);
     ASSIGN_OR_RETURN(auto index, DescribeFile(IndexFileName(header.staging_prefix())));
     *report.add_files() = index;
 
@@ -191,6 +211,9 @@ class WriterService final : public v1::ShardWriter::Service {
     info.set_path(path);
     info.set_size(bytes.size());
     info.set_crc32c(crc32c::Value(bytes.data(), bytes.size()));
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+    info.set_sha256(std::string(reinterpret_cast<char*>(digest), sizeof(digest)));
     return info;
   }
 
@@ -202,6 +225,9 @@ class WriterService final : public v1::ShardWriter::Service {
     auto backoff = std::chrono::milliseconds(100);
     while (true) {
       auto ctx = rpc::Context(std::chrono::minutes(10));
+      if (!options_.auth_key.empty()) {
+        rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options_.auth_key));
+      }
       absl::Status s = rpc::FromGrpc(coordinator_->ShardDurable(ctx.get(), report, ack),
                                      absl::StrCat("coordinator ", options_.coordinator));
       if (!absl::IsUnavailable(s) || std::chrono::steady_clock::now() + backoff > deadline) {
@@ -239,6 +265,9 @@ struct WriterServer::Rep {
     req.set_address(options.advertise.empty() ? address : options.advertise);
     v1::RegisterWriterResponse resp;
     auto ctx = rpc::Context(std::chrono::seconds(10));
+    if (!options.auth_key.empty()) {
+      rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options.auth_key));
+    }
     RETURN_IF_ERROR(rpc::FromGrpc(stub.RegisterWriter(ctx.get(), req, &resp),
                                   absl::StrCat("coordinator ", options.coordinator)));
     writer_id = resp.writer_id();
@@ -259,6 +288,9 @@ struct WriterServer::Rep {
       req.set_active_streams(service->active_streams());
       v1::HeartbeatResponse resp;
       auto ctx = rpc::Context(std::chrono::seconds(5));
+      if (!options.auth_key.empty()) {
+        rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options.auth_key));
+      }
       grpc::Status s = stub.Heartbeat(ctx.get(), req, &resp);
       if (s.ok() && !resp.known()) {
         absl::Status r = Register();
@@ -276,12 +308,15 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
   auto rep = std::make_unique<Rep>();
   rep->options = options;
-  rep->channel = rpc::NewChannel(options.coordinator);
+  RETURN_IF_ERROR(rpc::CheckListenSecurity(options.listen, options.tls, options.insecure));
+  auto credentials = rpc::ServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  ASSIGN_OR_RETURN(rep->channel, rpc::NewChannel(options.coordinator, options.tls));
   rep->service = std::make_unique<WriterService>(options, rep->channel);
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, rpc::ServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, *credentials, &port);
   builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
   builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
   builder.RegisterService(rep->service.get());

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "proto/tls_options.h"
 
 namespace cairn {
 
@@ -33,6 +34,16 @@ struct WriterOptions {
   // How long to keep retrying a durability report the coordinator does not
   // answer (it may be restarting).
   int64_t report_timeout_ms = 60000;
+  // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with
+  // tls.require_client_cert); the channel to the coordinator uses the same
+  // settings (tls.ca_file verifies it; the certificate is presented).
+  TlsOptions tls;
+  // Allow a plaintext listen address beyond loopback.
+  bool insecure = false;
+  // HMAC key of per-job authorization tokens, the coordinator's; empty = off.
+  // SaveShard then needs a write token for the job, Merge a cluster token,
+  // and the writer signs its own calls to the coordinator.
+  std::string auth_key;
 };
 
 class WriterServer {

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "storage/bundle_reader.h"
+#include <openssl/evp.h>
+
 #include "storage/crc32c.h"
 #include "storage/internal/entry_codec.h"
 #include "storage/internal/table.h"
@@ -100,13 +102,20 @@ absl::StatusOr<MergedFile> Describe(Storage* storage, const std::string& path, b
   }
   ASSIGN_OR_RETURN(auto file, storage->NewReadableFile(path));
   f.size = file->Size();
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
   std::string buf(static_cast<size_t>(std::min<uint64_t>(f.size, 1 << 20)), '\0');
   for (uint64_t off = 0; off < f.size;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size - off));
     RETURN_IF_ERROR(file->ReadAt(off, n, buf.data()));
     f.crc32c = crc32c::Extend(f.crc32c, buf.data(), n);
+    EVP_DigestUpdate(sha.get(), buf.data(), n);
     off += n;
   }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(sha.get(), digest, &len);
+  f.sha256.assign(reinterpret_cast<char*>(digest), len);
   return f;
 }
 

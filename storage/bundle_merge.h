@@ -38,6 +38,7 @@ struct MergedFile {
   std::string path;
   uint64_t size = 0;
   uint32_t crc32c = 0;  // unmasked CRC32C of the whole file
+  std::string sha256;   // raw SHA-256 (index only; data files: empty)
 };
 
 // The service's merge: `parts[i]` is a single-data-file bundle written by one
@@ -47,7 +48,7 @@ struct MergedFile {
 // any point, it finishes the job (data files already moved stay moved; the
 // part indexes are deleted only after the merged index is durable). Returns
 // the output's files: data files (size only; crc32c 0) then the index (with
-// its CRC). InvalidArgument on duplicate tensor names across parts.
+// its CRC and SHA-256). InvalidArgument on duplicate tensor names across parts.
 absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
                                                          const std::vector<std::string>& parts,
                                                          absl::string_view output_prefix);

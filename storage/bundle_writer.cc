@@ -1,5 +1,7 @@
 #include "storage/bundle_writer.h"
 
+#include <openssl/evp.h>
+
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,7 @@ struct BundleWriter::Rep {
   bool finished = false;
   std::map<std::string, BundleEntry> entries;  // bytewise key order
   uint32_t file_crc = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{nullptr, EVP_MD_CTX_free};
 
   // The tensor being streamed.
   bool in_tensor = false;
@@ -35,6 +38,7 @@ struct BundleWriter::Rep {
   // Writes bytes whose CRC32C is `crc`, folding it into the file's CRC.
   absl::Status Write(absl::string_view bytes, uint32_t crc) {
     file_crc = crc32c::Combine(file_crc, crc, bytes.size());
+    if (sha) EVP_DigestUpdate(sha.get(), bytes.data(), bytes.size());
     return data_file->Append(bytes);
   }
   absl::Status Write(absl::string_view bytes) {
@@ -164,9 +168,14 @@ BundleWriter::~BundleWriter() {
 }
 
 absl::StatusOr<std::unique_ptr<BundleWriter>> BundleWriter::Create(Storage* storage,
-                                                                   absl::string_view prefix) {
+                                                                   absl::string_view prefix,
+                                                                   const Options& options) {
   if (prefix.empty()) return absl::InvalidArgumentError("empty checkpoint prefix");
   auto rep = std::make_unique<Rep>();
+  if (options.sha256) {
+    rep->sha.reset(EVP_MD_CTX_new());
+    EVP_DigestInit_ex(rep->sha.get(), EVP_sha256(), nullptr);
+  }
   rep->storage = storage;
   rep->prefix = std::string(prefix);
   ASSIGN_OR_RETURN(rep->data_file, storage->NewWritableFile(DataFileName(prefix, 0, 1)));
@@ -314,5 +323,15 @@ absl::Status BundleWriter::status() const { return rep_->status; }
 uint64_t BundleWriter::data_bytes() const { return rep_->data_file->Size(); }
 size_t BundleWriter::num_entries() const { return rep_->entries.size(); }
 uint32_t BundleWriter::data_crc32c() const { return rep_->file_crc; }
+
+std::string BundleWriter::data_sha256() const {
+  if (!rep_->sha) return "";
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> copy(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_MD_CTX_copy_ex(copy.get(), rep_->sha.get());
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(copy.get(), digest, &len);
+  return std::string(reinterpret_cast<char*>(digest), len);
+}
 
 }  // namespace cairn

@@ -36,9 +36,19 @@ namespace cairn {
 
 class BundleWriter {
  public:
+  struct Options {
+    // Also compute the data file's SHA-256 as bytes stream through (about
+    // 1.8 GB/s with SHA extensions).
+    bool sha256 = false;
+  };
   // `storage` must outlive the writer. `prefix` is relative to its root.
   static absl::StatusOr<std::unique_ptr<BundleWriter>> Create(Storage* storage,
-                                                              absl::string_view prefix);
+                                                              absl::string_view prefix,
+                                                              const Options& options);
+  static absl::StatusOr<std::unique_ptr<BundleWriter>> Create(Storage* storage,
+                                                              absl::string_view prefix) {
+    return Create(storage, prefix, Options());
+  }
   // Abandons the bundle unless Finish() succeeded.
   ~BundleWriter();
 
@@ -83,6 +93,10 @@ class BundleWriter {
   size_t num_entries() const;
   // The CRC32C (unmasked) of the whole data file so far.
   uint32_t data_crc32c() const;
+  // The SHA-256 (32 raw bytes) of the whole data file so far, if
+  // Options::sha256 was set (else empty). Recorded in the service's
+  // inventory and checked by `cairn verify --deep`.
+  std::string data_sha256() const;
 
  private:
   struct Rep;

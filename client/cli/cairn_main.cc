@@ -2,6 +2,7 @@
 // Exit status: 0 success, 1 the operation failed, 2 usage error.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -21,6 +22,8 @@
 #include "client/internal/lease.h"
 #include "client/internal/validate.h"
 #include "client/tools.h"
+#include "proto/auth.h"
+#include "storage/layout.h"
 #include "storage/storage.h"
 
 namespace cairn {
@@ -57,6 +60,12 @@ Commands:
                                    protect a checkpoint from retention, or not
   gc --coordinator=ADDR --job=JOB [--dry-run] [--json]
                                    apply retention now (or show what it would do)
+  token --auth-key-file=FILE --job=JOB --scope=read|write [--ttl=SECONDS]
+                                   issue an authorization token (admin)
+
+Commands that call the coordinator also take --tls-ca=FILE (TLS),
+--tls-cert=FILE --tls-key=FILE (mutual TLS) and --token=TOKEN (default
+$CAIRN_TOKEN); see README.md, Security.
 
 PREFIX is a checkpoint prefix: a path such as /data/job/ckpt-100/variables
 (the files are PREFIX.index and PREFIX.data-*), or a file:// URI.
@@ -73,16 +82,35 @@ int Failed(const absl::Status& s) {
   return kFailed;
 }
 
+// Client options for `coordinator` with the TLS flags and the token
+// (--token, else $CAIRN_TOKEN).
+ClientOptions ClientOptionsFromFlags(const Flags& flags, const std::string& coordinator) {
+  ClientOptions options;
+  options.coordinator = coordinator;
+  options.tls = TlsFromFlags(flags);
+  options.tls.require_client_cert = false;
+  if (auto token = flags.Get("token")) {
+    options.token = *token;
+  } else if (const char* env = std::getenv("CAIRN_TOKEN")) {
+    options.token = env;
+  }
+  return options;
+}
+
 // Parses flags, handling --help and usage errors. Returns -1 to continue.
 int ParseOrExit(const std::vector<std::string>& args, std::set<std::string> known,
                 const char* help, Flags* flags, const std::set<std::string>& repeatable = {}) {
   known.insert("help");
   known.insert("s3-endpoint");
+  // Commands that call the coordinator take the TLS and token flags.
+  const bool calls_servers = known.count("coordinator") > 0;
+  if (calls_servers) known.insert({"tls-ca", "tls-cert", "tls-key", "token"});
   auto parsed = Flags::Parse(args, known, repeatable);
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   *flags = std::move(parsed).value();
   if (flags->GetBool("help")) {
-    std::cout << help
+    if (calls_servers) std::cout << help << "\n" << TlsUsage(/*server=*/false);
+    std::cout << (calls_servers ? "" : help)
               << "\ns3:// URIs use AWS_ENDPOINT_URL (or --s3-endpoint=URL), AWS_ACCESS_KEY_ID,\n"
                  "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN and AWS_REGION.\n";
     return kOk;
@@ -110,20 +138,51 @@ int Inspect(const std::vector<std::string>& args) {
 
 int Verify(const std::vector<std::string>& args) {
   Flags flags;
-  int rc = ParseOrExit(args, {},
-                       "usage: cairn verify PREFIX\n"
-                       "Reads every tensor of the checkpoint and checks every checksum.\n"
-                       "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n",
-                       &flags);
+  int rc = ParseOrExit(
+      args, {"coordinator", "job", "step", "deep"},
+      "usage: cairn verify PREFIX\n"
+      "       cairn verify --coordinator=ADDR --job=JOB [--step=STEP] [--deep]\n"
+      "Reads every tensor of the checkpoint and checks every checksum. Through the\n"
+      "coordinator (default: the newest step), --deep also reads every file whole\n"
+      "and checks its size, CRC32C and SHA-256 against the catalog's record.\n"
+      "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n",
+      &flags);
   if (rc >= 0) return rc;
-  if (flags.positional().size() != 1) return UsageError("verify takes exactly one PREFIX");
-  const std::string& prefix = flags.positional()[0];
+  std::string prefix;
+  std::vector<ExpectedFile> inventory;
+  std::string root;
+  if (flags.Has("coordinator")) {
+    if (!flags.positional().empty()) return UsageError("give a PREFIX or --coordinator, not both");
+    auto job = flags.Get("job");
+    if (!job) return UsageError("--job is required with --coordinator");
+    auto step = flags.GetInt("step", 0, INT64_MAX);
+    if (!step.ok()) return UsageError(std::string(step.status().message()));
+    auto client = Client::Connect(ClientOptionsFromFlags(flags, *flags.Get("coordinator")));
+    if (!client.ok()) return Failed(client.status());
+    auto ckpt = (*client)->Get(*job, step->has_value() ? std::optional<int64_t>(**step) : std::nullopt);
+    if (!ckpt.ok()) return Failed(ckpt.status());
+    prefix = ckpt->prefix_uri;
+    const std::string suffix = CheckpointPrefix(ckpt->job, ckpt->step);
+    root = prefix.substr(0, prefix.size() - suffix.size() - 1);
+    for (const auto& f : ckpt->files) inventory.push_back({f.path, f.size, f.crc32c, f.sha256});
+  } else {
+    if (flags.GetBool("deep")) return UsageError("--deep needs --coordinator and --job (the catalog's digests)");
+    if (flags.positional().size() != 1) return UsageError("verify takes exactly one PREFIX");
+    prefix = flags.positional()[0];
+  }
   auto report = VerifyCheckpoint(prefix);
   if (!report.ok()) return Failed(report.status());
+  if (flags.GetBool("deep")) {
+    auto files = VerifyFiles(root, inventory);
+    if (!files.ok()) return Failed(files.status());
+    report->problems.insert(report->problems.end(), files->problems.begin(), files->problems.end());
+    std::cout << prefix << ": " << files->tensors << " files, " << files->bytes
+              << " bytes checked against the catalog's SHA-256\n";
+  }
   for (const std::string& p : report->problems) std::cerr << "cairn: corrupt: " << p << "\n";
   if (!report->ok()) {
-    std::cerr << "cairn: " << prefix << ": " << report->problems.size() << " of "
-              << report->tensors << " tensors failed verification\n";
+    std::cerr << "cairn: " << prefix << ": " << report->problems.size()
+              << " problem(s) found; the checkpoint is corrupt\n";
     return kFailed;
   }
   std::cout << prefix << ": OK, " << report->tensors << " tensors, " << report->bytes
@@ -236,8 +295,7 @@ int Save(const std::vector<std::string>& args) {
   auto source = internal::SafetensorsSource::Open(
       *from, [](const std::string& msg) { std::cerr << "cairn: warning: " << msg << "\n"; });
   if (!source.ok()) return Failed(source.status());
-  ClientOptions client_options;
-  client_options.coordinator = *coordinator;
+  ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
   auto client = Client::Connect(client_options);
   if (!client.ok()) return Failed(client.status());
   auto result = (*client)->SaveShard(options, (*source)->tensors());
@@ -335,8 +393,7 @@ int Restore(const std::vector<std::string>& args) {
     }
     auto step = flags.GetInt("step", 0, INT64_MAX);
     if (!step.ok()) return UsageError(std::string(step.status().message()));
-    ClientOptions client_options;
-    client_options.coordinator = *coordinator;
+    ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
     auto connected = Client::Connect(client_options);
     if (!connected.ok()) return Failed(connected.status());
     client = std::move(connected).value();
@@ -390,8 +447,7 @@ int List(const std::vector<std::string>& args) {
   if (absl::Status s = internal::ValidateJobName(*job); !s.ok()) {
     return UsageError(std::string(s.message()));
   }
-  ClientOptions client_options;
-  client_options.coordinator = *coordinator;
+  ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
   auto client = Client::Connect(client_options);
   if (!client.ok()) return Failed(client.status());
   auto ckpts = (*client)->List(*job);
@@ -402,10 +458,9 @@ int List(const std::vector<std::string>& args) {
 }
 
 // A client of the coordinator named by --coordinator (already checked).
-absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const std::string& coordinator) {
-  ClientOptions options;
-  options.coordinator = coordinator;
-  return Client::Connect(options);
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
+                                                  const std::string& coordinator) {
+  return Client::Connect(ClientOptionsFromFlags(flags, coordinator));
 }
 
 // --coordinator and --job, both required; the job name checked. Returns -1 to
@@ -503,7 +558,7 @@ int Policy(const std::vector<std::string>& args) {
     return UsageError(std::string(s.message()));
   }
 
-  auto client = ConnectTo(coordinator);
+  auto client = ConnectTo(flags, coordinator);
   if (!client.ok()) return Failed(client.status());
   if (show) {
     auto current = (*client)->GetPolicy(job);
@@ -537,7 +592,7 @@ int Pin(const std::vector<std::string>& args, bool pin) {
   auto step = flags.GetInt("step", 0, INT64_MAX);
   if (!step.ok()) return UsageError(std::string(step.status().message()));
   if (!step->has_value()) return UsageError("--step=... is required");
-  auto client = ConnectTo(coordinator);
+  auto client = ConnectTo(flags, coordinator);
   if (!client.ok()) return Failed(client.status());
   if (absl::Status s = (*client)->Pin(job, **step, pin); !s.ok()) return Failed(s);
   std::cout << (pin ? "pinned " : "unpinned ") << job << "/" << **step << "\n";
@@ -562,12 +617,48 @@ int Gc(const std::vector<std::string>& args) {
   rc = CoordinatorAndJob(flags, &coordinator, &job);
   if (rc >= 0) return rc;
   const bool dry_run = flags.GetBool("dry-run");
-  auto client = ConnectTo(coordinator);
+  auto client = ConnectTo(flags, coordinator);
   if (!client.ok()) return Failed(client.status());
   auto result = (*client)->Gc(job, dry_run);
   if (!result.ok()) return Failed(result.status());
   std::cout << (flags.GetBool("json") ? internal::GcJson(job, dry_run, *result)
                                       : internal::GcText(job, dry_run, *result));
+  return kOk;
+}
+
+int Token(const std::vector<std::string>& args) {
+  Flags flags;
+  int rc = ParseOrExit(
+      args, {"auth-key-file", "job", "scope", "ttl"},
+      "usage: cairn token --auth-key-file=FILE --job=JOB --scope=read|write [--ttl=SECONDS]\n"
+      "Prints an authorization token for JOB (\"*\" = every job, an admin token),\n"
+      "signed with the key the coordinator and writers were given\n"
+      "(--auth-key-file). A write token also reads. --ttl defaults to 86400.\n"
+      "Clients pass it with --token=TOKEN or $CAIRN_TOKEN.\n",
+      &flags);
+  if (rc >= 0) return rc;
+  if (!flags.positional().empty()) return UsageError("token takes no positional arguments");
+  auto key_file = Required(flags, "auth-key-file", &rc);
+  if (!key_file) return rc;
+  auto job = Required(flags, "job", &rc);
+  if (!job) return rc;
+  if (*job != auth::kAnyJob) {
+    if (absl::Status s = internal::ValidateJobName(*job); !s.ok()) {
+      return UsageError(std::string(s.message()));
+    }
+  }
+  auto scope_name = Required(flags, "scope", &rc);
+  if (!scope_name) return rc;
+  if (*scope_name != "read" && *scope_name != "write") {
+    return UsageError("--scope must be read or write");
+  }
+  auto ttl = flags.GetInt("ttl", 1, 10LL * 365 * 86400);
+  if (!ttl.ok()) return UsageError(std::string(ttl.status().message()));
+  auto key = auth::ReadKeyFile(*key_file);
+  if (!key.ok()) return Failed(key.status());
+  const auth::Scope scope = *scope_name == "write" ? auth::Scope::kWrite : auth::Scope::kRead;
+  std::cout << auth::MintToken(*key, *job, scope, auth::NowUnixSeconds() + ttl->value_or(86400))
+            << "\n";
   return kOk;
 }
 
@@ -593,6 +684,7 @@ int Main(int argc, char** argv) {
   if (command == "pin") return Pin(args, /*pin=*/true);
   if (command == "unpin") return Pin(args, /*pin=*/false);
   if (command == "gc") return Gc(args);
+  if (command == "token") return Token(args);
   return UsageError(absl::StrCat("unknown command \"", command, "\""));
 }
 

@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
     return Fail("--emb-rows must divide by both worker counts");
   }
 
-  auto client = cairn::Client::Connect({*flags->Get("coordinator")});
+  cairn::ClientOptions client_options;
+  client_options.coordinator = *flags->Get("coordinator");
+  auto client = cairn::Client::Connect(client_options);
   if (!client.ok()) return Fail(std::string(client.status().message()));
   const auto t_start = std::chrono::steady_clock::now();
   uint64_t saved_bytes = 0;

@@ -64,5 +64,37 @@ absl::StatusOr<std::optional<int64_t>> Flags::GetInt(const std::string& name, in
   return std::optional<int64_t>(out);
 }
 
+const char* const kTlsFlags[4] = {"tls-cert", "tls-key", "tls-ca", "tls-client-auth"};
+
+TlsOptions TlsFromFlags(const Flags& flags) {
+  TlsOptions tls;
+  tls.cert_file = flags.Get("tls-cert").value_or("");
+  tls.key_file = flags.Get("tls-key").value_or("");
+  tls.ca_file = flags.Get("tls-ca").value_or("");
+  tls.require_client_cert = flags.GetBool("tls-client-auth");
+  return tls;
+}
+
+const char* TlsUsage(bool server) {
+  if (server) {
+    return R"(TLS (see README.md, Security):
+  --tls-cert, --tls-key  PEM certificate and key: serve TLS, and present them
+                     as client certificate when calling other Cairn servers
+  --tls-ca           PEM CA bundle verifying the servers called and, with
+                     --tls-client-auth, the clients
+  --tls-client-auth  mutual TLS: refuse clients without a certificate signed
+                     by --tls-ca
+  --insecure         allow plaintext on a non-loopback --listen address
+)";
+  }
+  return R"(TLS and authorization (see README.md, Security):
+  --tls-ca=FILE      use TLS, verifying the servers against this CA bundle
+  --tls-cert=FILE, --tls-key=FILE
+                     present a client certificate (mutual TLS)
+  --token=TOKEN      an authorization token from 'cairn token' (default
+                     $CAIRN_TOKEN)
+)";
+}
+
 }  // namespace cli
 }  // namespace cairn

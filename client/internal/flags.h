@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proto/tls_options.h"
 
 namespace cairn {
 namespace cli {
@@ -39,6 +40,14 @@ class Flags {
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positional_;
 };
+
+// The TLS flags every executable takes: --tls-cert, --tls-key, --tls-ca and
+// (servers) --tls-client-auth.
+extern const char* const kTlsFlags[4];
+TlsOptions TlsFromFlags(const Flags& flags);
+// The usage text of the TLS flags; `server` adds --tls-client-auth and
+// --insecure.
+const char* TlsUsage(bool server);
 
 }  // namespace cli
 }  // namespace cairn

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/internal/state_file.h"
+#include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/layout.h"
 #include "storage/status_macros.h"
@@ -373,13 +374,21 @@ absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
   for (const std::string& p : parts) req.add_part_prefixes(p);
   req.set_output_prefix(output);
   for (const std::string& address : addresses) {
-    auto stub = v1::ShardWriter::NewStub(rpc::NewChannel(address));
+    auto channel = rpc::NewChannel(address, options_.tls);
+    if (!channel.ok()) {
+      Log(absl::StrCat("merge on writer ", address, ": ", channel.status().message()));
+      continue;
+    }
+    auto stub = v1::ShardWriter::NewStub(*channel);
     auto ctx = rpc::Context(std::chrono::minutes(10));
+    if (!options_.auth_key.empty()) {
+      rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options_.auth_key));
+    }
     v1::MergeResponse resp;
     absl::Status s = rpc::FromGrpc(stub->Merge(ctx.get(), req, &resp), absl::StrCat("writer ", address));
     if (s.ok()) {
       std::vector<MergedFile> files;
-      for (const auto& f : resp.files()) files.push_back({f.path(), f.size(), f.crc32c()});
+      for (const auto& f : resp.files()) files.push_back({f.path(), f.size(), f.crc32c(), f.sha256()});
       return files;
     }
     if (absl::IsInvalidArgument(s) || absl::IsDataLoss(s)) return s;
@@ -444,9 +453,13 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
       info->set_path(f.path);
       info->set_size(f.size);
       info->set_crc32c(f.crc32c);
+      info->set_sha256(f.sha256);
       if (i < static_cast<size_t>(updated.num_shards())) {
         for (const auto& sf : updated.shards(static_cast<int>(i)).files()) {
-          if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) info->set_crc32c(sf.crc32c());
+          if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) {
+            info->set_crc32c(sf.crc32c());
+            info->set_sha256(sf.sha256());
+          }
         }
       }
       bytes += f.size;
@@ -847,6 +860,13 @@ grpc::Status CoordinatorService::ReleaseLease(grpc::ServerContext*,
   if (absl::Status s = catalog_->DeleteLease(req->lease_id()); !s.ok()) return rpc::ToGrpc(s);
   Log(absl::StrCat("lease ", req->lease_id(), " released"));
   return grpc::Status::OK;
+}
+
+std::optional<std::string> CoordinatorService::LeaseJob(const std::string& lease_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return std::nullopt;
+  return it->second.job();
 }
 
 // ----------------------------------------------------------------- background

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -59,6 +60,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::AcquireLeaseResponse*) override;
   grpc::Status ReleaseLease(grpc::ServerContext*, const v1::ReleaseLeaseRequest*,
                             v1::ReleaseLeaseResponse*) override;
+
+  // The job a live lease is on, if it exists (for authorization).
+  std::optional<std::string> LeaseJob(const std::string& lease_id);
 
  private:
   using Key = std::pair<std::string, int64_t>;  // (job, step)

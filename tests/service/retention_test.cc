@@ -29,7 +29,9 @@ bool Exists(const std::string& path) {
 }
 
 std::unique_ptr<Client> Connect(const std::string& address) {
-  auto c = Client::Connect({address});
+  ClientOptions options;
+  options.coordinator = address;
+  auto c = Client::Connect(options);
   EXPECT_TRUE(c.ok()) << c.status();
   return std::move(c).value();
 }

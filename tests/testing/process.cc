@@ -105,16 +105,23 @@ int ServerProcess::Stop() {
   return status;
 }
 
-Cluster::Cluster(const std::string& dir, int writers, std::vector<std::string> coordinator_flags)
-    : dir_(dir) {
+Cluster::Cluster(const std::string& dir, int writers, std::vector<std::string> coordinator_flags,
+                 std::vector<std::string> writer_prefix, std::vector<std::string> writer_flags)
+    : dir_(dir), writer_prefix_(std::move(writer_prefix)), writer_flags_(std::move(writer_flags)) {
   coordinator_ = std::make_unique<ServerProcess>(CoordinatorArgv("127.0.0.1:0", coordinator_flags),
                                                  coordinator_log());
   if (coordinator_->address().empty()) return;
-  for (int i = 0; i < writers; ++i) {
-    writers_.push_back(std::make_unique<ServerProcess>(
-        std::vector<std::string>{BinPath("cairn-writer"), "--coordinator=" + coordinator()},
-        dir_ + "/writer" + std::to_string(i) + ".log"));
-  }
+  writers_.resize(static_cast<size_t>(writers));
+  for (int i = 0; i < writers; ++i) RestartWriter(i);
+}
+
+void Cluster::RestartWriter(int i) {
+  std::vector<std::string> argv = writer_prefix_;
+  argv.push_back(BinPath("cairn-writer"));
+  argv.push_back("--coordinator=" + coordinator());
+  argv.insert(argv.end(), writer_flags_.begin(), writer_flags_.end());
+  if (writers_[i]) writers_[i]->Stop();
+  writers_[i] = std::make_unique<ServerProcess>(argv, dir_ + "/writer" + std::to_string(i) + ".log");
 }
 
 std::vector<std::string> Cluster::CoordinatorArgv(const std::string& listen,

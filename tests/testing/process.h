@@ -43,13 +43,19 @@ class ServerProcess {
 class Cluster {
  public:
   // `dir` holds db/, storage/ and logs. Extra flags go to the coordinator.
-  Cluster(const std::string& dir, int writers, std::vector<std::string> coordinator_flags = {});
+  // `writer_flags` go to every writer (e.g. TLS flags, --auth-key-file).
+  Cluster(const std::string& dir, int writers, std::vector<std::string> coordinator_flags = {},
+          std::vector<std::string> writer_prefix = {}, std::vector<std::string> writer_flags = {});
   bool ok() const;
   const std::string& coordinator() const { return coordinator_->address(); }
   std::string storage_dir() const { return dir_ + "/storage"; }
   std::string db_dir() const { return dir_ + "/db"; }
   ServerProcess& coordinator_process() { return *coordinator_; }
   ServerProcess& writer_process(int i) { return *writers_[i]; }
+  int num_writers() const { return static_cast<int>(writers_.size()); }
+  // Restarts writer i (after a crash) with the same settings, on a new port.
+  void RestartWriter(int i);
+  void set_writer_prefix(std::vector<std::string> prefix) { writer_prefix_ = std::move(prefix); }
   // Restarts the coordinator on the same port with (possibly) new flags.
   void RestartCoordinator(std::vector<std::string> flags = {});
   std::string coordinator_log() const { return dir_ + "/coordinator.log"; }
@@ -58,6 +64,8 @@ class Cluster {
   std::vector<std::string> CoordinatorArgv(const std::string& listen,
                                            const std::vector<std::string>& flags) const;
   std::string dir_;
+  std::vector<std::string> writer_prefix_;
+  std::vector<std::string> writer_flags_;
   std::unique_ptr<ServerProcess> coordinator_;
   std::vector<std::unique_ptr<ServerProcess>> writers_;
 };
