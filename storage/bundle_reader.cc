@@ -85,6 +85,29 @@ struct BundleReader::Rep {
     return file;
   }
 
+  // Reads an entry's bytes and returns their CRC32C. The bytes are read in
+  // cache-sized chunks and each chunk is checksummed while it is still in the
+  // CPU cache: reading and checking cost one pass over memory, not two (on a
+  // warm page cache the copy and the CRC are both memory-bound).
+  absl::StatusOr<uint32_t> ReadAndChecksum(const ReadableFile& file, const BundleEntry& e,
+                                           char* dst) const {
+    constexpr size_t kChunk = 256 << 10;
+    const size_t size = static_cast<size_t>(e.size);
+    const uint64_t offset = static_cast<uint64_t>(e.offset);
+    data_bytes_read += size;
+    if (!file.prefers_small_reads() || size <= kChunk) {
+      RETURN_IF_ERROR(file.ReadAt(offset, size, dst));
+      return crc32c::Value(dst, size);
+    }
+    uint32_t crc = 0;
+    for (size_t begin = 0; begin < size; begin += kChunk) {
+      const size_t len = std::min(kChunk, size - begin);
+      RETURN_IF_ERROR(file.ReadAt(offset + begin, len, dst + begin));
+      crc = crc32c::Extend(crc, dst + begin, len);
+    }
+    return crc;
+  }
+
   absl::Status ReadFixed(const BundleEntry& e, char* dst) const {
     const size_t elem = DataTypeSize(e.data_type());
     if (elem == 0) {
@@ -101,8 +124,8 @@ struct BundleReader::Rep {
                                               " bytes for shape and dtype ",
                                               DataTypeName(e.data_type()), ")"));
     }
-    ASSIGN_OR_RETURN(const ReadableFile* file, ReadRaw(e, dst));
-    const uint32_t crc = crc32c::Value(dst, static_cast<size_t>(e.size));
+    ASSIGN_OR_RETURN(const ReadableFile* file, CheckExtent(e));
+    ASSIGN_OR_RETURN(const uint32_t crc, ReadAndChecksum(*file, e, dst));
     if (crc != crc32c::Unmask(e.masked_crc32c)) {
       return Corrupt(e, *file, "checksum does not match");
     }

@@ -102,6 +102,7 @@ class PosixReadableFile : public ReadableFile {
   }
   uint64_t Size() const override { return size_; }
   const std::string& name() const override { return name_; }
+  bool prefers_small_reads() const override { return true; }
 
  private:
   std::string name_;

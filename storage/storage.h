@@ -42,6 +42,9 @@ class ReadableFile {
   virtual uint64_t Size() const = 0;
   // The name the file was opened under, for error messages.
   virtual const std::string& name() const = 0;
+  // True if many small ReadAt calls cost about as much as one large one
+  // (local files: yes; remote objects: no, each is a request).
+  virtual bool prefers_small_reads() const { return false; }
 };
 
 // A file being written. Not thread-safe. Append buffers as the backend sees
