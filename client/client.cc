@@ -4,6 +4,9 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <iostream>
+#include <cstring>
+#include <condition_variable>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -86,9 +89,47 @@ struct RestoreItem {
 
 }  // namespace
 
+struct SaveHandle::Rep {
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  bool waited = false;
+  absl::StatusOr<SaveShardResult> result = absl::UnknownError("save still running");
+  int64_t durable_after_micros = 0;
+  std::string what;
+  // The snapshot the background save streams from.
+  std::vector<Buffer> buffers;
+  std::vector<SaveTensor> tensors;
+};
+
+SaveHandle::SaveHandle(std::shared_ptr<Rep> rep) : rep_(std::move(rep)) {}
+SaveHandle::~SaveHandle() = default;
+
+absl::StatusOr<SaveShardResult> SaveHandle::Wait() {
+  std::unique_lock<std::mutex> lock(rep_->mu);
+  rep_->cv.wait(lock, [this] { return rep_->done; });
+  rep_->waited = true;
+  return rep_->result;
+}
+
+bool SaveHandle::Done() const {
+  std::lock_guard<std::mutex> lock(rep_->mu);
+  return rep_->done;
+}
+
+int64_t SaveHandle::durable_after_micros() const {
+  std::lock_guard<std::mutex> lock(rep_->mu);
+  return rep_->durable_after_micros;
+}
+
 struct Client::Rep {
   ClientOptions options;
   std::unique_ptr<v1::Coordinator::Stub> coordinator;
+
+  // The async save in flight (at most one), and its thread.
+  std::mutex async_mu;
+  std::shared_ptr<SaveHandle::Rep> async_save;
+  std::thread async_thread;
 
   // Channels to shard writers, by address (gRPC channels are thread-safe and
   // reconnect by themselves, so one per writer serves every save).
@@ -119,7 +160,11 @@ struct Client::Rep {
 };
 
 Client::Client(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
-Client::~Client() = default;
+Client::~Client() {
+  // A running async save finishes (its result stays with its handle).
+  std::lock_guard<std::mutex> lock(rep_->async_mu);
+  if (rep_->async_thread.joinable()) rep_->async_thread.join();
+}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (options.coordinator.empty()) {
@@ -218,6 +263,77 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
   result.bytes = response.bytes();
   result.num_tensors = response.num_tensors();
   return result;
+}
+
+namespace {
+
+// Copies [src, src+n) to dst with two threads when it is large: the snapshot
+// of an async save is the only time the training thread waits.
+void ParallelCopy(char* dst, const char* src, size_t n) {
+  constexpr size_t kParallelAbove = 32 << 20;
+  if (n < kParallelAbove) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  const size_t half = n / 2 / 4096 * 4096;
+  std::thread helper([=] { std::memcpy(dst + half, src + half, n - half); });
+  std::memcpy(dst, src, half);
+  helper.join();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SaveHandle>> Client::SaveShardAsync(
+    const SaveShardOptions& options, const std::vector<SaveTensor>& tensors) {
+  RETURN_IF_ERROR(internal::ValidateSaveShard(options, tensors));
+  std::lock_guard<std::mutex> lock(rep_->async_mu);
+  // One async save at a time: wait for the previous one, and refuse to go on
+  // silently past a failure nobody looked at.
+  if (rep_->async_thread.joinable()) rep_->async_thread.join();
+  if (rep_->async_save) {
+    std::lock_guard<std::mutex> prev_lock(rep_->async_save->mu);
+    const auto& prev = rep_->async_save->result;
+    if (!prev.ok() && !rep_->async_save->waited) {
+      const std::string msg = absl::StrCat("the previous async save (", rep_->async_save->what,
+                                           ") failed and was never waited for: ",
+                                           prev.status().message());
+      rep_->async_save->waited = true;  // reported now, once
+      return absl::FailedPreconditionError(msg);
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto save = std::make_shared<SaveHandle::Rep>();
+  save->what = absl::StrCat("shard ", options.shard_index, "/", options.num_shards, " of ",
+                            options.job, "/", options.step);
+  save->buffers.reserve(tensors.size());
+  save->tensors.reserve(tensors.size());
+  for (const SaveTensor& t : tensors) {
+    Buffer copy(t.data.size());
+    if (!t.data.empty()) ParallelCopy(copy.data(), t.data.data(), t.data.size());
+    SaveTensor staged = t;
+    staged.data = copy.view();
+    save->buffers.push_back(std::move(copy));
+    save->tensors.push_back(std::move(staged));
+  }
+  rep_->async_save = save;
+  rep_->async_thread = std::thread([this, save, options, start] {
+    auto result = SaveShard(options, save->tensors);
+    const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count();
+    if (!result.ok()) {
+      std::cerr << "cairn: async save of " << save->what << " failed: " << result.status().message()
+                << std::endl;
+    }
+    std::lock_guard<std::mutex> done_lock(save->mu);
+    save->result = std::move(result);
+    save->durable_after_micros = micros;
+    save->buffers.clear();  // the snapshot is no longer needed
+    save->tensors.clear();
+    save->done = true;
+    save->cv.notify_all();
+  });
+  return std::unique_ptr<SaveHandle>(new SaveHandle(save));
 }
 
 absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& job) {

@@ -132,6 +132,31 @@ struct GcResult {
   int deleted = 0;
 };
 
+class Client;
+
+// A save running in the background (Client::SaveShardAsync). Wait() returns
+// its result once the shard is durable (or the checkpoint committed, for the
+// last shard). Destroying a handle does not cancel the save; a failure that
+// nobody waited for is reported by the client's next SaveShardAsync (and on
+// stderr), never dropped.
+class SaveHandle {
+ public:
+  ~SaveHandle();
+  // Blocks until the save finishes. May be called more than once.
+  absl::StatusOr<SaveShardResult> Wait();
+  // True once Wait() would not block.
+  bool Done() const;
+  // Microseconds from the SaveShardAsync call until the shard was durable
+  // (valid once Done()).
+  int64_t durable_after_micros() const;
+
+ private:
+  friend class Client;
+  struct Rep;
+  explicit SaveHandle(std::shared_ptr<Rep> rep);
+  std::shared_ptr<Rep> rep_;
+};
+
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
@@ -143,6 +168,16 @@ class Client {
   // (a retry) replaces the earlier attempt.
   absl::StatusOr<SaveShardResult> SaveShard(const SaveShardOptions& options,
                                             const std::vector<SaveTensor>& tensors);
+
+  // Like SaveShard, but returns as soon as the tensors are copied into
+  // staging buffers (one memcpy of the state, into huge-page-backed memory):
+  // training may modify its tensors right away while the copy streams in the
+  // background. At most one async save per Client runs at a time: a new one
+  // first waits for the previous to finish, and fails with
+  // FailedPrecondition carrying the previous one's error if that failed and
+  // nobody called Wait() on it. Validation errors are returned here.
+  absl::StatusOr<std::unique_ptr<SaveHandle>> SaveShardAsync(const SaveShardOptions& options,
+                                                             const std::vector<SaveTensor>& tensors);
 
   // Committed checkpoints of `job`, ascending by step.
   absl::StatusOr<std::vector<CheckpointSummary>> List(const std::string& job);
