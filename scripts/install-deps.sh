@@ -14,6 +14,8 @@ PACKAGES=(
   # Test servers (tests/servers/): single-node Ceph object gateway (S3) and
   # nginx for plain-HTTP reads. ceph-mgr is not needed for S3.
   ceph-mon ceph-osd radosgw ceph-common nginx curl
+  # deploy manifest checks (tests/deploy_manifests_test.py)
+  python3-yaml
 )
 
 missing=()
