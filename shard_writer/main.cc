@@ -22,6 +22,9 @@ Receives workers' tensor streams and writes checkpoint shards.
                  port, printed as "listening on HOST:PORT")
   --advertise    address clients should use (default: the listening address)
   --storage      storage root (default: the coordinator's)
+  --inventory-sha256=false
+                 skip the per-shard SHA-256 (faster saves; `cairn verify --deep`
+                 then checks whole-file CRC32Cs only)
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
                      credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
                      region from AWS_REGION)
@@ -40,7 +43,7 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN);
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint",
+                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
                              "auth-key-file"});
   if (!flags.ok()) {
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
   options.advertise = flags->Get("advertise").value_or("");
   options.storage_uri = flags->Get("storage").value_or("");
+  if (auto sha = flags->Get("inventory-sha256")) options.inventory_sha256 = *sha != "false" && *sha != "0";
   if (options.coordinator.empty() || !flags->positional().empty()) {
     std::cerr << "cairn-writer: --coordinator is required\n" << kUsage;
     return 2;

@@ -140,7 +140,7 @@ class WriterService final : public v1::ShardWriter::Service {
     const std::string what = absl::StrCat("shard ", header.shard_index(), "/", header.num_shards(),
                                           " of ", header.job(), "/", header.step());
     BundleWriter::Options writer_options;
-    writer_options.sha256 = true;  // recorded in the inventory for `cairn verify --deep`
+    writer_options.sha256 = options_.inventory_sha256;  // for `cairn verify --deep`
     ASSIGN_OR_RETURN(auto writer,
                      BundleWriter::Create(storage_.get(), header.staging_prefix(), writer_options));
     bool in_tensor = false;

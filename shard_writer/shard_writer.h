@@ -34,6 +34,10 @@ struct WriterOptions {
   // How long to keep retrying a durability report the coordinator does not
   // answer (it may be restarting).
   int64_t report_timeout_ms = 60000;
+  // Compute each shard's SHA-256 while it streams in, for the catalog's
+  // inventory (`cairn verify --deep`). Costs about a third of a core per
+  // GB/s; without it, --deep checks whole-file CRC32Cs only.
+  bool inventory_sha256 = true;
   // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with
   // tls.require_client_cert); the channel to the coordinator uses the same
   // settings (tls.ca_file verifies it; the certificate is presented).
