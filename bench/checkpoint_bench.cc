@@ -88,9 +88,6 @@ T Check(absl::StatusOr<T> s, const char* what) {
   if (!s.ok()) Die(absl::StrCat(what, ": ", s.status().ToString()));
   return *std::move(s);
 }
-void Check(const absl::Status& s, const char* what) {
-  if (!s.ok()) Die(absl::StrCat(what, ": ", s.ToString()));
-}
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

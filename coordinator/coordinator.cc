@@ -1,11 +1,17 @@
 #include "coordinator/coordinator.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
+#include <iostream>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/internal/authorizing_service.h"
 #include "coordinator/internal/catalog.h"
 #include "coordinator/internal/service.h"
+#include "coordinator/internal/status_page.h"
+#include "observability/http_endpoint.h"
 #include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/status_macros.h"
@@ -19,6 +25,7 @@ struct CoordinatorServer::Rep {
   // In front of `service` when authorization is on.
   std::unique_ptr<internal::AuthorizingCoordinatorService> authorizing;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<HttpEndpoint> http;
   std::string address;
   std::mutex mu;
   bool shut_down = false;
@@ -45,6 +52,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (!options.auth_key.empty() && options.auth_key.size() < auth::kMinKeyBytes) {
     return absl::InvalidArgumentError("the auth key is too short");
   }
+  grpc::EnableDefaultHealthCheckService(true);  // grpc.health.v1.Health
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, *credentials, &port);
@@ -64,6 +72,42 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   rep->address = absl::StrCat(host, ":", port);
   rep->service->StartBackground();
+  if (!options.metrics_listen.empty()) {
+    internal::CoordinatorService* service = rep->service.get();
+    auto json = [](absl::StatusOr<std::string> body) {
+      HttpResponseBody out;
+      out.content_type = "application/json";
+      if (body.ok()) {
+        out.body = *body;
+      } else {
+        out.status = absl::IsInvalidArgument(body.status()) ? 400 : 500;
+        out.body = absl::StrCat("{\"error\": \"", absl::CEscape(body.status().message()), "\"}");
+      }
+      return out;
+    };
+    std::map<std::string, HttpHandler> handlers;
+    handlers["/"] = [](const std::string& path, const std::map<std::string, std::string>&) {
+      HttpResponseBody out;
+      if (path != "/" && path != "/index.html") {
+        out.status = 404;
+        out.body = "not found\n";
+        return out;
+      }
+      out.content_type = "text/html; charset=utf-8";
+      out.body = internal::kStatusPageHtml;
+      return out;
+    };
+    handlers["/api/jobs"] = [service, json](const std::string&, const std::map<std::string, std::string>&) {
+      return json(service->JobsJson());
+    };
+    handlers["/api/jobs/"] = [service, json](const std::string& path,
+                                             const std::map<std::string, std::string>&) {
+      return json(service->JobJson(path.substr(std::string("/api/jobs/").size())));
+    };
+    ASSIGN_OR_RETURN(rep->http, HttpEndpoint::Start(options.metrics_listen, std::move(handlers)));
+    std::cerr << "cairn-coordinator: status page and metrics on http://" << rep->http->address()
+              << "/ (/metrics)" << std::endl;
+  }
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(rep)));
 }
 
@@ -75,6 +119,7 @@ void CoordinatorServer::Shutdown() {
   rep_->shut_down = true;
   rep_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   rep_->service->StopBackground();
+  if (rep_->http) rep_->http->Stop();
 }
 
 void CoordinatorServer::Wait() { rep_->server->Wait(); }

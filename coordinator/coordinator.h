@@ -54,6 +54,10 @@ struct CoordinatorOptions {
   // HMAC key of per-job authorization tokens (proto/auth.h); empty = every
   // call is allowed. Writers must be given the same key.
   std::string auth_key;
+  // HOST:PORT of an HTTP endpoint serving the status page (/), its JSON
+  // (/api/jobs, /api/jobs/JOB) and Prometheus metrics (/metrics); empty =
+  // none. Port 0 picks one; the address is logged to stderr.
+  std::string metrics_listen;
   // Time source; nullptr = the real clock. Not owned; must outlive the server.
   Clock* clock = nullptr;
   // Testing only: exit the process abruptly (as a crash would) when the

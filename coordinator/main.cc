@@ -26,6 +26,8 @@ shard writers and commits checkpoints under the storage root URI.
                      this many seconds (default 600)
   --writer-timeout   consider a writer dead after this many seconds without a
                      heartbeat (default 5)
+  --metrics-listen   HOST:PORT for the status page (/), its JSON (/api/jobs) and
+                     Prometheus metrics (/metrics); port 0 picks one (logged)
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
                      credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
                      region from AWS_REGION)
@@ -46,7 +48,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
-                             "crash-at", "s3-endpoint", "tls-cert", "tls-key", "tls-ca",
+                             "crash-at", "s3-endpoint", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
                              "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
     std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
   options.storage_uri = flags->Get("storage").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
   options.crash_point = flags->Get("crash-at").value_or("");
+  options.metrics_listen = flags->Get("metrics-listen").value_or("");
   auto pending = flags->GetInt("pending-timeout", 1, 365LL * 86400);
   auto writer = flags->GetInt("writer-timeout", 1, 86400);
   if (!pending.ok() || !writer.ok()) {

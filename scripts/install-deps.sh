@@ -8,7 +8,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libssl-dev libcurl4-openssl-dev libsnappy-dev
-  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
   # The TLS tests make throwaway certificates with the openssl tool.
   openssl
   # Test servers (tests/servers/): single-node Ceph object gateway (S3) and
@@ -16,6 +16,9 @@ PACKAGES=(
   ceph-mon ceph-osd radosgw ceph-common nginx curl
   # deploy manifest checks (tests/deploy_manifests_test.py)
   python3-yaml
+  # The Python package (python/, built for /usr/bin/python3): pybind11 headers,
+  # NumPy; PyTorch for the train/kill/resume example test (large: ~45 s here).
+  pybind11-dev python3-dev python3-numpy python3-torch
 )
 
 missing=()

@@ -22,6 +22,8 @@ Receives workers' tensor streams and writes checkpoint shards.
                  port, printed as "listening on HOST:PORT")
   --advertise    address clients should use (default: the listening address)
   --storage      storage root (default: the coordinator's)
+  --metrics-listen=HOST:PORT
+                 serve Prometheus metrics over HTTP at /metrics (port 0: any)
   --inventory-sha256=false
                  skip the per-shard SHA-256 (faster saves; `cairn verify --deep`
                  then checks whole-file CRC32Cs only)
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN);
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256",
+                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
                              "auth-key-file"});
   if (!flags.ok()) {
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
   options.advertise = flags->Get("advertise").value_or("");
   options.storage_uri = flags->Get("storage").value_or("");
+  options.metrics_listen = flags->Get("metrics-listen").value_or("");
   if (auto sha = flags->Get("inventory-sha256")) options.inventory_sha256 = *sha != "false" && *sha != "0";
   if (options.coordinator.empty() || !flags->positional().empty()) {
     std::cerr << "cairn-writer: --coordinator is required\n" << kUsage;

@@ -1,6 +1,7 @@
 #include "shard_writer/shard_writer.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <openssl/sha.h>
 
 #include <atomic>
@@ -13,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/auth.h"
+#include "observability/http_endpoint.h"
+#include "observability/metrics.h"
 #include "proto/rpc_util.h"
 #include "storage/bundle_merge.h"
 #include "storage/bundle_writer.h"
@@ -26,6 +29,11 @@ namespace cairn {
 namespace {
 
 void Log(const std::string& msg) { std::cerr << "cairn-writer: " << msg << std::endl; }
+
+metrics::CounterMetric& BytesReceived() {
+  static auto& c = metrics::Counter("cairn_writer_bytes_received_total", "Tensor bytes received from clients.");
+  return c;
+}
 
 // Limits on what a client may send (hostile input must not exhaust us).
 constexpr int kMaxRank = 64;
@@ -41,10 +49,21 @@ class WriterService final : public v1::ShardWriter::Service {
 
   grpc::Status SaveShard(grpc::ServerContext* ctx, grpc::ServerReader<v1::SaveShardMessage>* reader,
                          v1::SaveShardResponse* resp) override {
-    ++active_;
+    static auto& active = metrics::Gauge("cairn_writer_active_streams", "Shard streams being received.");
+    static auto& latency = metrics::LatencyHistogram(
+        "cairn_writer_shard_save_seconds", "Time from a shard stream's start until the shard is durable.");
+    const auto start = std::chrono::steady_clock::now();
+    active.Set(++active_);
     absl::Status s = DoSaveShard(ctx, reader, resp);
-    --active_;
-    if (!s.ok()) Log(std::string(s.message()));
+    active.Set(--active_);
+    if (s.ok()) {
+      latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    } else {
+      metrics::Counter("cairn_writer_errors_total", "Failed shard saves by status code.",
+                       {{"code", absl::StatusCodeToString(s.code())}})
+          .Add(1);
+      Log(std::string(s.message()));
+    }
     return rpc::ToGrpc(s);
   }
 
@@ -158,6 +177,7 @@ class WriterService final : public v1::ShardWriter::Service {
         case v1::SaveShardMessage::kData:
           if (!in_tensor) return absl::InvalidArgumentError("data before any tensor header");
           RETURN_IF_ERROR(writer->AppendData(msg.data()));
+          BytesReceived().Add(static_cast<double>(msg.data().size()));
           break;
         default:
           return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
@@ -169,6 +189,8 @@ class WriterService final : public v1::ShardWriter::Service {
     const uint32_t data_crc = writer->data_crc32c();
     const std::string data_sha = writer->data_sha256();
     RETURN_IF_ERROR(writer->Finish());
+    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.")
+        .Add(static_cast<double>(data_bytes));
 
     v1::ShardDurableRequest report;
     report.set_job(header.job());
@@ -255,6 +277,7 @@ struct WriterServer::Rep {
   std::string writer_id;
   int64_t heartbeat_ms = 1000;
   std::thread heartbeat;
+  std::unique_ptr<HttpEndpoint> http;
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
@@ -314,6 +337,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   ASSIGN_OR_RETURN(rep->channel, rpc::NewChannel(options.coordinator, options.tls));
   rep->service = std::make_unique<WriterService>(options, rep->channel);
 
+  grpc::EnableDefaultHealthCheckService(true);  // grpc.health.v1.Health
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, *credentials, &port);
@@ -341,6 +365,16 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   rep->service->SetStorage(std::move(storage));
   Rep* raw = rep.get();
   rep->heartbeat = std::thread([raw] { raw->HeartbeatLoop(); });
+  if (!options.metrics_listen.empty()) {
+    // Every series exists from the start, at zero.
+    BytesReceived();
+    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
+    metrics::Gauge("cairn_writer_active_streams", "Shard streams being received.");
+    metrics::LatencyHistogram("cairn_writer_shard_save_seconds",
+                              "Time from a shard stream's start until the shard is durable.");
+    ASSIGN_OR_RETURN(rep->http, HttpEndpoint::Start(options.metrics_listen, {}));
+    Log(absl::StrCat("metrics on http://", rep->http->address(), "/metrics"));
+  }
   return std::unique_ptr<WriterServer>(new WriterServer(std::move(rep)));
 }
 
@@ -354,6 +388,7 @@ void WriterServer::Shutdown() {
   }
   rep_->cv.notify_all();
   if (rep_->heartbeat.joinable()) rep_->heartbeat.join();
+  if (rep_->http) rep_->http->Stop();
   rep_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 

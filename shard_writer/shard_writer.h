@@ -38,6 +38,8 @@ struct WriterOptions {
   // inventory (`cairn verify --deep`). Costs about a third of a core per
   // GB/s; without it, --deep checks whole-file CRC32Cs only.
   bool inventory_sha256 = true;
+  // HOST:PORT of an HTTP endpoint serving /metrics (Prometheus); empty = none.
+  std::string metrics_listen;
   // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with
   // tls.require_client_cert); the channel to the coordinator uses the same
   // settings (tls.ca_file verifies it; the certificate is presented).

@@ -12,6 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/internal/state_file.h"
 #include "proto/auth.h"
+#include <nlohmann/json.hpp>
+
+#include "observability/metrics.h"
 #include "proto/rpc_util.h"
 #include "storage/layout.h"
 #include "storage/status_macros.h"
@@ -44,6 +47,18 @@ CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
       rng_(std::random_device{}()) {}
 
 CoordinatorService::~CoordinatorService() { StopBackground(); }
+
+// Every series exists from the start (at zero), so scrapers see them before
+// the first event.
+static void RegisterMetrics() {
+  metrics::Counter("cairn_commits_total", "Checkpoints committed.");
+  metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.");
+  metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.");
+  metrics::LatencyHistogram("cairn_commit_seconds",
+                            "Time from all shards durable to committed (merge, publish, catalog).");
+  metrics::Gauge("cairn_checkpoints_pending", "Checkpoints not yet committed.");
+  metrics::Gauge("cairn_writers_live", "Shard writers heartbeating.");
+}
 
 void CoordinatorService::CrashPoint(const char* name) {
   if (options_.crash_point == name) {
@@ -179,9 +194,16 @@ grpc::Status CoordinatorService::ListWriters(grpc::ServerContext*, const v1::Lis
 
 // ----------------------------------------------------------------- saving
 
+static void CountError(const char* rpc, const absl::Status& s) {
+  metrics::Counter("cairn_rpc_errors_total", "Failed coordinator calls by method and status code.",
+                   {{"method", rpc}, {"code", absl::StatusCodeToString(s.code())}})
+      .Add(1);
+}
+
 grpc::Status CoordinatorService::BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* req,
                                             v1::BeginShardResponse* resp) {
   auto r = DoBeginShard(*req);
+  if (!r.ok()) CountError("BeginShard", r.status());
   if (!r.ok()) return rpc::ToGrpc(r.status());
   *resp = std::move(r).value();
   return grpc::Status::OK;
@@ -279,6 +301,7 @@ grpc::Status CoordinatorService::ShardDurable(grpc::ServerContext*,
                                               const v1::ShardDurableRequest* req,
                                               v1::ShardDurableResponse* resp) {
   auto r = DoShardDurable(*req);
+  if (!r.ok()) CountError("ShardDurable", r.status());
   if (!r.ok()) return rpc::ToGrpc(r.status());
   *resp = std::move(r).value();
   return grpc::Status::OK;
@@ -426,6 +449,15 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
   std::vector<std::string> parts;
   for (const auto& shard : record.shards()) parts.push_back(shard.staging_prefix());
   const std::string merged_prefix = absl::StrCat(record.staging_dir(), "/merged/variables");
+  const auto commit_start = std::chrono::steady_clock::now();
+  struct ObserveOnExit {
+    std::chrono::steady_clock::time_point start;
+    ~ObserveOnExit() {
+      static auto& h = metrics::LatencyHistogram(
+          "cairn_commit_seconds", "Time from all shards durable to committed (merge, publish, catalog).");
+      h.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  } observe{commit_start};
   auto merged = Merge(parts, merged_prefix);
   if (!merged.ok()) {
     if (absl::IsInvalidArgument(merged.status()) || absl::IsDataLoss(merged.status())) {
@@ -523,6 +555,9 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   }
   Log(absl::StrCat("committed ", Name(key.first, key.second), ": ", updated.num_shards(),
                    " shards, ", updated.bytes(), " bytes"));
+  metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);
+  metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.")
+      .Add(static_cast<double>(updated.bytes()));
   RemoveStaging(record);
   auto job = catalog_->GetJob(record.job());
   if (!job.ok() || job->first_commit_micros() == 0) {
@@ -592,6 +627,7 @@ absl::StatusOr<std::vector<Decision>> CoordinatorService::ApplyRetentionLocked(
   for (const auto& r : doomed) {
     RETURN_IF_ERROR(FinishDeletion(r));
     ++*deleted;
+    metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.").Add(1);
   }
   return decisions;
 }
@@ -869,9 +905,78 @@ std::optional<std::string> CoordinatorService::LeaseJob(const std::string& lease
   return it->second.job();
 }
 
+// ----------------------------------------------------------------- status
+
+namespace {
+const char* StateText(v1::CheckpointState s) {
+  switch (s) {
+    case v1::PENDING: return "pending";
+    case v1::COMMITTING: return "committing";
+    case v1::COMMITTED: return "committed";
+    case v1::ABORTED: return "aborted";
+    case v1::DELETING: return "deleting";
+    default: return "unknown";
+  }
+}
+}  // namespace
+
+absl::StatusOr<std::string> CoordinatorService::JobsJson() {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
+  std::map<std::string, nlohmann::json> jobs;
+  for (const auto& r : records) {
+    auto& j = jobs[r.job()];
+    if (j.is_null()) j = {{"job", r.job()}, {"committed", 0}, {"pending", 0}, {"aborted", 0},
+                          {"bytes", 0}, {"newest_step", nullptr}};
+    const std::string state = StateText(r.state());
+    if (state == "committed") {
+      j["committed"] = j["committed"].get<int>() + 1;
+      j["bytes"] = j["bytes"].get<uint64_t>() + r.bytes();
+      j["newest_step"] = r.step();
+    } else if (state == "aborted") {
+      j["aborted"] = j["aborted"].get<int>() + 1;
+    } else {
+      j["pending"] = j["pending"].get<int>() + 1;
+    }
+  }
+  nlohmann::json out = {{"jobs", nlohmann::json::array()}};
+  for (auto& [name, j] : jobs) out["jobs"].push_back(j);
+  return out.dump();
+}
+
+absl::StatusOr<std::string> CoordinatorService::JobJson(const std::string& job) {
+  RETURN_IF_ERROR(ValidateJobName(job));
+  std::map<int64_t, std::vector<std::string>> kept_by;
+  {
+    std::lock_guard<std::mutex> job_lock(JobLock(job));
+    int deleted;
+    ASSIGN_OR_RETURN(auto decisions, ApplyRetentionLocked(job, /*dry_run=*/true, &deleted));
+    for (const Decision& d : decisions) kept_by[d.step] = d.kept_by;
+  }
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  v1::RetentionPolicy policy;
+  if (auto j = catalog_->GetJob(job); j.ok()) policy = j->policy();
+  nlohmann::json out = {{"job", job}, {"policy", DescribePolicy(policy)},
+                        {"checkpoints", nlohmann::json::array()}};
+  for (const auto& r : records) {
+    nlohmann::json c = {{"step", r.step()},
+                        {"state", StateText(r.state())},
+                        {"created_at", r.created_at_micros() / 1e6},
+                        {"committed_at", r.committed_at_micros() / 1e6},
+                        {"bytes", r.bytes()},
+                        {"num_shards", r.num_shards()},
+                        {"pinned", r.pinned()},
+                        {"kept_by", kept_by[r.step()]},
+                        {"metrics", nlohmann::json::object()}};
+    for (const auto& [m, v] : r.metrics()) c["metrics"][m] = v;
+    out["checkpoints"].push_back(std::move(c));
+  }
+  return out.dump();
+}
+
 // ----------------------------------------------------------------- background
 
 void CoordinatorService::StartBackground() {
+  RegisterMetrics();
   bg_thread_ = std::thread([this] { BackgroundLoop(); });
 }
 
@@ -906,6 +1011,13 @@ void CoordinatorService::BackgroundLoop() {
       }
     }
     for (const Key& key : uncompleted) CompleteCheckpoint(key).IgnoreError();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      static auto& pending = metrics::Gauge("cairn_checkpoints_pending", "Checkpoints not yet committed.");
+      pending.Set(static_cast<double>(live_.size()));
+      static auto& live_writers = metrics::Gauge("cairn_writers_live", "Shard writers heartbeating.");
+      live_writers.Set(static_cast<double>(LiveWriterIds().size()));
+    }
     std::vector<std::string> expired_leases;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -33,6 +33,11 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // Loads the catalog and finishes or re-arms every unfinished checkpoint.
   // Called once before serving.
   absl::Status Recover();
+
+  // For the status page: every job with counts, or one job's checkpoints
+  // (all states, with the retention rules keeping each), as JSON text.
+  absl::StatusOr<std::string> JobsJson();
+  absl::StatusOr<std::string> JobJson(const std::string& job);
   // Starts / stops the thread that aborts timed-out checkpoints and retries
   // unfinished commits.
   void StartBackground();

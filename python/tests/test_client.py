@@ -1,0 +1,236 @@
+"""The cairn Python package against a real local cluster (2 shard writers).
+
+Run: PYTHONPATH=build/python CAIRN_BIN_DIR=build/bin /usr/bin/python3 -m unittest -v test_client
+(from python/tests; ctest does this as python_client_test).
+"""
+
+import json
+import os
+import subprocess
+import threading
+import unittest
+
+import numpy as np
+
+import cairn
+from cluster_util import BIN_DIR, Cluster
+
+CLUSTER = None
+
+
+def setUpModule():
+    global CLUSTER
+    CLUSTER = Cluster(writers=2)
+
+
+def tearDownModule():
+    if CLUSTER is not None:
+        CLUSTER.stop()
+
+
+def run_workers(fn, n=2):
+    """Runs fn(worker_index) on n threads (each worker its own client) and
+    re-raises the first failure."""
+    errors = []
+
+    def body(i):
+        try:
+            fn(i)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+class ClientTest(unittest.TestCase):
+    def setUp(self):
+        self.client = cairn.connect(CLUSTER.addr)
+        rng = np.random.default_rng(7)
+        self.emb = rng.standard_normal((10, 4)).astype(np.float32)
+        self.dense = rng.standard_normal((3, 5)).astype(np.float64)
+        self.counts = np.arange(12, dtype=np.int64).reshape(3, 4)
+        self.misc = {
+            "f16": rng.standard_normal(6).astype(np.float16),
+            "i8": np.array([-128, -1, 0, 127], dtype=np.int8),
+            "i16": np.array([-3, 4], dtype=np.int16),
+            "i32": np.array([[1, -2], [3, 4]], dtype=np.int32),
+            "u8": np.arange(5, dtype=np.uint8),
+            "u16": np.array([65535, 1], dtype=np.uint16),
+            "u32": np.array([4294967295], dtype=np.uint32),
+            "u64": np.array([2**64 - 1, 0], dtype=np.uint64),
+            "flag": np.array([True, False, True]),
+            "scalar": np.array(2.5, dtype=np.float32),
+            "c64": np.array([1 + 2j], dtype=np.complex64),
+        }
+        # bfloat16 bits of 1.0, -2.0, 0.5
+        self.bf16_bits = np.array([0x3F80, 0xC000, 0x3F00], dtype=np.uint16)
+
+    def save_two_workers(self, job, step, metrics=None):
+        def worker(i):
+            client = cairn.connect(CLUSTER.addr)
+            if i == 0:
+                tensors = {"dense": self.dense, "emb": (self.emb[:5], [10, 4], "0,5:-"),
+                           "bf16": cairn.Tensor(self.bf16_bits, dtype="bfloat16")}
+                tensors.update(self.misc)
+            else:
+                tensors = {"counts": self.counts, "emb": (self.emb[5:], self.emb.shape, "5,5:-")}
+            client.save(job, step, tensors, shard=i, num_shards=2, metrics=metrics)
+
+        run_workers(worker, 2)
+
+    def test_save_list_restore_whole_and_sliced(self):
+        self.save_two_workers("py-basic", 10, metrics={"loss": 0.5})
+        self.save_two_workers("py-basic", 20, metrics={"loss": 0.25})
+        listed = self.client.list("py-basic")
+        self.assertEqual([c.step for c in listed], [10, 20])
+        self.assertEqual(listed[0].num_shards, 2)
+        self.assertEqual(listed[1].metrics, {"loss": 0.25})
+        self.assertEqual(listed[1].state, "committed")
+        self.assertEqual(self.client.latest("py-basic").step, 20)
+        self.assertIsNone(self.client.latest("py-no-such-job"))
+
+        got = self.client.restore("py-basic")
+        self.assertEqual(set(got), {"dense", "emb", "counts", "bf16", *self.misc})
+        np.testing.assert_array_equal(got["emb"], self.emb)
+        self.assertEqual(got["emb"].dtype, np.float32)
+        np.testing.assert_array_equal(got["dense"], self.dense)
+        np.testing.assert_array_equal(got["counts"], self.counts)
+        for name, want in self.misc.items():
+            self.assertEqual(got[name].dtype, want.dtype, name)
+            self.assertEqual(got[name].shape, want.shape, name)
+            np.testing.assert_array_equal(got[name], want, name)
+        self.assertEqual(got["bf16"].dtype, np.uint16)
+        np.testing.assert_array_equal(got["bf16"], self.bf16_bits)
+
+        # Zero-copy: the array's memory belongs to a capsule holding the
+        # library's buffer, and stays valid after the dict is gone.
+        emb = got["emb"]
+        self.assertFalse(emb.flags.owndata)
+        self.assertEqual(type(emb.base).__name__, "PyCapsule")
+        self.assertTrue(emb.flags.c_contiguous and emb.flags.writeable)
+        del got
+        np.testing.assert_array_equal(emb, self.emb)
+
+        # A subset, a slice across both saved slices, an older step.
+        part = self.client.restore("py-basic", 10, tensors=["counts", "emb"], slices={"emb": "3,4:1,2"})
+        self.assertEqual(set(part), {"counts", "emb"})
+        np.testing.assert_array_equal(part["emb"], self.emb[3:7, 1:3])
+
+        # Restored onto 2 "workers", each its half.
+        halves = {}
+
+        def restorer(i):
+            c = cairn.connect(CLUSTER.addr)
+            halves[i] = c.restore("py-basic", 20, tensors=["emb"],
+                                  slices={"emb": "0,5:-" if i == 0 else "5,5:-"})["emb"]
+
+        run_workers(restorer, 2)
+        np.testing.assert_array_equal(np.concatenate([halves[0], halves[1]]), self.emb)
+
+        # The bundle really says bfloat16 (cairn inspect, when built).
+        cli = os.path.join(BIN_DIR, "cairn")
+        if os.path.exists(cli):
+            out = subprocess.run([cli, "inspect", listed[1].prefix_uri, "--json"], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            self.assertIn("bfloat16", out)
+            json.loads(out)
+
+    def test_restore_from_prefix(self):
+        self.save_two_workers("py-prefix", 3)
+        prefix = self.client.latest("py-prefix").prefix_uri
+        got = cairn.restore_from(prefix)
+        np.testing.assert_array_equal(got["emb"], self.emb)
+        np.testing.assert_array_equal(got["counts"], self.counts)
+        part = self.client.restore_from(prefix, tensors=["emb"], slices={"emb": "8,2:-"})
+        np.testing.assert_array_equal(part["emb"], self.emb[8:])
+
+    def test_async_save_copies_before_returning(self):
+        original = np.arange(1 << 16, dtype=np.float32).reshape(256, 256)
+        arr = original.copy()
+        other = np.ones(7, dtype=np.int32)
+        handle = self.client.save_async("py-async", 1, {"w": arr, "o": other})
+        arr[:] = -1.0  # training goes on right away
+        other[:] = 9
+        result = handle.wait()
+        self.assertTrue(handle.done())
+        self.assertTrue(result["committed"])
+        self.assertEqual(result["num_tensors"], 2)
+        self.assertEqual(handle.wait(), result)  # may be called again
+        got = self.client.restore("py-async", 1)
+        np.testing.assert_array_equal(got["w"], original)
+        np.testing.assert_array_equal(got["o"], np.ones(7, dtype=np.int32))
+
+        # Two workers, async, each its shard; the handle outlives nothing.
+        def worker(i):
+            c = cairn.connect(CLUSTER.addr)
+            h = c.save_async("py-async", 2, {f"t{i}": np.full(4, i, dtype=np.int16)}, shard=i,
+                             num_shards=2)
+            del c  # the handle keeps its client alive
+            h.wait()
+
+        run_workers(worker, 2)
+        got = self.client.restore("py-async", 2)
+        np.testing.assert_array_equal(got["t1"], np.full(4, 1, dtype=np.int16))
+
+    def test_buffer_protocol_objects(self):
+        mv = memoryview(bytearray(b"\x01\x02\x03"))
+        self.client.save("py-buffers", 1, {"raw": mv, "bytes": b"abcd"})
+        got = self.client.restore("py-buffers", 1)
+        np.testing.assert_array_equal(got["raw"], np.array([1, 2, 3], dtype=np.uint8))
+        self.assertEqual(got["bytes"].tobytes(), b"abcd")
+
+    def test_errors(self):
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.restore("py-no-such-job")
+        self.assertEqual(cm.exception.code, "NOT_FOUND")
+        self.assertIn("py-no-such-job", str(cm.exception))
+        self.assertIsInstance(cm.exception, RuntimeError)
+
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.save("", 1, {"x": np.zeros(2)})
+        self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("job name is empty", str(cm.exception))
+
+        # A slice that does not fit: the library's message.
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.save("py-errors", 1, {"e": (np.zeros((2, 4), np.float32), [10, 4], "9,2:-")})
+        self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("9,2:-", str(cm.exception))
+
+        # Data that does not match the slice's shape.
+        with self.assertRaises(cairn.Error):
+            self.client.save("py-errors", 1, {"e": (np.zeros((3, 4), np.float32), [10, 4], "0,2:-")})
+
+        with self.assertRaises(ValueError) as cm:
+            self.client.save("py-errors", 1, {"t": np.zeros((4, 4))[:, 1]})
+        self.assertIn("C-contiguous", str(cm.exception))
+        with self.assertRaises(ValueError):
+            self.client.save("py-errors", 1, {"t": cairn.Tensor(np.zeros(2, np.float32), dtype="bfloat16")})
+        with self.assertRaises(ValueError):
+            self.client.save("py-errors", 1, {"t": cairn.Tensor(np.zeros(2, np.uint16), dtype="nope")})
+        with self.assertRaises(ValueError):
+            self.client.save("py-errors", 1, {"t": np.zeros(2, dtype=">f4")})
+        with self.assertRaises(TypeError):
+            self.client.save("py-errors", 1, {"t": object()})
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.restore("py-async-none", 5)
+        with self.assertRaises(cairn.Error):
+            cairn.restore_from(os.path.join(CLUSTER.dir, "nothing", "variables"))
+
+        # A committed step cannot be overwritten.
+        self.client.save("py-errors", 7, {"x": np.zeros(2)})
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.save("py-errors", 7, {"x": np.zeros(2)})
+        self.assertIn("7", str(cm.exception))
+        # The client still works after errors.
+        self.assertEqual([c.step for c in self.client.list("py-errors")], [7])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,119 @@
+// /metrics on the coordinator and on a writer returns valid Prometheus text
+// with the listed series; the status page's JSON describes checkpoints with
+// their retention reasons; the gRPC health service answers.
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "proto/health.grpc.pb.h"
+#include "proto/rpc_util.h"
+#include "storage/safetensors.h"
+#include "tests/testing/process.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+// The HTTP address a server logged ("... on http://HOST:PORT/...").
+std::string HttpAddress(const std::string& log_path) {
+  const std::string log = testing::ReadFile(log_path);
+  const size_t at = log.find("http://");
+  if (at == std::string::npos) return "";
+  const size_t end = log.find('/', at + 7);
+  return log.substr(at + 7, end - at - 7);
+}
+
+std::string Get(const std::string& url) {
+  return testing::Run({"/usr/bin/curl", "-sf", url}).out;
+}
+
+// Checks the text format: HELP/TYPE comments, then `name{labels} value`.
+void ExpectValidPrometheus(const std::string& text, std::set<std::string>* names) {
+  static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
+  static const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .*$)");
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::string l(line);
+    std::smatch m;
+    if (l[0] == '#') {
+      EXPECT_TRUE(std::regex_match(l, comment)) << l;
+    } else {
+      ASSERT_TRUE(std::regex_match(l, m, sample)) << l;
+      names->insert(m[1]);
+    }
+  }
+}
+
+TEST(Observability, MetricsStatusJsonAndHealth) {
+  testing::TempDir dir;
+  testing::Cluster cluster(dir.path(), 1, {"--metrics-listen=127.0.0.1:0"}, {},
+                           {"--metrics-listen=127.0.0.1:0"});
+  ASSERT_TRUE(cluster.ok());
+  std::vector<SafetensorsTensor> infos = {{"w", DataType::kFloat, {1024}}};
+  const std::string file = dir.Join("w.safetensors");
+  testing::WriteFile(file, *BuildSafetensorsPrefix(&infos, {}) + std::string(4096, 'x'));
+  for (int step : {1, 2, 3}) {
+    auto r = testing::Run({testing::BinPath("cairn"), "save", "--coordinator=" + cluster.coordinator(),
+                           "--job=observed", absl::StrCat("--step=", step), "--from=" + file,
+                           "--metric=loss=0.5"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  ASSERT_EQ(testing::Run({testing::BinPath("cairn"), "policy", "--coordinator=" + cluster.coordinator(),
+                          "--job=observed", "--keep-last=2"}).exit_code, 0);
+  ASSERT_EQ(testing::Run({testing::BinPath("cairn"), "pin", "--coordinator=" + cluster.coordinator(),
+                          "--job=observed", "--step=1"}).exit_code, 0);
+  // A bad request is counted as an error.
+  testing::Run({testing::BinPath("cairn"), "save", "--coordinator=" + cluster.coordinator(), "--job=observed",
+                "--step=9", "--from=" + file, "--shard=0/2"});
+  testing::Run({testing::BinPath("cairn"), "save", "--coordinator=" + cluster.coordinator(), "--job=observed",
+                "--step=9", "--from=" + file, "--shard=1/3"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // gauges refresh each second
+
+  const std::string coordinator_http = HttpAddress(cluster.coordinator_log());
+  const std::string writer_http = HttpAddress(dir.Join("writer0.log"));
+  ASSERT_FALSE(coordinator_http.empty());
+  ASSERT_FALSE(writer_http.empty());
+  std::set<std::string> names;
+  const std::string coordinator_metrics = Get("http://" + coordinator_http + "/metrics");
+  ExpectValidPrometheus(coordinator_metrics, &names);
+  for (const char* n : {"cairn_commits_total", "cairn_commit_seconds_bucket", "cairn_commit_seconds_sum",
+                        "cairn_commit_seconds_count", "cairn_retention_deletions_total",
+                        "cairn_checkpoints_pending", "cairn_rpc_errors_total", "cairn_writers_live"}) {
+    EXPECT_TRUE(names.count(n)) << n << " missing from\n" << coordinator_metrics;
+  }
+  EXPECT_NE(coordinator_metrics.find("cairn_commits_total 3"), std::string::npos) << coordinator_metrics;
+  EXPECT_NE(coordinator_metrics.find("code=\"INVALID_ARGUMENT\""), std::string::npos);
+  names.clear();
+  const std::string writer_metrics = Get("http://" + writer_http + "/metrics");
+  ExpectValidPrometheus(writer_metrics, &names);
+  for (const char* n : {"cairn_writer_bytes_received_total", "cairn_writer_bytes_written_total",
+                        "cairn_writer_shard_save_seconds_bucket", "cairn_writer_active_streams"}) {
+    EXPECT_TRUE(names.count(n)) << n << " missing from\n" << writer_metrics;
+  }
+  EXPECT_NE(writer_metrics.find("cairn_writer_bytes_received_total 1"), std::string::npos) << writer_metrics;
+
+  // gRPC health checking on both servers.
+  for (const std::string& address : {cluster.coordinator(), cluster.writer_process(0).address()}) {
+    auto stub = grpc::health::v1::Health::NewStub(rpc::NewChannel(address));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    auto ctx = rpc::Context(std::chrono::seconds(5));
+    grpc::Status s = stub->Check(ctx.get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << address << ": " << s.error_message();
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << address;
+  }
+
+  // The status page and its JSON.
+  EXPECT_NE(Get("http://" + coordinator_http + "/").find("Cairn checkpoints"), std::string::npos);
+  const std::string jobs = Get("http://" + coordinator_http + "/api/jobs");
+  EXPECT_NE(jobs.find("\"job\":\"observed\""), std::string::npos) << jobs;
+  const std::string job = Get("http://" + coordinator_http + "/api/jobs/observed");
+  EXPECT_NE(job.find("\"kept_by\":[\"pinned\"]"), std::string::npos) << job;
+  EXPECT_NE(job.find("\"state\":\"pending\""), std::string::npos) << job;
+  EXPECT_NE(job.find("keep-last=2"), std::string::npos) << job;
+}
+
+}  // namespace
+}  // namespace cairn
