@@ -16,6 +16,8 @@ PACKAGES=(
   ceph-mon ceph-osd radosgw ceph-common nginx curl
   # deploy manifest checks (tests/deploy_manifests_test.py)
   python3-yaml
+  # the status page test renders it in headless Chromium
+  chromium
   # The Python package (python/, built for /usr/bin/python3): pybind11 headers,
   # NumPy; PyTorch for the train/kill/resume example test (large: ~45 s here).
   pybind11-dev python3-dev python3-numpy python3-torch

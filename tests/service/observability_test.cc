@@ -1,6 +1,8 @@
 // /metrics on the coordinator and on a writer returns valid Prometheus text
 // with the listed series; the status page's JSON describes checkpoints with
 // their retention reasons; the gRPC health service answers.
+#include <sys/stat.h>
+
 #include <regex>
 #include <set>
 #include <thread>
@@ -113,6 +115,40 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   EXPECT_NE(job.find("\"kept_by\":[\"pinned\"]"), std::string::npos) << job;
   EXPECT_NE(job.find("\"state\":\"pending\""), std::string::npos) << job;
   EXPECT_NE(job.find("keep-last=2"), std::string::npos) << job;
+
+  // The page itself, rendered by headless Chromium: DOM checks and a screenshot.
+  struct stat st;
+  if (::stat("/usr/bin/chromium", &st) != 0) {
+    GTEST_SKIP() << "chromium not installed (scripts/install-deps.sh installs it): page not rendered";
+  }
+  const std::vector<std::string> chromium = {
+      "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+      "--no-first-run", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--user-data-dir=" + dir.Join("chromium"), "--virtual-time-budget=8000"};
+  const std::string url = "http://" + coordinator_http + "/?job=observed";
+  std::vector<std::string> dump = chromium;
+  dump.push_back("--dump-dom");
+  dump.push_back(url);
+  const std::string dom = testing::Run(dump).out;
+  EXPECT_NE(dom.find("data-ready=\"1\""), std::string::npos) << "the page's script ran:\n" << dom;
+  EXPECT_NE(dom.find("Job observed"), std::string::npos);
+  int rows = 0;
+  for (size_t pos = 0; (pos = dom.find("class=\"ckpt-row", pos)) != std::string::npos; ++pos) ++rows;
+  EXPECT_EQ(rows, 4) << "steps 1-3 and the pending step 9";
+  EXPECT_NE(dom.find("class=\"ckpt-row pending\""), std::string::npos);
+  EXPECT_NE(dom.find("<td class=\"kept-by\">pinned</td>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("keep-last, newest"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("point committed pinned"), std::string::npos) << "pinned marked on the timeline";
+  EXPECT_NE(dom.find("point pending"), std::string::npos) << "pending shown on the timeline";
+  const std::string shot = std::string(CAIRN_BIN_DIR) + "/../status-page.png";
+  std::vector<std::string> capture = chromium;
+  capture.push_back("--window-size=1000,900");
+  capture.push_back("--screenshot=" + shot);
+  capture.push_back(url);
+  testing::Run(capture);
+  ASSERT_EQ(::stat(shot.c_str(), &st), 0) << "no screenshot at " << shot;
+  EXPECT_GT(st.st_size, 10000) << "the screenshot is suspiciously small";
+  std::cout << "status page screenshot: " << shot << "\n";
 }
 
 }  // namespace
