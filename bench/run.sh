@@ -130,5 +130,7 @@ for k in sorted(r):
 if "save_runs" in torch:
     print("  torch_save: %s" % ",".join("%.4g" % x for x in torch["save_runs"]))
     print("  torch_load: %s" % ",".join("%.4g" % x for x in torch["load_runs"]))
+    print("  plain write+fsync in the torch window (disk drift check for 3a): %s"
+          % ",".join("%.4g" % x for x in torch["plain_write_runs"]))
 print("benchmark time: %.0f s (cairn part)" % f("bench_seconds"))
 PYEOF

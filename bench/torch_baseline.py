@@ -54,6 +54,19 @@ def main():
                 os.fsync(f.fileno())
         return time.perf_counter() - t0
 
+    def plain():  # the same bytes with plain write + fsync, same window as torch
+        t0 = time.perf_counter()
+        for w, d in state.items():
+            with open(paths[w] + ".raw", "wb") as f:
+                for t in d.values():
+                    f.write(memoryview(t.numpy()))
+                f.flush()
+                os.fsync(f.fileno())
+        secs = time.perf_counter() - t0
+        for w in state:
+            os.remove(paths[w] + ".raw")
+        return secs
+
     def load():
         t0 = time.perf_counter()
         out = [torch.load(paths[w]) for w in state]
@@ -67,17 +80,22 @@ def main():
     touch()
     save()  # warm-up
     load()
-    saves, loads = [], []
+    saves, loads, plains = [], [], []
     for r in range(repeats):
         os.sync()
         touch()
         saves.append(save())
         loads.append(load())
-        print("[torch] run %d: save %.3f s, load %.3f s" % (r + 1, saves[-1], loads[-1]), file=sys.stderr)
+        os.sync()
+        touch()
+        plains.append(plain())
+        print("[torch] run %d: save %.3f s, load %.3f s, plain write+fsync %.3f s"
+              % (r + 1, saves[-1], loads[-1], plains[-1]), file=sys.stderr)
     for p in paths.values():
         os.remove(p)
     print(json.dumps({"torch_version": torch.__version__, "bytes": total,
                       "save_s": statistics.median(saves), "load_s": statistics.median(loads),
+                      "plain_write_s": statistics.median(plains), "plain_write_runs": plains,
                       "save_runs": saves, "load_runs": loads}))
 
 

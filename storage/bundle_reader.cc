@@ -367,7 +367,7 @@ absl::StatusOr<Tensor> BundleReader::ReadSlice(absl::string_view name,
 }
 
 uint64_t BundleReader::bytes_read() const {
-  return rep_->table->bytes_read() + 48 + rep_->data_bytes_read.load();
+  return rep_->table->bytes_read() + rep_->data_bytes_read.load();
 }
 
 }  // namespace cairn

@@ -111,6 +111,7 @@ def main():
     client = None
     start = 0
     if not args.reference:
+        global cairn
         import cairn
         client = cairn.connect(args.coordinator)
         latest = client.latest(args.job)
@@ -119,20 +120,44 @@ def main():
             start = latest.step
             print(f"worker {args.worker}: resumed from step {start}", flush=True)
 
+    def committed(step):
+        try:
+            client.get(args.job, step)
+            return True
+        except cairn.Error as e:
+            if e.code == "NOT_FOUND":
+                return False
+            raise
+
+    def finish(pending):
+        """Waits for a checkpoint save. After a crash, workers may resume from
+        different steps (a checkpoint can commit, with shards saved before the
+        crash, while they restart): a step another run already committed is
+        refused, and that is fine — its contents are the same."""
+        if pending is None:
+            return
+        step, handle = pending
+        try:
+            handle.wait()  # raises if the checkpoint failed
+        except cairn.Error:
+            if not committed(step):
+                raise
+
     pending = None
     for step in range(start + 1, args.steps + 1):
         loss = train_step(model, optimizer, x, y, step)
         print(f"worker {args.worker}: step {step} loss {loss:.6f}", flush=True)
         if client is not None and step % args.every == 0:
-            if pending is not None:
-                pending.wait()  # raises if the previous checkpoint failed
-            tensors = model_tensors(model) if args.worker == 0 else optimizer_tensors(optimizer)
-            pending = client.save_async(args.job, step, tensors, shard=args.worker,
-                                        num_shards=args.num_workers, metrics={"loss": loss})
+            finish(pending)
+            pending = None
+            if not committed(step):
+                tensors = model_tensors(model) if args.worker == 0 else optimizer_tensors(optimizer)
+                pending = (step, client.save_async(args.job, step, tensors, shard=args.worker,
+                                                   num_shards=args.num_workers, metrics={"loss": loss}))
         if args.step_delay:
             time.sleep(args.step_delay)
-    if pending is not None:
-        pending.wait()
+    if client is not None:
+        finish(pending)
     np.savez(args.out, **final_weights(model))
     print(f"worker {args.worker}: done", flush=True)
     return 0

@@ -352,6 +352,7 @@ struct Table::Rep {
   uint64_t file_size = 0;
   std::shared_ptr<const Block> index_block;
   mutable std::atomic<uint64_t> bytes_read{0};
+  std::string whole;  // the whole file, when small enough to read at once
 
   absl::Status Corrupt(absl::string_view what) const {
     return absl::DataLossError(absl::StrCat("corrupt index file ", file->name(), ": ", what));
@@ -363,9 +364,14 @@ struct Table::Rep {
       return Corrupt(absl::StrCat("block handle (", h.offset, ", ", h.size,
                                   ") past the end of the file"));
     }
-    std::string stored(h.size + kBlockTrailerSize, '\0');
-    RETURN_IF_ERROR(file->ReadAt(h.offset, stored.size(), stored.data()));
-    bytes_read += stored.size();
+    std::string stored;
+    if (!whole.empty()) {
+      stored.assign(whole, h.offset, h.size + kBlockTrailerSize);
+    } else {
+      stored.resize(h.size + kBlockTrailerSize);
+      RETURN_IF_ERROR(file->ReadAt(h.offset, stored.size(), stored.data()));
+      bytes_read += stored.size();
+    }
     const char type = stored[h.size];
     const uint32_t expected = crc32c::Unmask(DecodeFixed32(stored.data() + h.size + 1));
     if (crc32c::Value(stored.data(), h.size + 1) != expected) {
@@ -403,16 +409,30 @@ struct Table::Rep {
 Table::Table(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 Table::~Table() = default;
 
-absl::StatusOr<std::unique_ptr<Table>> Table::Open(const ReadableFile* file) {
+absl::StatusOr<std::unique_ptr<Table>> Table::Open(const ReadableFile* file,
+                                                   uint64_t read_whole_below) {
   auto rep = std::make_unique<Rep>();
   rep->file = file;
   rep->file_size = file->Size();
+  // A small index is read whole, in one request: a lookup then costs no
+  // further reads (the header and the entry usually sit in different blocks),
+  // and on object stores one GET beats several.
+  if (rep->file_size >= kFooterSize && rep->file_size <= read_whole_below) {
+    rep->whole.resize(rep->file_size);
+    RETURN_IF_ERROR(file->ReadAt(0, rep->file_size, rep->whole.data()));
+    rep->bytes_read += rep->file_size;
+  }
   if (rep->file_size < kFooterSize) {
     return rep->Corrupt(absl::StrCat("file is too short (", rep->file_size,
                                      " bytes) to be an sstable"));
   }
   char footer[kFooterSize];
-  RETURN_IF_ERROR(file->ReadAt(rep->file_size - kFooterSize, kFooterSize, footer));
+  if (!rep->whole.empty()) {
+    std::memcpy(footer, rep->whole.data() + rep->file_size - kFooterSize, kFooterSize);
+  } else {
+    RETURN_IF_ERROR(file->ReadAt(rep->file_size - kFooterSize, kFooterSize, footer));
+    rep->bytes_read += kFooterSize;
+  }
   const uint64_t magic = DecodeFixed64(footer + kFooterSize - 8);
   if (magic != kTableMagicNumber) return rep->Corrupt("not an sstable (bad magic number)");
   absl::string_view input(footer, kFooterSize - 8);

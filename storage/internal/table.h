@@ -26,6 +26,8 @@ constexpr int kTableRestartInterval = 16;
 constexpr size_t kBlockTrailerSize = 5;  // 1-byte type + fixed32 masked CRC
 constexpr size_t kFooterSize = 48;       // 2 handles (≤ 40 bytes, zero-padded) + magic
 constexpr uint64_t kTableMagicNumber = 0xdb4775248b80fb57ull;
+// Index files up to this size are read whole when opened.
+constexpr uint64_t kReadWholeBelow = 16 << 20;
 constexpr char kNoCompression = 0;
 constexpr char kSnappyCompression = 1;
 
@@ -71,7 +73,10 @@ class Table {
  public:
   // Reads and checks the footer and index block. `file` must outlive the
   // Table. Corruption is DataLoss naming the file.
-  static absl::StatusOr<std::unique_ptr<Table>> Open(const ReadableFile* file);
+  // Files up to `read_whole_below` bytes are read in one request and served
+  // from memory; larger ones block by block.
+  static absl::StatusOr<std::unique_ptr<Table>> Open(const ReadableFile* file,
+                                                     uint64_t read_whole_below = kReadWholeBelow);
   ~Table();
 
   class Iterator {

@@ -25,9 +25,10 @@ class TableTest : public ::testing::Test {
   }
 
   std::unique_ptr<ReadableFile> file_;
-  std::unique_ptr<Table> Open() {
+  // Block by block (read_whole_below = 0), so lookups show their reads.
+  std::unique_ptr<Table> Open(uint64_t read_whole_below = 0) {
     file_ = std::move(storage_->NewReadableFile("t.index")).value();
-    auto t = Table::Open(file_.get());
+    auto t = Table::Open(file_.get(), read_whole_below);
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? std::move(t).value() : nullptr;
   }
