@@ -130,6 +130,11 @@ struct Client::Rep {
   std::mutex async_mu;
   std::shared_ptr<SaveHandle::Rep> async_save;
   std::thread async_thread;
+  // The previous snapshot's buffers, reused when the next save has the same
+  // tensor sizes (as training's usually does): no allocation and no page
+  // faults while the training thread waits.
+  std::mutex spare_mu;
+  std::vector<Buffer> spare_buffers;
 
   // Channels to shard writers, by address (gRPC channels are thread-safe and
   // reconnect by themselves, so one per writer serves every save).
@@ -307,8 +312,15 @@ absl::StatusOr<std::unique_ptr<SaveHandle>> Client::SaveShardAsync(
                             options.job, "/", options.step);
   save->buffers.reserve(tensors.size());
   save->tensors.reserve(tensors.size());
-  for (const SaveTensor& t : tensors) {
-    Buffer copy(t.data.size());
+  std::vector<Buffer> spare;
+  {
+    std::lock_guard<std::mutex> spare_lock(rep_->spare_mu);
+    spare.swap(rep_->spare_buffers);
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const SaveTensor& t = tensors[i];
+    Buffer copy = i < spare.size() && spare[i].size() == t.data.size() ? std::move(spare[i])
+                                                                      : Buffer(t.data.size());
     if (!t.data.empty()) ParallelCopy(copy.data(), t.data.data(), t.data.size());
     SaveTensor staged = t;
     staged.data = copy.view();
@@ -328,8 +340,12 @@ absl::StatusOr<std::unique_ptr<SaveHandle>> Client::SaveShardAsync(
     std::lock_guard<std::mutex> done_lock(save->mu);
     save->result = std::move(result);
     save->durable_after_micros = micros;
-    save->buffers.clear();  // the snapshot is no longer needed
     save->tensors.clear();
+    {
+      std::lock_guard<std::mutex> spare_lock(rep_->spare_mu);
+      rep_->spare_buffers = std::move(save->buffers);  // kept for the next snapshot
+    }
+    save->buffers.clear();
     save->done = true;
     save->cv.notify_all();
   });

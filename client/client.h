@@ -175,7 +175,9 @@ class Client {
   // background. At most one async save per Client runs at a time: a new one
   // first waits for the previous to finish, and fails with
   // FailedPrecondition carrying the previous one's error if that failed and
-  // nobody called Wait() on it. Validation errors are returned here.
+  // nobody called Wait() on it. Validation errors are returned here. The
+  // staging buffers are kept between saves and reused when the tensor sizes
+  // repeat, so the client holds one extra copy of the state.
   absl::StatusOr<std::unique_ptr<SaveHandle>> SaveShardAsync(const SaveShardOptions& options,
                                                              const std::vector<SaveTensor>& tensors);
 

@@ -10,8 +10,9 @@ the checkpoint with an async save (training continues while it streams):
   worker 1: the optimizer's state_dict    -> "optim/<param index>/<key>"
 
 On start a worker restores the newest committed checkpoint of the job (if
-any) — both shards, model and optimizer — and continues from that step; after
-the last step it writes the final weights to --out (numpy .npz).
+any) — both shards, model and optimizer — and continues from that step (a
+step already committed meanwhile is not saved again); after the last step it
+writes the final weights to --out (numpy .npz).
 
   python3 train_resume.py --coordinator=127.0.0.1:7070 --job=demo --worker=0 --out=w0.npz &
   python3 train_resume.py --coordinator=127.0.0.1:7070 --job=demo --worker=1 --out=w1.npz
