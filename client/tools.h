@@ -50,6 +50,25 @@ struct ExpectedFile {
 absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
                                          const std::vector<ExpectedFile>& files);
 
+class Client;
+
+// `cairn adopt`: registers existing TensorFlow checkpoints — a directory with
+// a `checkpoint` state file naming PREFIX-N checkpoints — with the service.
+// Each listed checkpoint whose files are there is verified (every CRC), then
+// saved through the service as step N of `job` (one shard; partitioned
+// tensors keep their slices), so retention and restore work for it. Listed
+// checkpoints without files are reported as missing; steps already in the
+// catalog are skipped. `log` receives one line per checkpoint.
+struct AdoptResult {
+  std::vector<int64_t> adopted;
+  std::vector<int64_t> already_present;
+  std::vector<std::string> missing;  // listed in the state file, files absent
+  std::vector<std::string> failed;   // corrupt or unsaveable, with the reason
+};
+absl::StatusOr<AdoptResult> AdoptCheckpoints(Client& client, const std::string& job,
+                                             absl::string_view dir_uri,
+                                             const std::function<void(const std::string&)>& log);
+
 struct ConvertOptions {
   int shards = 1;       // data files to spread tensors over (bundle output)
   bool strict = false;  // fail instead of skipping tensors safetensors cannot hold

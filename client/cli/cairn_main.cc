@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -53,6 +55,8 @@ Commands:
                                    a checkpoint prefix
   list --coordinator=ADDR --job=JOB [--json]
                                    a job's committed checkpoints
+  adopt --coordinator=ADDR --job=JOB --from=DIR
+                                   register existing TensorFlow checkpoints
   policy --coordinator=ADDR --job=JOB [--keep-last=N] [--keep-every-steps=S]
        [--keep-every-hours=H] [--keep-best=K --metric=NAME [--mode=min|max]]
        [--show]                    set (or show) a job's retention policy
@@ -479,6 +483,45 @@ int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string*
   return -1;
 }
 
+int Adopt(const std::vector<std::string>& args) {
+  Flags flags;
+  int rc = ParseOrExit(
+      args, {"coordinator", "job", "from", "json"},
+      "usage: cairn adopt --coordinator=ADDR --job=JOB --from=DIR_OR_URI [--json]\n"
+      "Registers existing TensorFlow checkpoints with the service: DIR holds a\n"
+      "`checkpoint` state file naming NAME-STEP prefixes (as CheckpointManager and\n"
+      "Saver write). Each listed checkpoint whose files are there is verified (every\n"
+      "checksum) and saved as step STEP of JOB, so retention and restore work for\n"
+      "it; listed checkpoints whose files are missing are reported. Exit 1 if any\n"
+      "present checkpoint could not be adopted (corrupt, or refused).\n",
+      &flags);
+  if (rc >= 0) return rc;
+  std::string coordinator, job;
+  if ((rc = CoordinatorAndJob(flags, &coordinator, &job)) >= 0) return rc;
+  auto from = flags.Get("from");
+  if (!from || from->empty()) return UsageError("--from=DIR_OR_URI is required");
+  auto client = ConnectTo(flags, coordinator);
+  if (!client.ok()) return Failed(client.status());
+  const bool json = flags.GetBool("json");
+  auto result = AdoptCheckpoints(**client, job, *from, [json](const std::string& line) {
+    (json ? std::cerr : std::cout) << line << "\n";
+  });
+  if (!result.ok()) return Failed(result.status());
+  if (json) {
+    nlohmann::json out = {{"job", job},
+                          {"adopted", result->adopted},
+                          {"already_present", result->already_present},
+                          {"missing", result->missing},
+                          {"failed", result->failed}};
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << job << ": " << result->adopted.size() << " adopted, " << result->already_present.size()
+              << " already present, " << result->missing.size() << " missing, " << result->failed.size()
+              << " failed\n";
+  }
+  return result->failed.empty() ? kOk : kFailed;
+}
+
 constexpr char kPolicyHelp[] =
     "usage: cairn policy --coordinator=ADDR --job=JOB [--keep-last=N] [--keep-every-steps=S]\n"
     "                    [--keep-every-hours=H] [--keep-best=K --metric=NAME [--mode=min|max]]\n"
@@ -680,6 +723,7 @@ int Main(int argc, char** argv) {
   if (command == "save") return Save(args);
   if (command == "restore") return Restore(args);
   if (command == "list") return List(args);
+  if (command == "adopt") return Adopt(args);
   if (command == "policy") return Policy(args);
   if (command == "pin") return Pin(args, /*pin=*/true);
   if (command == "unpin") return Pin(args, /*pin=*/false);

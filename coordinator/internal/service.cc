@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "coordinator/internal/state_file.h"
+#include "storage/checkpoint_state.h"
 #include "proto/auth.h"
 #include <nlohmann/json.hpp>
 

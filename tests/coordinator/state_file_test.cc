@@ -1,10 +1,9 @@
-#include "coordinator/internal/state_file.h"
+#include "storage/checkpoint_state.h"
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
-namespace internal {
 namespace {
 
 TEST(StateFile, FormatsLikeTensorFlow) {
@@ -39,5 +38,4 @@ TEST(StateFile, GarbageIsRejected) {
 }
 
 }  // namespace
-}  // namespace internal
 }  // namespace cairn

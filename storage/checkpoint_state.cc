@@ -1,4 +1,4 @@
-#include "coordinator/internal/state_file.h"
+#include "storage/checkpoint_state.h"
 
 #include <cstdio>
 
@@ -9,7 +9,6 @@
 #include "absl/strings/strip.h"
 
 namespace cairn {
-namespace internal {
 namespace {
 
 std::string FormatDouble(double v) {
@@ -97,5 +96,4 @@ absl::StatusOr<CheckpointStateFile> ParseStateFile(absl::string_view text) {
   return state;
 }
 
-}  // namespace internal
 }  // namespace cairn

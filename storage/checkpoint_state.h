@@ -1,8 +1,8 @@
 // The TensorFlow `checkpoint` state file (spec §12): a text-format
 // tensorflow.CheckpointState naming the newest checkpoint and the retained
 // ones, oldest first, with parallel timestamps.
-#ifndef CAIRN_COORDINATOR_INTERNAL_STATE_FILE_H_
-#define CAIRN_COORDINATOR_INTERNAL_STATE_FILE_H_
+#ifndef CAIRN_STORAGE_CHECKPOINT_STATE_H_
+#define CAIRN_STORAGE_CHECKPOINT_STATE_H_
 
 #include <string>
 #include <vector>
@@ -12,7 +12,6 @@
 #include "absl/strings/string_view.h"
 
 namespace cairn {
-namespace internal {
 
 struct CheckpointStateFile {
   std::string model_checkpoint_path;
@@ -27,7 +26,6 @@ std::string FormatStateFile(const CheckpointStateFile& state);
 // Parses the fields above; unknown fields are an error. InvalidArgument.
 absl::StatusOr<CheckpointStateFile> ParseStateFile(absl::string_view text);
 
-}  // namespace internal
 }  // namespace cairn
 
-#endif  // CAIRN_COORDINATOR_INTERNAL_STATE_FILE_H_
+#endif  // CAIRN_STORAGE_CHECKPOINT_STATE_H_
