@@ -525,7 +525,7 @@ int Adopt(const std::vector<std::string>& args) {
 constexpr char kPolicyHelp[] =
     "usage: cairn policy --coordinator=ADDR --job=JOB [--keep-last=N] [--keep-every-steps=S]\n"
     "                    [--keep-every-hours=H] [--keep-best=K --metric=NAME [--mode=min|max]]\n"
-    "       cairn policy --coordinator=ADDR --job=JOB --show\n"
+    "       cairn policy --coordinator=ADDR --job=JOB --show [--json]\n"
     "Sets JOB's retention policy, replacing the previous one, and prints it. Rules\n"
     "combine as a union: a committed checkpoint is kept if any rule keeps it.\n"
     "  --keep-last=N         the N newest (highest steps)\n"
@@ -543,7 +543,7 @@ int Policy(const std::vector<std::string>& args) {
   Flags flags;
   int rc = ParseOrExit(args,
                        {"coordinator", "job", "keep-last", "keep-every-steps", "keep-every-hours",
-                        "keep-best", "metric", "mode", "show"},
+                        "keep-best", "metric", "mode", "show", "json"},
                        kPolicyHelp, &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("policy takes no positional arguments");
@@ -609,6 +609,17 @@ int Policy(const std::vector<std::string>& args) {
     policy = *std::move(current);
   } else if (absl::Status s = (*client)->SetPolicy(job, policy); !s.ok()) {
     return Failed(s);
+  }
+  if (flags.GetBool("json")) {
+    nlohmann::json out = {{"job", job},
+                          {"keep_last", policy.keep_last},
+                          {"keep_every_steps", policy.keep_every_steps},
+                          {"keep_every_hours", policy.keep_every_hours},
+                          {"keep_best", policy.keep_best},
+                          {"metric", policy.metric},
+                          {"mode", policy.maximize ? "max" : "min"}};
+    std::cout << out.dump(2) << "\n";
+    return kOk;
   }
   std::cout << "retention policy of job " << job << ": " << internal::PolicyString(policy)
             << "\n";

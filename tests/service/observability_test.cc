@@ -64,6 +64,10 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   }
   ASSERT_EQ(testing::Run({testing::BinPath("cairn"), "policy", "--coordinator=" + cluster.coordinator(),
                           "--job=observed", "--keep-last=2"}).exit_code, 0);
+  auto shown = testing::Run({testing::BinPath("cairn"), "policy", "--coordinator=" + cluster.coordinator(),
+                             "--job=observed", "--show", "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("\"keep_last\": 2"), std::string::npos) << shown.out;
   ASSERT_EQ(testing::Run({testing::BinPath("cairn"), "pin", "--coordinator=" + cluster.coordinator(),
                           "--job=observed", "--step=1"}).exit_code, 0);
   // A bad request is counted as an error.
