@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "client/internal/flags.h"
+#include "client/internal/server_flags.h"
 #include "client/internal/signals.h"
 #include "storage/storage.h"
 #include "coordinator/coordinator.h"
@@ -87,30 +88,8 @@ int main(int argc, char** argv) {
     std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
     return 2;
   }
-  options.tls = cairn::cli::TlsFromFlags(*flags);
-  options.insecure = flags->GetBool("insecure");
-  if (absl::Status s = cairn::rpc::CheckListenSecurity(options.listen, options.tls,
-                                                        options.insecure);
-      !s.ok()) {
-    std::cerr << "cairn-coordinator: " << s.message() << "\n";
-    return 2;
-  }
-  if (auto key_file = flags->Get("auth-key-file")) {
-    auto key = cairn::auth::ReadKeyFile(*key_file);
-    if (!key.ok()) {
-      std::cerr << "cairn-coordinator: " << key.status().message() << "\n";
-      return 2;
-    }
-    options.auth_key = *key;
-  }
-  auto server = cairn::CoordinatorServer::Start(options);
-  if (!server.ok()) {
-    std::cerr << "cairn-coordinator: " << server.status().message() << "\n";
-    return 1;
-  }
-  std::cout << "listening on " << (*server)->address() << std::endl;
-  int sig = cairn::cli::WaitForTerminationSignal();
-  std::cerr << "cairn-coordinator: signal " << sig << ", shutting down\n";
-  (*server)->Shutdown();
-  return 0;
+  const int rc = cairn::cli::ServerSecurityFromFlags(*flags, "cairn-coordinator", options.listen, &options.tls,
+                                                     &options.insecure, &options.auth_key);
+  if (rc >= 0) return rc;
+  return cairn::cli::ServeUntilSignal(cairn::CoordinatorServer::Start(options), "cairn-coordinator");
 }

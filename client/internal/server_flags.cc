@@ -1,0 +1,29 @@
+#include "client/internal/server_flags.h"
+
+#include "proto/auth.h"
+#include "proto/rpc_util.h"
+
+namespace cairn {
+namespace cli {
+
+int ServerSecurityFromFlags(const Flags& flags, const char* program, const std::string& listen,
+                            TlsOptions* tls, bool* insecure, std::string* auth_key) {
+  *tls = TlsFromFlags(flags);
+  *insecure = flags.GetBool("insecure");
+  if (absl::Status s = rpc::CheckListenSecurity(listen, *tls, *insecure); !s.ok()) {
+    std::cerr << program << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (auto key_file = flags.Get("auth-key-file")) {
+    auto key = auth::ReadKeyFile(*key_file);
+    if (!key.ok()) {
+      std::cerr << program << ": " << key.status().message() << "\n";
+      return 2;
+    }
+    *auth_key = *key;
+  }
+  return -1;
+}
+
+}  // namespace cli
+}  // namespace cairn

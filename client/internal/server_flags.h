@@ -1,0 +1,41 @@
+// What the server executables (cairn-coordinator, cairn-writer) share around
+// their flags: the security settings, and serving until SIGTERM.
+#ifndef CAIRN_CLIENT_INTERNAL_SERVER_FLAGS_H_
+#define CAIRN_CLIENT_INTERNAL_SERVER_FLAGS_H_
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/internal/flags.h"
+#include "client/internal/signals.h"
+
+namespace cairn {
+namespace cli {
+
+// Reads --tls-*, --insecure and --auth-key-file, and checks that `listen` is
+// allowed with them (a non-loopback address needs TLS or --insecure). On a
+// problem prints "PROGRAM: message" and returns exit status 2; else -1.
+int ServerSecurityFromFlags(const Flags& flags, const char* program, const std::string& listen,
+                            TlsOptions* tls, bool* insecure, std::string* auth_key);
+
+// Prints "listening on ADDRESS" (the line scripts and tests wait for), serves
+// until SIGTERM or SIGINT, then shuts down. Exit status 1 if it did not start.
+template <typename Server>
+int ServeUntilSignal(absl::StatusOr<std::unique_ptr<Server>> server, const char* program) {
+  if (!server.ok()) {
+    std::cerr << program << ": " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "listening on " << (*server)->address() << std::endl;
+  const int sig = WaitForTerminationSignal();
+  std::cerr << program << ": signal " << sig << ", shutting down\n";
+  (*server)->Shutdown();
+  return 0;
+}
+
+}  // namespace cli
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_INTERNAL_SERVER_FLAGS_H_
