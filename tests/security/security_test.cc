@@ -41,8 +41,8 @@ RunResult Cairn(std::vector<std::string> args) {
 class Certs {
  public:
   static const Certs& Get() {
-    static Certs* certs = new Certs();
-    return *certs;
+    static const Certs certs;  // its temp dir is removed at exit
+    return certs;
   }
   bool ok() const { return ok_; }
   const std::string& error() const { return error_; }
@@ -252,9 +252,15 @@ struct Rpc {
 // One cluster with authorization for every case; job-a has step 1.
 class AuthEnv {
  public:
+  // Created on first use, shared by every case of this process, and torn
+  // down (servers stopped) by the global test environment below.
   static AuthEnv& Get() {
-    static AuthEnv* env = new AuthEnv();
-    return *env;
+    if (!Slot()) Slot().reset(new AuthEnv());
+    return *Slot();
+  }
+  static std::unique_ptr<AuthEnv>& Slot() {
+    static std::unique_ptr<AuthEnv> slot;
+    return slot;
   }
   bool ok() const { return cluster_->ok() && saved_; }
   const std::string& key() const { return key_; }
@@ -301,6 +307,14 @@ class AuthEnv {
   std::unique_ptr<v1::ShardWriter::Stub> writer_;
   bool saved_ = false;
 };
+
+// Stops the shared cluster's servers when the test program ends.
+class AuthEnvTeardown : public ::testing::Environment {
+ public:
+  void TearDown() override { AuthEnv::Slot().reset(); }
+};
+::testing::Environment* const kAuthEnvTeardown =
+    ::testing::AddGlobalTestEnvironment(new AuthEnvTeardown);
 
 std::vector<Rpc> AllRpcs() {
   return {
