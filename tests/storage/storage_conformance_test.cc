@@ -51,9 +51,9 @@ struct Backend {
 
 std::vector<Backend> Backends() {
   std::vector<Backend> out;
-  static testing::TempDir* local_root = new testing::TempDir();
+  static testing::TempDir local_root;  // removed at exit
   out.push_back({"local", true, [](std::string*) {
-                   return std::move(NewLocalStorage(local_root->Join(UniqueName()))).value();
+                   return std::move(NewLocalStorage(local_root.Join(UniqueName()))).value();
                  }, nullptr});
   out.push_back({"memory", true, [](std::string*) { return NewMemoryStorage(); }, nullptr});
   auto s3 = [](const std::string& endpoint_var) {
