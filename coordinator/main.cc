@@ -1,15 +1,10 @@
 // cairn-coordinator: the catalog and commit service. See README.md.
-#include <csignal>
 #include <iostream>
 #include <thread>
 
 #include "client/internal/flags.h"
 #include "client/internal/server_flags.h"
-#include "client/internal/signals.h"
-#include "storage/storage.h"
 #include "coordinator/coordinator.h"
-#include "proto/auth.h"
-#include "proto/rpc_util.h"
 
 namespace {
 
@@ -42,11 +37,7 @@ Stops cleanly on SIGTERM or SIGINT.
 
 int main(int argc, char** argv) {
   using cairn::cli::Flags;
-  cairn::cli::BlockTerminationSignals();
-  // A full disk or file-size limit must surface as a write error (EFBIG /
-  // ENOSPC) that fails one save, not as a signal that kills the server.
-  std::signal(SIGXFSZ, SIG_IGN);
-  std::signal(SIGPIPE, SIG_IGN);
+  cairn::cli::PrepareServerProcess();
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
                              "crash-at", "s3-endpoint", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
@@ -59,12 +50,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
     return 0;
   }
-  {
-    // S3 settings: the AWS_* environment, overridden by --s3-endpoint.
-    cairn::StorageOptions storage_options = cairn::StorageOptionsFromEnvironment();
-    if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
-    cairn::SetDefaultStorageOptions(storage_options);
-  }
+  cairn::cli::SetDefaultStorageOptionsFromFlags(*flags);
   if (!flags->positional().empty()) {
     std::cerr << "cairn-coordinator: unexpected argument " << flags->positional()[0] << "\n";
     return 2;

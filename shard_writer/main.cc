@@ -1,13 +1,8 @@
 // cairn-writer: a shard writer node. See README.md.
-#include <csignal>
 #include <iostream>
 
 #include "client/internal/flags.h"
 #include "client/internal/server_flags.h"
-#include "client/internal/signals.h"
-#include "storage/storage.h"
-#include "proto/auth.h"
-#include "proto/rpc_util.h"
 #include "shard_writer/shard_writer.h"
 
 namespace {
@@ -40,11 +35,7 @@ Stops cleanly on SIGTERM or SIGINT.
 
 int main(int argc, char** argv) {
   using cairn::cli::Flags;
-  cairn::cli::BlockTerminationSignals();
-  // A full disk or file-size limit must surface as a write error (EFBIG /
-  // ENOSPC) that fails one save, not as a signal that kills the server.
-  std::signal(SIGXFSZ, SIG_IGN);
-  std::signal(SIGPIPE, SIG_IGN);
+  cairn::cli::PrepareServerProcess();
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
@@ -57,12 +48,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
     return 0;
   }
-  {
-    // S3 settings: the AWS_* environment, overridden by --s3-endpoint.
-    cairn::StorageOptions storage_options = cairn::StorageOptionsFromEnvironment();
-    if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
-    cairn::SetDefaultStorageOptions(storage_options);
-  }
+  cairn::cli::SetDefaultStorageOptionsFromFlags(*flags);
   cairn::WriterOptions options;
   options.coordinator = flags->Get("coordinator").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");

@@ -119,9 +119,7 @@ int ParseOrExit(const std::vector<std::string>& args, std::set<std::string> know
                  "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN and AWS_REGION.\n";
     return kOk;
   }
-  StorageOptions storage_options = StorageOptionsFromEnvironment();
-  if (auto endpoint = flags->Get("s3-endpoint")) storage_options.s3.endpoint = *endpoint;
-  SetDefaultStorageOptions(storage_options);
+  SetDefaultStorageOptionsFromFlags(*flags);
   return -1;
 }
 
@@ -240,6 +238,28 @@ std::optional<std::string> Required(const Flags& flags, const std::string& name,
   return v;
 }
 
+// A client of the coordinator named by --coordinator (already checked).
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
+                                                  const std::string& coordinator) {
+  return Client::Connect(ClientOptionsFromFlags(flags, coordinator));
+}
+
+// --coordinator and --job, both required; the job name checked. Returns -1 to
+// continue, else the exit status.
+int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job) {
+  int rc = -1;
+  auto c = Required(flags, "coordinator", &rc);
+  if (!c) return rc;
+  auto j = Required(flags, "job", &rc);
+  if (!j) return rc;
+  if (absl::Status s = internal::ValidateJobName(*j); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  *coordinator = *c;
+  *job = *j;
+  return -1;
+}
+
 int Save(const std::vector<std::string>& args) {
   Flags flags;
   int rc = ParseOrExit(
@@ -255,15 +275,12 @@ int Save(const std::vector<std::string>& args) {
       &flags, {"metric"});
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("save takes no positional arguments");
-  auto coordinator = Required(flags, "coordinator", &rc);
-  if (!coordinator) return rc;
-  auto job = Required(flags, "job", &rc);
-  if (!job) return rc;
+  std::string coordinator_flag, job_flag;
+  if ((rc = CoordinatorAndJob(flags, &coordinator_flag, &job_flag)) >= 0) return rc;
+  const std::string* coordinator = &coordinator_flag;
+  const std::string* job = &job_flag;
   auto from = Required(flags, "from", &rc);
   if (!from) return rc;
-  if (absl::Status s = internal::ValidateJobName(*job); !s.ok()) {
-    return UsageError(std::string(s.message()));
-  }
   auto step = flags.GetInt("step", 0, INT64_MAX);
   if (!step.ok()) return UsageError(std::string(step.status().message()));
   if (!step->has_value()) return UsageError("--step=... is required");
@@ -388,13 +405,10 @@ int Restore(const std::vector<std::string>& args) {
     prefix = *from;
     source = prefix;
   } else {
-    auto coordinator = Required(flags, "coordinator", &rc);
-    if (!coordinator) return rc;
-    auto job = Required(flags, "job", &rc);
-    if (!job) return rc;
-    if (absl::Status s = internal::ValidateJobName(*job); !s.ok()) {
-      return UsageError(std::string(s.message()));
-    }
+    std::string coordinator_flag, job_flag;
+    if ((rc = CoordinatorAndJob(flags, &coordinator_flag, &job_flag)) >= 0) return rc;
+    const std::string* coordinator = &coordinator_flag;
+    const std::string* job = &job_flag;
     auto step = flags.GetInt("step", 0, INT64_MAX);
     if (!step.ok()) return UsageError(std::string(step.status().message()));
     ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
@@ -444,43 +458,15 @@ int List(const std::vector<std::string>& args) {
       &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("list takes no positional arguments");
-  auto coordinator = Required(flags, "coordinator", &rc);
-  if (!coordinator) return rc;
-  auto job = Required(flags, "job", &rc);
-  if (!job) return rc;
-  if (absl::Status s = internal::ValidateJobName(*job); !s.ok()) {
-    return UsageError(std::string(s.message()));
-  }
-  ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
-  auto client = Client::Connect(client_options);
+  std::string coordinator, job;
+  if ((rc = CoordinatorAndJob(flags, &coordinator, &job)) >= 0) return rc;
+  auto client = ConnectTo(flags, coordinator);
   if (!client.ok()) return Failed(client.status());
-  auto ckpts = (*client)->List(*job);
+  auto ckpts = (*client)->List(job);
   if (!ckpts.ok()) return Failed(ckpts.status());
-  std::cout << (flags.GetBool("json") ? internal::CheckpointJson(*job, *ckpts)
-                                      : internal::CheckpointTable(*job, *ckpts));
+  std::cout << (flags.GetBool("json") ? internal::CheckpointJson(job, *ckpts)
+                                      : internal::CheckpointTable(job, *ckpts));
   return kOk;
-}
-
-// A client of the coordinator named by --coordinator (already checked).
-absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
-                                                  const std::string& coordinator) {
-  return Client::Connect(ClientOptionsFromFlags(flags, coordinator));
-}
-
-// --coordinator and --job, both required; the job name checked. Returns -1 to
-// continue, else the exit status.
-int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job) {
-  int rc = -1;
-  auto c = Required(flags, "coordinator", &rc);
-  if (!c) return rc;
-  auto j = Required(flags, "job", &rc);
-  if (!j) return rc;
-  if (absl::Status s = internal::ValidateJobName(*j); !s.ok()) {
-    return UsageError(std::string(s.message()));
-  }
-  *coordinator = *c;
-  *job = *j;
-  return -1;
 }
 
 int Adopt(const std::vector<std::string>& args) {

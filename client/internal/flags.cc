@@ -1,5 +1,7 @@
 #include "client/internal/flags.h"
 
+#include "storage/storage.h"
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -65,6 +67,12 @@ absl::StatusOr<std::optional<int64_t>> Flags::GetInt(const std::string& name, in
 }
 
 const char* const kTlsFlags[4] = {"tls-cert", "tls-key", "tls-ca", "tls-client-auth"};
+
+void SetDefaultStorageOptionsFromFlags(const Flags& flags) {
+  StorageOptions options = StorageOptionsFromEnvironment();
+  if (auto endpoint = flags.Get("s3-endpoint")) options.s3.endpoint = *endpoint;
+  SetDefaultStorageOptions(options);
+}
 
 TlsOptions TlsFromFlags(const Flags& flags) {
   TlsOptions tls;

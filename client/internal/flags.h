@@ -41,6 +41,10 @@ class Flags {
   std::vector<std::string> positional_;
 };
 
+// Sets the process's default storage options (storage/storage.h) from the
+// AWS_* environment, with --s3-endpoint overriding AWS_ENDPOINT_URL.
+void SetDefaultStorageOptionsFromFlags(const Flags& flags);
+
 // The TLS flags every executable takes: --tls-cert, --tls-key, --tls-ca and
 // (servers) --tls-client-auth.
 extern const char* const kTlsFlags[4];

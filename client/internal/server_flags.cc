@@ -1,10 +1,18 @@
 #include "client/internal/server_flags.h"
 
+#include <csignal>
+
 #include "proto/auth.h"
 #include "proto/rpc_util.h"
 
 namespace cairn {
 namespace cli {
+
+void PrepareServerProcess() {
+  BlockTerminationSignals();
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
+}
 
 int ServerSecurityFromFlags(const Flags& flags, const char* program, const std::string& listen,
                             TlsOptions* tls, bool* insecure, std::string* auth_key) {

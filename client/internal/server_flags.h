@@ -14,6 +14,12 @@
 namespace cairn {
 namespace cli {
 
+// First thing in a server's main(): blocks SIGTERM/SIGINT (for
+// ServeUntilSignal) and ignores SIGXFSZ and SIGPIPE, so that a full disk or a
+// file-size limit surfaces as a write error (EFBIG / ENOSPC) that fails one
+// save, and a vanished peer as a send error, instead of killing the server.
+void PrepareServerProcess();
+
 // Reads --tls-*, --insecure and --auth-key-file, and checks that `listen` is
 // allowed with them (a non-loopback address needs TLS or --insecure). On a
 // problem prints "PROGRAM: message" and returns exit status 2; else -1.
