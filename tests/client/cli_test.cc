@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "storage/safetensors.h"
 #include "storage/storage.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -43,23 +44,6 @@ std::string Sha256Hex(absl::string_view data) {
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
-}
-
-// name → raw bytes of every tensor in a safetensors file.
-std::map<std::string, std::string> SafetensorsTensors(const std::string& path,
-                                                      SafetensorsHeader* header_out = nullptr) {
-  const std::string bytes = testing::ReadFile(path);
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
-  EXPECT_TRUE(header.ok()) << header.status();
-  std::map<std::string, std::string> out;
-  if (!header.ok()) return out;
-  for (const auto& t : header->tensors) {
-    out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
-  }
-  if (header_out) *header_out = *header;
-  return out;
 }
 
 TEST(Cli, UsageErrorsExitTwo) {
@@ -140,7 +124,7 @@ TEST(Cli, ConvertEveryRealCheckpointToSafetensorsExactly) {
     RunResult r = Cairn({"convert", v.prefix, out});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto expected = nlohmann::json::parse(TfBundle({"sha", v.prefix}).out);
-    auto tensors = SafetensorsTensors(out);
+    auto tensors = testing::ReadSafetensorsTensors(out);
     size_t numeric = 0;
     for (auto it = expected.begin(); it != expected.end(); ++it) {
       if (it.value()["dtype"] == "string") {
@@ -161,7 +145,7 @@ TEST(Cli, ConvertEveryRealCheckpointToSafetensorsExactly) {
   // half_plus_two: a=0.5, b=2, c=3 (SOURCES.md).
   const std::string hp = dir.Join("hp.safetensors");
   ASSERT_EQ(Cairn({"convert", SharedDir() + "/testdata/tf/serving_saved_model_half_plus_two_gpu/variables", hp}).exit_code, 0);
-  auto t = SafetensorsTensors(hp);
+  auto t = testing::ReadSafetensorsTensors(hp);
   float a, b, c;
   std::memcpy(&a, t["a"].data(), 4);
   std::memcpy(&b, t["b"].data(), 4);

@@ -29,6 +29,7 @@
 #include "storage/bundle_writer.h"
 #include "storage/safetensors.h"
 #include "storage/storage.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -40,13 +41,6 @@ using testing::Run;
 using testing::RunResult;
 
 // ----------------------------------------------------------------- helpers
-
-// n bytes that differ from tensor to tensor (seed) and element to element.
-std::string Pattern(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 9)) & 0xff);
-  return out;
-}
 
 std::string Floats(int64_t n, float start) {
   std::string out(static_cast<size_t>(n) * 4, '\0');
@@ -81,27 +75,6 @@ RunResult Cairn(std::vector<std::string> args) {
 
 bool Contains(absl::string_view haystack, absl::string_view needle) {
   return haystack.find(needle) != absl::string_view::npos;
-}
-
-// name → raw bytes of every tensor in a safetensors file.
-std::map<std::string, std::string> SafetensorsTensors(const std::string& path,
-                                                      SafetensorsHeader* header_out = nullptr) {
-  const std::string bytes = testing::ReadFile(path);
-  std::map<std::string, std::string> out;
-  if (bytes.size() < 8) {
-    ADD_FAILURE() << path << " is too short";
-    return out;
-  }
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
-  EXPECT_TRUE(header.ok()) << header.status();
-  if (!header.ok()) return out;
-  for (const auto& t : header->tensors) {
-    out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
-  }
-  if (header_out) *header_out = *header;
-  return out;
 }
 
 void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
@@ -821,7 +794,7 @@ class FakeService : public ::testing::Test {
 
 TEST_F(FakeService, SaveShardStreamsHeaderTensorsAndChunks) {
   // 9 MiB + 4 bytes: chunks of 4 MiB, 4 MiB, 1 MiB + 4.
-  const std::string big = Pattern(9 * (1 << 20) + 4, 1);
+  const std::string big = testing::PatternBytes(9 * (1 << 20) + 4, 1);
   const std::string rows = Floats(2 * 3, 7);
   std::vector<SaveTensor> tensors = {
       {"big", DataType::kUint8, {static_cast<int64_t>(big.size())}, std::nullopt, big, {}},
@@ -995,7 +968,7 @@ TEST_F(FakeService, CliSaveListRestore) {
   ASSERT_EQ(restore.exit_code, 0) << restore.err;
   EXPECT_TRUE(Contains(restore.out, "cli/7")) << restore.out;
   SafetensorsHeader header;
-  auto tensors = SafetensorsTensors(out, &header);
+  auto tensors = testing::ReadSafetensorsTensors(out, &header);
   EXPECT_EQ(tensors["bias"], bias);
   EXPECT_EQ(tensors["emb"], emb);
   EXPECT_EQ(header.metadata["cairn.slice.emb"], "8 3 4,4:-");
@@ -1111,7 +1084,7 @@ TEST_F(FakeService, CliRestoreHoldsALease) {
   RunResult r = Cairn({"restore", "--coordinator=" + coordinator_address_, "--job=lease-job",
                        "--to=" + out, "--slice=w=4 1,2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(SafetensorsTensors(out)["w"], w.substr(4, 8));
+  EXPECT_EQ(testing::ReadSafetensorsTensors(out)["w"], w.substr(4, 8));
   EXPECT_EQ(coordinator_.calls(),
             (std::vector<std::string>{"Get(latest)", "AcquireLease(42)", "ReleaseLease(lease-1)"}));
   ASSERT_EQ(coordinator_.acquires().size(), 1u);
@@ -1475,7 +1448,7 @@ TEST(CliRestore, FromPrefixToSafetensors) {
   EXPECT_TRUE(Contains(r.out, "restored 6 tensors")) << r.out;
   EXPECT_TRUE(Contains(r.err, "\"names\"")) << r.err;  // strings skipped, with a warning
   SafetensorsHeader header;
-  auto tensors = SafetensorsTensors(out, &header);
+  auto tensors = testing::ReadSafetensorsTensors(out, &header);
   EXPECT_EQ(tensors.size(), 6u);
   EXPECT_EQ(tensors["emb"], ckpt.emb());  // reassembled from 4 data files
   EXPECT_EQ(tensors["w_3"], ckpt.w(3));
@@ -1487,7 +1460,7 @@ TEST(CliRestore, FromPrefixToSafetensors) {
   r = Cairn({"restore", "--from=" + ckpt.uri(), "--to=" + part, "--tensor=w_1",
              "--slice=emb=100 6 20,40:2,2", "--threads=2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  tensors = SafetensorsTensors(part, &header);
+  tensors = testing::ReadSafetensorsTensors(part, &header);
   ASSERT_EQ(tensors.size(), 2u);
   EXPECT_EQ(tensors["w_1"], ckpt.w(1));
   EXPECT_EQ(tensors["emb"], SubMatrix(ckpt.emb(), 6, 20, 40, 2, 2));

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "storage/safetensors.h"
 #include "tests/testing/process.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;
@@ -50,29 +51,8 @@ RunResult Cairn(std::vector<std::string> args) {
   return testing::Run(args);
 }
 
-std::string Pattern(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 4 <= n; i += 4) {
-    uint32_t v = rng();
-    std::memcpy(&s[i], &v, 4);
-  }
-  return s;
-}
-std::string Dense(int w, int64_t step) { return Pattern(512 * 512 * 4, static_cast<uint32_t>(step * 31 + w)); }
-std::string Emb(int w, int64_t step) { return Pattern(kRows * kDim * 4, static_cast<uint32_t>(step * 97 + w)); }
-
-std::map<std::string, std::string> ReadSafetensors(const std::string& path) {
-  const std::string bytes = testing::ReadFile(path);
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
-  std::map<std::string, std::string> out;
-  if (header.ok()) {
-    for (const auto& t : header->tensors) out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
-  }
-  return out;
-}
+std::string Dense(int w, int64_t step) { return testing::PatternBytes(512 * 512 * 4, static_cast<uint32_t>(step * 31 + w)); }
+std::string Emb(int w, int64_t step) { return testing::PatternBytes(kRows * kDim * 4, static_cast<uint32_t>(step * 97 + w)); }
 
 class FaultTest : public ::testing::Test {
  protected:
@@ -139,7 +119,7 @@ class FaultTest : public ::testing::Test {
       ADD_FAILURE() << "step " << step << ": " << r.err;
       return false;
     }
-    auto t = ReadSafetensors(out);
+    auto t = testing::ReadSafetensorsTensors(out);
     std::string emb;
     for (int w = 0; w < kWorkers; ++w) {
       if (t[absl::StrCat("dense", w)] != Dense(w, step)) return false;

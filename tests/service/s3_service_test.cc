@@ -15,6 +15,7 @@
 #include "storage/safetensors.h"
 #include "storage/storage.h"
 #include "tests/testing/process.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -32,29 +33,6 @@ std::string Env(const char* name) {
 RunResult Cairn(std::vector<std::string> args) {
   args.insert(args.begin(), BinPath("cairn"));
   return testing::Run(args);
-}
-
-std::string Pattern(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 4 <= n; i += 4) {
-    uint32_t v = rng();
-    std::memcpy(&s[i], &v, 4);
-  }
-  return s;
-}
-
-std::map<std::string, std::string> ReadSafetensors(const std::string& path) {
-  const std::string bytes = testing::ReadFile(path);
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
-  EXPECT_TRUE(header.ok()) << header.status();
-  std::map<std::string, std::string> out;
-  if (header.ok()) {
-    for (const auto& t : header->tensors) out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
-  }
-  return out;
 }
 
 class S3ServiceTest : public ::testing::Test {
@@ -92,12 +70,12 @@ class S3ServiceTest : public ::testing::Test {
   }
 
   static std::string Expected(const std::string& name, int worker, int64_t step) {
-    if (name == "emb") return Pattern(640 * 1024 * 4, static_cast<uint32_t>(step * 10 + worker));
-    return Pattern(768 * 1024 * 4, static_cast<uint32_t>(step * 100 + worker));
+    if (name == "emb") return testing::PatternBytes(640 * 1024 * 4, static_cast<uint32_t>(step * 10 + worker));
+    return testing::PatternBytes(768 * 1024 * 4, static_cast<uint32_t>(step * 100 + worker));
   }
 
   void ExpectExact(const std::string& safetensors, int64_t step) {
-    auto t = ReadSafetensors(safetensors);
+    auto t = testing::ReadSafetensorsTensors(safetensors);
     std::string emb;
     for (int i = 0; i < 4; ++i) {
       EXPECT_TRUE(t[absl::StrCat("dense", i)] == Expected(absl::StrCat("dense", i), i, step)) << i;

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "storage/safetensors.h"
 #include "tests/testing/process.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -36,16 +37,6 @@ RunResult Cairn(std::vector<std::string> args) {
 bool Exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
-}
-
-std::string Pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (char& c : s) {
-    x = x * 1103515245u + 12345u;
-    c = static_cast<char>(x >> 24);
-  }
-  return s;
 }
 
 struct StTensor {
@@ -70,29 +61,15 @@ void WriteSafetensors(const std::string& path, const std::vector<StTensor>& tens
   testing::WriteFile(path, bytes);
 }
 
-std::map<std::string, std::string> ReadSafetensors(const std::string& path,
-                                                   std::map<std::string, std::string>* metadata = nullptr) {
-  const std::string bytes = testing::ReadFile(path);
-  uint64_t n;
-  std::memcpy(&n, bytes.data(), 8);
-  auto header = ParseSafetensorsHeader(absl::string_view(bytes).substr(8, n), bytes.size() - 8 - n);
-  EXPECT_TRUE(header.ok()) << header.status();
-  std::map<std::string, std::string> out;
-  if (!header.ok()) return out;
-  for (const auto& t : header->tensors) out[t.name] = bytes.substr(header->data_start + t.begin, t.end - t.begin);
-  if (metadata) *metadata = header->metadata;
-  return out;
-}
-
 // Worker i of `n` of a job: its own dense tensor plus rows of "emb" [rows, 8].
 std::vector<StTensor> WorkerTensors(int i, int n, int64_t step, int64_t rows = 0) {
   if (rows == 0) rows = 16 * n;
   std::vector<StTensor> t;
   t.push_back({absl::StrCat("layer", i, "/kernel"), DataType::kFloat, {16, 4},
-               Pattern(16 * 4 * 4, static_cast<uint32_t>(step * 100 + i))});
+               testing::PatternBytes(16 * 4 * 4, static_cast<uint32_t>(step * 100 + i))});
   const int64_t per = rows / n;
   t.push_back({"emb", DataType::kFloat, {per, 8},
-               Pattern(static_cast<size_t>(per * 8 * 4), static_cast<uint32_t>(step * 1000 + i))});
+               testing::PatternBytes(static_cast<size_t>(per * 8 * 4), static_cast<uint32_t>(step * 1000 + i))});
   return t;
 }
 
@@ -133,7 +110,7 @@ class ServiceTest : public ::testing::Test {
     RunResult r = Cairn({"restore", "--coordinator=" + cluster.coordinator(), "--job=" + job,
                          absl::StrCat("--step=", step), "--to=" + out});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    auto tensors = ReadSafetensors(out);
+    auto tensors = testing::ReadSafetensorsTensors(out);
     std::string emb;
     for (int i = 0; i < n; ++i) {
       auto t = WorkerTensors(i, n, step);
@@ -211,11 +188,11 @@ TEST_F(ServiceTest, RowSlicesRestoreAsTwoSlicesAndAsTheWholeTensor) {
                          "--to=" + out, "--tensor=emb",
                          absl::StrCat("--slice=emb=64 8 ", half * 32, ",32:-")});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    std::map<std::string, std::string> meta;
-    auto t = ReadSafetensors(out, &meta);
+    SafetensorsHeader header;
+    auto t = testing::ReadSafetensorsTensors(out, &header);
     EXPECT_EQ(t.size(), 1u);
     EXPECT_EQ(t["emb"], whole.substr(half * 32 * row, 32 * row));
-    EXPECT_EQ(meta["cairn.slice.emb"], absl::StrCat("64 8 ", half * 32, ",32:-"));
+    EXPECT_EQ(header.metadata["cairn.slice.emb"], absl::StrCat("64 8 ", half * 32, ",32:-"));
   }
   // A cut that crosses the writers' boundaries, and 8 workers' worth.
   const std::string out = dir_.Join("odd.safetensors");
@@ -223,20 +200,20 @@ TEST_F(ServiceTest, RowSlicesRestoreAsTwoSlicesAndAsTheWholeTensor) {
                    "--to=" + out, "--tensor=emb", "--slice=emb=64 8 10,30:2,5"}).exit_code, 0);
   std::string expect;
   for (int r = 10; r < 40; ++r) expect += whole.substr(r * row + 2 * 4, 5 * 4);
-  EXPECT_EQ(ReadSafetensors(out)["emb"], expect);
+  EXPECT_EQ(testing::ReadSafetensorsTensors(out)["emb"], expect);
   // Whole, as a TensorFlow checkpoint prefix.
   const std::string prefix = dir_.Join("whole/variables");
   ASSERT_EQ(Cairn({"restore", "--coordinator=" + cluster.coordinator(), "--job=emb-job",
                    "--to=" + prefix}).exit_code, 0);
   const std::string back = dir_.Join("whole.safetensors");
   ASSERT_EQ(Cairn({"convert", prefix, back}).exit_code, 0);
-  EXPECT_EQ(ReadSafetensors(back)["emb"], whole);
+  EXPECT_EQ(testing::ReadSafetensorsTensors(back)["emb"], whole);
   // Restore from the bare prefix, without a coordinator.
   const std::string bare = dir_.Join("bare.safetensors");
   RunResult r = Cairn({"restore", "--from=" + cluster.storage_dir() + "/emb-job/ckpt-7/variables",
                        "--to=" + bare});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(ReadSafetensors(bare)["emb"], whole);
+  EXPECT_EQ(testing::ReadSafetensorsTensors(bare)["emb"], whole);
 }
 
 // The coordinator dies at each point of the commit protocol; after a
@@ -338,7 +315,7 @@ TEST_F(ServiceTest, TwoShardsSavingTheSameTensorAbortTheStepClearly) {
   std::vector<RunResult> results;
   for (int i = 0; i < 2; ++i) {
     const std::string file = dir_.Join(absl::StrCat("dup", i, ".safetensors"));
-    WriteSafetensors(file, {{"same", DataType::kFloat, {2}, Pattern(8, i)}});
+    WriteSafetensors(file, {{"same", DataType::kFloat, {2}, testing::PatternBytes(8, i)}});
     results.push_back(Cairn({"save", "--coordinator=" + cluster.coordinator(), "--job=dup",
                              "--step=1", "--from=" + file, absl::StrCat("--shard=", i, "/2")}));
   }

@@ -1,0 +1,26 @@
+// Safetensors files and tensor bytes for tests.
+#ifndef CAIRN_TESTS_TESTING_SAFETENSORS_UTIL_H_
+#define CAIRN_TESTS_TESTING_SAFETENSORS_UTIL_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "storage/safetensors.h"
+
+namespace cairn {
+namespace testing {
+
+// name → raw bytes of every tensor in the safetensors file at `path`. A file
+// that does not parse is a test failure (and an empty map). `header_out`, if
+// given, receives the parsed header (metadata included).
+std::map<std::string, std::string> ReadSafetensorsTensors(const std::string& path,
+                                                          SafetensorsHeader* header_out = nullptr);
+
+// `n` deterministic pseudo-random bytes; different seeds give different bytes.
+std::string PatternBytes(size_t n, uint32_t seed);
+
+}  // namespace testing
+}  // namespace cairn
+
+#endif  // CAIRN_TESTS_TESTING_SAFETENSORS_UTIL_H_
