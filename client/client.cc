@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/lease.h"
+#include "client/internal/progress.h"
 #include "client/internal/validate.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/rpc_util.h"
@@ -222,7 +223,11 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
   std::unique_ptr<grpc::ClientWriter<v1::SaveShardMessage>> stream =
       stub->SaveShard(ctx.get(), &response);
 
+  uint64_t data_bytes = 0;
+  for (const SaveTensor& t : tensors) data_bytes += t.data.size();
+  internal::ProgressCounter progress(options.progress, data_bytes);
   bool sent = [&] {
+    progress.Begin();
     v1::SaveShardMessage msg;
     v1::SaveShardHeader* header = msg.mutable_header();
     header->set_job(options.job);
@@ -250,8 +255,10 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
         const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);
         chunk_bytes->assign(t.data.data() + pos, n);
         if (!stream->Write(chunk)) return false;
+        progress.Add(n);
       }
     }
+    progress.Finish();
     return stream->WritesDone();
   }();
   grpc::Status finished = stream->Finish();
@@ -392,7 +399,8 @@ absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
 
 absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
                                                 std::optional<int64_t> step,
-                                                const RestoreRequest& request) {
+                                                const RestoreRequest& request,
+                                                const ProgressFn& progress) {
   ASSIGN_OR_RETURN(CheckpointSummary ckpt, Get(job, step));
   if (ckpt.state != "committed") {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint ", job, "/", ckpt.step, " is ",
@@ -406,7 +414,7 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
   // delete the files under us; released (best effort) on every path below.
   ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, job, ckpt.step));
   absl::StatusOr<RestoredTensors> restored =
-      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads);
+      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress);
   lease.Release();
   return restored;
 }
@@ -545,7 +553,8 @@ absl::Status Client::ReleaseLease(const std::string& lease_id) {
 // name asked for must exist (NotFound naming tensor and prefix). Slices are
 // checked against each tensor's shape before any data is read.
 absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
-                                                  const RestoreRequest& request, int threads) {
+                                                  const RestoreRequest& request, int threads,
+                                                  const ProgressFn& progress_fn) {
   ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
   ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri));
   ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader,
@@ -606,6 +615,11 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
   std::stable_sort(items.begin(), items.end(),
                    [](const RestoreItem& a, const RestoreItem& b) { return a.cost > b.cost; });
 
+  uint64_t total_cost = 0;
+  for (const RestoreItem& item : items) total_cost += item.cost;
+  internal::ProgressCounter progress(progress_fn, total_cost);
+  progress.Begin();
+
   // Each worker takes the next item; the first error stops the others
   // before their next item and is the one reported.
   std::vector<Tensor> results(items.size());
@@ -628,6 +642,7 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
         return;
       }
       results[i] = *std::move(t);
+      progress.Add(item.cost);
     }
   };
   const size_t num_threads =
@@ -642,6 +657,7 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
     for (std::thread& t : pool) t.join();
   }
   RETURN_IF_ERROR(first_error);
+  progress.Finish();
 
   RestoredTensors out;
   for (size_t i = 0; i < items.size(); ++i) {

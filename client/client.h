@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/progress.h"
 #include "proto/tls_options.h"
 #include "storage/dtype.h"
 #include "storage/tensor.h"
@@ -63,6 +64,12 @@ struct SaveShardOptions {
   int shard_index = 0;
   int num_shards = 1;
   std::map<std::string, double> metrics;  // e.g. {"loss": 0.25}, for retention
+  // Bytes of tensor data sent to the shard writer, of all the tensors'
+  // `data` (client/progress.h). Called on the thread that streams: the
+  // caller's for SaveShard, the background one for SaveShardAsync. After
+  // the last byte the save still waits for the shard to be durable (and,
+  // for the last shard, the commit). Default: none.
+  ProgressFn progress = nullptr;
 };
 
 struct SaveShardResult {
@@ -188,9 +195,10 @@ class Client {
 
   // Restores from a committed checkpoint (std::nullopt = the newest). Holds
   // a lease on the checkpoint while reading, so retention cannot delete it
-  // mid-restore.
+  // mid-restore. `progress` as for RestoreFromPrefix.
   absl::StatusOr<RestoredTensors> Restore(const std::string& job, std::optional<int64_t> step,
-                                          const RestoreRequest& request);
+                                          const RestoreRequest& request,
+                                          const ProgressFn& progress = nullptr);
 
   // Retention (see RetentionPolicy). SetPolicy takes effect at the next
   // commit or Gc.
@@ -213,9 +221,13 @@ class Client {
 };
 
 // Restores straight from a checkpoint prefix URI (no coordinator), e.g.
-// "/data/job/ckpt-100/variables" or "file:///...".
+// "/data/job/ckpt-100/variables" or "file:///...". `progress` (see
+// client/progress.h) counts the bytes of the tensors (or slices) restored,
+// one tensor at a time as each is read and checked; it is called from the
+// reader threads. A string tensor counts one byte per element.
 absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
-                                                  const RestoreRequest& request, int threads = 4);
+                                                  const RestoreRequest& request, int threads = 4,
+                                                  const ProgressFn& progress = nullptr);
 
 }  // namespace cairn
 

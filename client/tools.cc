@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/client.h"
+#include "client/internal/progress.h"
 #include "storage/bundle_merge.h"
 #include "storage/bundle_reader.h"
 #include "storage/bundle_writer.h"
@@ -97,7 +98,8 @@ absl::StatusOr<std::string> InspectCheckpoint(absl::string_view prefix_uri, bool
   return text;
 }
 
-absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri) {
+absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri,
+                                              const ProgressFn& progress_fn) {
   ASSIGN_OR_RETURN(Located loc, Locate(prefix_uri));
   ASSIGN_OR_RETURN(auto reader, BundleReader::Open(loc.storage.get(), loc.name));
   VerifyReport report;
@@ -107,7 +109,13 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri) {
     return absl::OkStatus();
   }));
   std::map<std::string, const BundleEntry*> by_key;
-  for (const BundleEntry& e : entries) by_key[e.key] = &e;
+  uint64_t data_bytes = 0;
+  for (const BundleEntry& e : entries) {
+    by_key[e.key] = &e;
+    if (!e.is_sliced()) data_bytes += static_cast<uint64_t>(e.size);
+  }
+  internal::ProgressCounter progress(progress_fn, data_bytes);
+  progress.Begin();
   for (const BundleEntry& e : entries) {
     if (e.is_sliced()) {
       // The full entry holds no data; each slice must have its own entry.
@@ -126,16 +134,32 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri) {
     } else {
       report.bytes += static_cast<uint64_t>(e.size);
     }
+    progress.Add(static_cast<uint64_t>(e.size));
   }
+  progress.Finish();
   return report;
 }
 
 absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
-                                         const std::vector<ExpectedFile>& files) {
+                                         const std::vector<ExpectedFile>& files,
+                                         const ProgressFn& progress_fn) {
   ASSIGN_OR_RETURN(auto storage, OpenStorage(root_uri));
   VerifyReport report;
   std::string buf(8 << 20, '\0');
+  uint64_t total = 0;
+  for (const ExpectedFile& f : files) total += f.size;
+  internal::ProgressCounter progress(progress_fn, total);
+  progress.Begin();
+  // Whatever of a file was not counted as read (it was skipped, or a read
+  // failed) counts once its check ends, however it ends.
+  struct CountRest {
+    internal::ProgressCounter& progress;
+    uint64_t size;
+    uint64_t counted = 0;
+    ~CountRest() { progress.Add(size - counted); }
+  };
   for (const ExpectedFile& f : files) {
+    CountRest rest{progress, f.size};
     auto file = storage->NewReadableFile(f.path);
     if (!file.ok()) {
       report.problems.push_back(absl::StrCat("file ", f.path, ": ", file.status().message()));
@@ -156,6 +180,8 @@ absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
       crc = crc32c::Extend(crc, buf.data(), n);
       EVP_DigestUpdate(sha.get(), buf.data(), n);
       off += n;
+      progress.Add(n);
+      rest.counted += n;
     }
     if (!read.ok()) {
       report.problems.push_back(absl::StrCat("file ", (*file)->name(), ": ", read.message()));
@@ -175,6 +201,7 @@ absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
                                              absl::BytesToHexString(f.sha256)));
     }
   }
+  progress.Finish();
   return report;
 }
 
@@ -405,6 +432,10 @@ absl::Status ConvertSafetensorsToBundle(absl::string_view src_path, absl::string
       parts.push_back(absl::StrFormat("%s_temp/part-%05d-of-%05d", dst.name, s, options.shards));
     }
   }
+  uint64_t data_bytes = 0;
+  for (const Item& item : items) data_bytes += item.t->end - item.t->begin;
+  internal::ProgressCounter progress(options.progress, data_bytes);
+  progress.Begin();
   constexpr size_t kChunk = 8 << 20;
   std::string buf;
   for (int s = 0; s < options.shards; ++s) {
@@ -424,6 +455,7 @@ absl::Status ConvertSafetensorsToBundle(absl::string_view src_path, absl::string
         RETURN_IF_ERROR(file->ReadAt(header.data_start + pos, n, buf.data()));
         RETURN_IF_ERROR(writer->AppendData(buf));
         pos += n;
+        progress.Add(n);
       }
       RETURN_IF_ERROR(writer->EndTensor());
     }
@@ -432,6 +464,7 @@ absl::Status ConvertSafetensorsToBundle(absl::string_view src_path, absl::string
   if (options.shards > 1) {
     RETURN_IF_ERROR(MergeBundles(dst.storage.get(), parts, dst.name).status());
   }
+  progress.Finish();
   return absl::OkStatus();
 }
 
@@ -503,6 +536,10 @@ absl::Status ConvertBundleToSafetensors(absl::string_view src_prefix, absl::stri
   ASSIGN_OR_RETURN(Located dst, Locate(dst_path));
   ASSIGN_OR_RETURN(auto out, dst.storage->NewWritableFile(dst.name));
   RETURN_IF_ERROR(out->Append(prefix));
+  uint64_t data_bytes = 0;
+  for (const SafetensorsTensor& info : infos) data_bytes += info.end - info.begin;
+  internal::ProgressCounter progress(options.progress, data_bytes);
+  progress.Begin();
   for (const SafetensorsTensor& info : infos) {
     const Item& item = items.at(info.name);
     absl::StatusOr<Tensor> t = item.entry->is_sliced() ? reader->ReadSlice(info.name, item.box)
@@ -512,8 +549,11 @@ absl::Status ConvertBundleToSafetensors(absl::string_view src_prefix, absl::stri
       return absl::InternalError(absl::StrCat("tensor \"", info.name, "\": size mismatch"));
     }
     RETURN_IF_ERROR(out->Append(t->data.view()));
+    progress.Add(info.end - info.begin);
   }
-  return out->Close();
+  RETURN_IF_ERROR(out->Close());
+  progress.Finish();
+  return absl::OkStatus();
 }
 
 }  // namespace cairn

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/progress.h"
 
 namespace cairn {
 
@@ -34,8 +35,11 @@ struct VerifyReport {
 };
 // Reads every tensor and checks every checksum. Problems with individual
 // tensors are collected in the report; an error status means the index
-// itself could not be read.
-absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri);
+// itself could not be read. `progress` (client/progress.h) counts the data
+// bytes of the tensors checked, one tensor at a time (a corrupt one counts
+// as checked).
+absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri,
+                                              const ProgressFn& progress = nullptr);
 
 // A file and the digests the catalog recorded for it at commit.
 struct ExpectedFile {
@@ -46,9 +50,12 @@ struct ExpectedFile {
 };
 // `cairn verify --deep`: reads every file whole and compares its size,
 // CRC32C and SHA-256 with the recorded ones. Each mismatch or unreadable file
-// is one problem naming the file; `bytes` counts what was read.
+// is one problem naming the file; `bytes` counts what was read. `progress`
+// counts the recorded sizes of the files, per read of up to 8 MiB (a file
+// that cannot be checked counts as done).
 absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
-                                         const std::vector<ExpectedFile>& files);
+                                         const std::vector<ExpectedFile>& files,
+                                         const ProgressFn& progress = nullptr);
 
 class Client;
 
@@ -74,6 +81,11 @@ struct ConvertOptions {
   bool strict = false;  // fail instead of skipping tensors safetensors cannot hold
   // Receives warnings (skipped tensors, dropped metadata). Default: none.
   std::function<void(const std::string&)> warn;
+  // Bytes of tensor data copied, of all that will be (client/progress.h):
+  // per read of up to 8 MiB from a safetensors file, per tensor from a
+  // checkpoint. Merging a multi-shard output moves no tensor data and is
+  // not counted. Default: none.
+  ProgressFn progress = nullptr;
 };
 
 // safetensors → bundle. Tensors with "cairn.slice.NAME" metadata become

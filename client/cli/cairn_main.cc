@@ -1,5 +1,7 @@
 // `cairn`: the command-line client. See ../shared/CONTRACT.md and README.md.
 // Exit status: 0 success, 1 the operation failed, 2 usage error.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +24,7 @@
 #include "client/internal/cli_io.h"
 #include "client/internal/flags.h"
 #include "client/internal/lease.h"
+#include "client/internal/progress_bar.h"
 #include "client/internal/validate.h"
 #include "client/tools.h"
 #include "proto/auth.h"
@@ -67,6 +70,8 @@ Commands:
   token --auth-key-file=FILE --job=JOB --scope=read|write [--ttl=SECONDS]
                                    issue an authorization token (admin)
 
+verify, convert, save and restore also take --progress=auto|always|never: a
+progress bar on stderr (auto, the default: only when stderr is a terminal).
 Commands that call the coordinator also take --tls-ca=FILE (TLS),
 --tls-cert=FILE --tls-key=FILE (mutual TLS) and --token=TOKEN (default
 $CAIRN_TOKEN); see README.md, Security.
@@ -84,6 +89,40 @@ int UsageError(const std::string& msg) {
 int Failed(const absl::Status& s) {
   std::cerr << "cairn: " << s.message() << "\n";
   return kFailed;
+}
+
+// The help of --progress, shared by the commands that take it.
+constexpr char kProgressHelp[] =
+    "--progress=auto|always|never draws a progress bar on stderr: bytes done of\n"
+    "the total, rate and ETA. auto (the default) draws it only when stderr is a\n"
+    "terminal; the output on stdout is the same either way.\n";
+
+// The progress bar of a command labelled `label`, as --progress says, drawn
+// on stderr across the terminal's width. nullptr (and *rc set) on a usage
+// error.
+std::unique_ptr<internal::ProgressBar> ProgressBarFromFlags(const Flags& flags,
+                                                            const std::string& label, int* rc) {
+  internal::ProgressMode mode = internal::ProgressMode::kAuto;
+  if (auto value = flags.Get("progress")) {
+    auto parsed = internal::ParseProgressMode(*value);
+    if (!parsed.ok()) {
+      *rc = UsageError(std::string(parsed.status().message()));
+      return nullptr;
+    }
+    mode = *parsed;
+  }
+  internal::ProgressBar::Options options;
+  options.label = label;
+  options.draw = internal::ShouldDrawProgress(mode, ::isatty(STDERR_FILENO) == 1);
+  // One column short of the edge: a full line would wrap on some terminals.
+  options.width = internal::TerminalColumns(STDERR_FILENO) - 1;
+  return std::make_unique<internal::ProgressBar>(std::move(options));
+}
+
+// Clears `bar` off the screen and reports `s` as Failed does.
+int Failed(internal::ProgressBar& bar, const absl::Status& s) {
+  bar.Clear();
+  return Failed(s);
 }
 
 // Client options for `coordinator` with the TLS flags and the token
@@ -140,16 +179,20 @@ int Inspect(const std::vector<std::string>& args) {
 
 int Verify(const std::vector<std::string>& args) {
   Flags flags;
-  int rc = ParseOrExit(
-      args, {"coordinator", "job", "step", "deep"},
-      "usage: cairn verify PREFIX\n"
+  const std::string help = absl::StrCat(
+      "usage: cairn verify PREFIX [--progress=auto|always|never]\n"
       "       cairn verify --coordinator=ADDR --job=JOB [--step=STEP] [--deep]\n"
+      "                    [--progress=auto|always|never]\n"
       "Reads every tensor of the checkpoint and checks every checksum. Through the\n"
       "coordinator (default: the newest step), --deep also reads every file whole\n"
       "and checks its size, CRC32C and SHA-256 against the catalog's record.\n"
       "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n",
-      &flags);
+      kProgressHelp);
+  int rc = ParseOrExit(args, {"coordinator", "job", "step", "deep", "progress"}, help.c_str(),
+                       &flags);
   if (rc >= 0) return rc;
+  auto bar = ProgressBarFromFlags(flags, "verify", &rc);
+  if (!bar) return rc;
   std::string prefix;
   std::vector<ExpectedFile> inventory;
   std::string root;
@@ -172,11 +215,14 @@ int Verify(const std::vector<std::string>& args) {
     if (flags.positional().size() != 1) return UsageError("verify takes exactly one PREFIX");
     prefix = flags.positional()[0];
   }
-  auto report = VerifyCheckpoint(prefix);
-  if (!report.ok()) return Failed(report.status());
+  auto report = VerifyCheckpoint(prefix, bar->Callback());
+  if (!report.ok()) return Failed(*bar, report.status());
+  bar->Finish();
   if (flags.GetBool("deep")) {
-    auto files = VerifyFiles(root, inventory);
-    if (!files.ok()) return Failed(files.status());
+    auto files_bar = ProgressBarFromFlags(flags, "verify files", &rc);
+    auto files = VerifyFiles(root, inventory, files_bar->Callback());
+    if (!files.ok()) return Failed(*files_bar, files.status());
+    files_bar->Finish();
     report->problems.insert(report->problems.end(), files->problems.begin(), files->problems.end());
     std::cout << prefix << ": " << files->tensors << " files, " << files->bytes
               << " bytes checked against the catalog's SHA-256\n";
@@ -194,23 +240,26 @@ int Verify(const std::vector<std::string>& args) {
 
 int Convert(const std::vector<std::string>& args) {
   Flags flags;
-  int rc = ParseOrExit(
-      args, {"shards", "strict"},
-      "usage: cairn convert SRC DST [--shards=N] [--strict]\n"
+  const std::string help = absl::StrCat(
+      "usage: cairn convert SRC DST [--shards=N] [--strict] [--progress=auto|always|never]\n"
       "Converts SRC.safetensors to the checkpoint prefix DST, or the checkpoint\n"
       "prefix SRC to DST.safetensors. --shards spreads the tensors over N data\n"
       "files. Tensors safetensors cannot hold (string, complex) are skipped with a\n"
       "warning; --strict makes that an error. Partitioned variables travel as\n"
       "\"cairn.slice.NAME\" metadata.\n",
-      &flags);
+      kProgressHelp);
+  int rc = ParseOrExit(args, {"shards", "strict", "progress"}, help.c_str(), &flags);
   if (rc >= 0) return rc;
+  auto bar = ProgressBarFromFlags(flags, "convert", &rc);
+  if (!bar) return rc;
   if (flags.positional().size() != 2) return UsageError("convert takes SRC and DST");
   auto shards = flags.GetInt("shards", 1, 99999);
   if (!shards.ok()) return UsageError(std::string(shards.status().message()));
   ConvertOptions options;
   options.shards = static_cast<int>(shards->value_or(1));
   options.strict = flags.GetBool("strict");
-  options.warn = [](const std::string& msg) { std::cerr << "cairn: warning: " << msg << "\n"; };
+  options.warn = [bar = bar.get()](const std::string& msg) { bar->Note("cairn: warning: " + msg); };
+  options.progress = bar->Callback();
   const std::string& src = flags.positional()[0];
   const std::string& dst = flags.positional()[1];
   const bool src_st = absl::EndsWith(src, ".safetensors");
@@ -224,7 +273,8 @@ int Convert(const std::vector<std::string>& args) {
   } else {
     return UsageError("convert needs exactly one side ending in .safetensors");
   }
-  if (!s.ok()) return Failed(s);
+  if (!s.ok()) return Failed(*bar, s);
+  bar->Finish();
   return kOk;
 }
 
@@ -262,18 +312,21 @@ int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string*
 
 int Save(const std::vector<std::string>& args) {
   Flags flags;
-  int rc = ParseOrExit(
-      args, {"coordinator", "job", "step", "from", "shard", "metric"},
+  const std::string help = absl::StrCat(
       "usage: cairn save --coordinator=ADDR --job=JOB --step=STEP --from=FILE.safetensors\n"
-      "                  [--shard=I/N] [--metric=NAME=VALUE]...\n"
+      "                  [--shard=I/N] [--metric=NAME=VALUE]... [--progress=auto|always|never]\n"
       "Saves the tensors of FILE.safetensors as shard I of N (default 0/1) of\n"
       "checkpoint JOB/STEP through the coordinator at ADDR. Tensors with\n"
       "\"cairn.slice.NAME\" metadata are saved as slices of the partitioned tensor\n"
       "NAME. Returns when the shard is durable; the save that completes the last\n"
       "shard returns once the checkpoint is committed. --metric values (numbers)\n"
       "are recorded with the checkpoint for retention (--keep-best).\n",
-      &flags, {"metric"});
+      kProgressHelp);
+  int rc = ParseOrExit(args, {"coordinator", "job", "step", "from", "shard", "metric", "progress"},
+                       help.c_str(), &flags, {"metric"});
   if (rc >= 0) return rc;
+  auto bar = ProgressBarFromFlags(flags, "save", &rc);
+  if (!bar) return rc;
   if (!flags.positional().empty()) return UsageError("save takes no positional arguments");
   std::string coordinator_flag, job_flag;
   if ((rc = CoordinatorAndJob(flags, &coordinator_flag, &job_flag)) >= 0) return rc;
@@ -319,8 +372,10 @@ int Save(const std::vector<std::string>& args) {
   ClientOptions client_options = ClientOptionsFromFlags(flags, *coordinator);
   auto client = Client::Connect(client_options);
   if (!client.ok()) return Failed(client.status());
+  options.progress = bar->Callback();
   auto result = (*client)->SaveShard(options, (*source)->tensors());
-  if (!result.ok()) return Failed(result.status());
+  if (!result.ok()) return Failed(*bar, result.status());
+  bar->Finish();
   const int64_t num_tensors = result->num_tensors > 0
                                   ? result->num_tensors
                                   : static_cast<int64_t>((*source)->tensors().size());
@@ -336,11 +391,10 @@ int Save(const std::vector<std::string>& args) {
 
 int Restore(const std::vector<std::string>& args) {
   Flags flags;
-  int rc = ParseOrExit(
-      args, {"coordinator", "job", "step", "from", "to", "tensor", "slice", "strict", "threads"},
+  const std::string help = absl::StrCat(
       "usage: cairn restore (--coordinator=ADDR --job=JOB [--step=STEP] | --from=PREFIX)\n"
       "                     --to=DST [--tensor=NAME]... [--slice=NAME=SHAPE_AND_SLICE]...\n"
-      "                     [--strict] [--threads=N]\n"
+      "                     [--strict] [--threads=N] [--progress=auto|always|never]\n"
       "Restores checkpoint JOB/STEP (default: the newest committed step), or the\n"
       "checkpoint at PREFIX, to DST: a .safetensors file, or else a checkpoint\n"
       "prefix. By default every tensor; --tensor restores only the named ones.\n"
@@ -350,8 +404,14 @@ int Restore(const std::vector<std::string>& args) {
       ".safetensors file a slice is marked with \"cairn.slice.NAME\" metadata;\n"
       "tensors safetensors cannot hold (string, complex) are skipped with a\n"
       "warning, or fail with --strict. --threads sets parallel reads (default 4).\n",
-      &flags, {"tensor", "slice"});
+      kProgressHelp);
+  int rc = ParseOrExit(args,
+                       {"coordinator", "job", "step", "from", "to", "tensor", "slice", "strict",
+                        "threads", "progress"},
+                       help.c_str(), &flags, {"tensor", "slice"});
   if (rc >= 0) return rc;
+  auto bar = ProgressBarFromFlags(flags, "restore", &rc);
+  if (!bar) return rc;
   if (!flags.positional().empty()) return UsageError("restore takes no positional arguments");
   const bool from_prefix = flags.Has("from");
   if (from_prefix && flags.Has("coordinator")) {
@@ -431,9 +491,11 @@ int Restore(const std::vector<std::string>& args) {
   // A --slice must name the tensor's real full shape; checked from the index
   // before any data is read.
   if (absl::Status s = internal::CheckFullShapes(prefix, full_shapes); !s.ok()) return Failed(s);
-  auto tensors = RestoreFromPrefix(prefix, request, static_cast<int>(threads->value_or(4)));
+  auto tensors = RestoreFromPrefix(prefix, request, static_cast<int>(threads->value_or(4)),
+                                   bar->Callback());
   lease.Release();  // the checkpoint's files are read
-  if (!tensors.ok()) return Failed(tensors.status());
+  if (!tensors.ok()) return Failed(*bar, tensors.status());
+  bar->Finish();
   internal::RestoreOutputOptions out_options;
   out_options.strict = flags.GetBool("strict");
   out_options.warn = [](const std::string& msg) { std::cerr << "cairn: warning: " << msg << "\n"; };

@@ -6,6 +6,8 @@
 // the real servers live with the servers.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -16,11 +18,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/tools.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/rpc_util.h"
@@ -278,6 +282,152 @@ TEST(RestoreFromPrefix, CorruptDataIsDataLossNamingTheTensor) {
   auto r = RestoreFromPrefix(ckpt.prefix(), {}, 4);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_TRUE(Contains(r.status().message(), "w_2")) << r.status();
+}
+
+// ---------------------------------------------------------------- progress
+
+// Records a ProgressFn's calls, checking as they come that no two overlap
+// (client/progress.h: never two at once).
+class ProgressLog {
+ public:
+  ProgressFn Fn() {
+    return [this](uint64_t done, uint64_t total) {
+      if (inside_.fetch_add(1) != 0) overlapped_ = true;
+      calls_.emplace_back(done, total);
+      std::this_thread::yield();
+      inside_.fetch_sub(1);
+    };
+  }
+  const std::vector<std::pair<uint64_t, uint64_t>>& calls() const { return calls_; }
+
+  // The contract after a success: (0, total) first, (total, total) last and
+  // only once, `done` never decreasing, `total` fixed.
+  void ExpectComplete(uint64_t total) const {
+    EXPECT_FALSE(overlapped_.load()) << "two calls at once";
+    ASSERT_GE(calls_.size(), 1u);
+    EXPECT_EQ(calls_.front(), std::make_pair(uint64_t{0}, total));
+    EXPECT_EQ(calls_.back(), std::make_pair(total, total));
+    for (size_t i = 0; i < calls_.size(); ++i) {
+      EXPECT_EQ(calls_[i].second, total) << "call " << i;
+      if (i > 0) {
+        EXPECT_GE(calls_[i].first, calls_[i - 1].first) << "call " << i;
+      }
+      if (i + 1 < calls_.size() && total > 0) {
+        EXPECT_LT(calls_[i].first, total) << "(total, total) reported before the end, call " << i;
+      }
+    }
+  }
+
+ private:
+  std::atomic<int> inside_{0};
+  std::atomic<bool> overlapped_{false};
+  std::vector<std::pair<uint64_t, uint64_t>> calls_;
+};
+
+// emb 100x6 floats, w_0..w_3 of 3..6 floats, the int64 step, and the three
+// strings of "names" at one byte per element.
+constexpr uint64_t kFourPartRestoreBytes = 100 * 6 * 4 + (3 + 4 + 5 + 6) * 4 + 8 + 3;
+
+TEST(Progress, RestoreFromPrefixCountsEachTensorAsItIsRead) {
+  FourPartCheckpoint ckpt;
+  for (int threads : {1, 4}) {
+    SCOPED_TRACE(threads);
+    ProgressLog log;
+    auto r = RestoreFromPrefix(ckpt.prefix(), {}, threads, log.Fn());
+    ASSERT_TRUE(r.ok()) << r.status();
+    log.ExpectComplete(kFourPartRestoreBytes);
+    EXPECT_EQ(log.calls().size(), 8u) << "the start, then one call per tensor";
+  }
+  // A slice counts the bytes of the slice.
+  ProgressLog log;
+  RestoreRequest request;
+  request.tensors = {"emb"};
+  request.slices["emb"] = Slice("0,10:-");
+  auto r = RestoreFromPrefix(ckpt.prefix(), request, 2, log.Fn());
+  ASSERT_TRUE(r.ok()) << r.status();
+  log.ExpectComplete(10 * 6 * 4);
+}
+
+TEST(Progress, AFailedRestoreNeverReportsTheTotal) {
+  FourPartCheckpoint ckpt;
+  auto storage = OpenStorage(ckpt.dir().path());
+  ASSERT_TRUE(storage.ok());
+  auto reader = BundleReader::Open(storage->get(), "job/ckpt-5/variables");
+  ASSERT_TRUE(reader.ok());
+  auto entry = (*reader)->Lookup("w_2");
+  ASSERT_TRUE(entry.ok());
+  const std::string file = ckpt.dir().Join(DataFileName("job/ckpt-5/variables", entry->shard_id, 4));
+  std::string data = testing::ReadFile(file);
+  data[static_cast<size_t>(entry->offset)] ^= 1;
+  testing::WriteFile(file, data);
+  ProgressLog log;
+  ASSERT_FALSE(RestoreFromPrefix(ckpt.prefix(), {}, 1, log.Fn()).ok());
+  ASSERT_FALSE(log.calls().empty());
+  EXPECT_EQ(log.calls().front(), std::make_pair(uint64_t{0}, kFourPartRestoreBytes));
+  EXPECT_LT(log.calls().back().first, kFourPartRestoreBytes);
+}
+
+TEST(Progress, VerifyCountsTensorsAndDeepVerifyCountsFiles) {
+  FourPartCheckpoint ckpt;
+  ProgressLog log;
+  auto report = VerifyCheckpoint(ckpt.uri(), log.Fn());
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->ok());
+  log.ExpectComplete(report->bytes);
+  EXPECT_GT(report->bytes, 2400u);
+  EXPECT_GE(log.calls().size(), 8u) << "the start, then one call per tensor or slice";
+
+  // Every file of the checkpoint, plus one that is missing: it counts as
+  // done (and is a problem), so the bar still ends at the total.
+  std::vector<ExpectedFile> files;
+  uint64_t total = 0;
+  for (const std::string& name :
+       {std::string("job/ckpt-5/variables.index"),
+        absl::StrCat("job/ckpt-5/variables.data-00000-of-00004"),
+        absl::StrCat("job/ckpt-5/variables.data-00003-of-00004")}) {
+    const uint64_t size = testing::ReadFile(ckpt.dir().Join(name)).size();
+    files.push_back({name, size, 0, ""});
+    total += size;
+  }
+  files.push_back({"job/ckpt-5/absent", 1000, 0, ""});
+  total += 1000;
+  ProgressLog files_log;
+  auto deep = VerifyFiles("file://" + ckpt.dir().path(), files, files_log.Fn());
+  ASSERT_TRUE(deep.ok()) << deep.status();
+  EXPECT_EQ(deep->problems.size(), 1u);
+  files_log.ExpectComplete(total);
+}
+
+TEST(Progress, ConvertCountsEveryChunkBothWays) {
+  testing::TempDir dir;
+  const std::string big = testing::PatternBytes((9 << 20) + 12, 3);  // two 8 MiB reads
+  const std::string small = Floats(5, 1);
+  const std::string src = dir.Join("in.safetensors");
+  WriteSafetensors(src,
+                   {{"big", DataType::kUint8, {static_cast<int64_t>(big.size())}},
+                    {"small", DataType::kFloat, {5}}},
+                   {{"big", big}, {"small", small}}, {});
+  const uint64_t total = big.size() + small.size();
+  for (int shards : {1, 2}) {
+    SCOPED_TRACE(shards);
+    ConvertOptions options;
+    options.shards = shards;
+    ProgressLog log;
+    options.progress = log.Fn();
+    const std::string prefix = dir.Join(absl::StrCat("out", shards, "/variables"));
+    ASSERT_TRUE(ConvertSafetensorsToBundle(src, prefix, options).ok());
+    log.ExpectComplete(total);
+    EXPECT_EQ(log.calls().size(), 4u) << "the start, 8 MiB, the rest of big, small";
+
+    ConvertOptions back_options;
+    ProgressLog back_log;
+    back_options.progress = back_log.Fn();
+    const std::string back = dir.Join(absl::StrCat("back", shards, ".safetensors"));
+    ASSERT_TRUE(ConvertBundleToSafetensors(prefix, back, back_options).ok());
+    back_log.ExpectComplete(total);
+    EXPECT_EQ(back_log.calls().size(), 3u) << "the start, then one call per tensor";
+    EXPECT_EQ(testing::ReadFile(back), testing::ReadFile(src));
+  }
 }
 
 // ------------------------------------------------ SaveShard input checks
@@ -866,6 +1016,39 @@ TEST_F(FakeService, SaveShardStreamsHeaderTensorsAndChunks) {
   ASSERT_TRUE(emb.ok()) << emb.status();
   EXPECT_EQ(emb->at("emb").tensor.data.view(), rows);
   EXPECT_EQ(client_->Restore("run-1", 41, {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+// The save's progress is the tensor data as it goes out, chunk by chunk,
+// from the caller's thread or (async) the background one.
+TEST_F(FakeService, SaveShardReportsEveryChunkSent) {
+  const std::string big = testing::PatternBytes(9 * (1 << 20) + 4, 2);
+  const std::string rows = Floats(2 * 3, 7);
+  std::vector<SaveTensor> tensors = {
+      {"big", DataType::kUint8, {static_cast<int64_t>(big.size())}, std::nullopt, big, {}},
+      {"vocab", DataType::kString, {1}, std::nullopt, "", {"not counted"}},
+      {"emb", DataType::kFloat, {10, 3}, Slice("4,2:-"), rows, {}},
+  };
+  const uint64_t total = big.size() + rows.size();
+  ProgressLog log;
+  SaveShardOptions options{"progress", 1, 0, 1, {}};
+  options.progress = log.Fn();
+  ASSERT_TRUE(client_->SaveShard(options, tensors).ok());
+  log.ExpectComplete(total);
+  EXPECT_EQ(log.calls(), (std::vector<std::pair<uint64_t, uint64_t>>{
+                             {0, total},
+                             {rpc::kChunkBytes, total},
+                             {2 * rpc::kChunkBytes, total},
+                             {big.size(), total},
+                             {total, total}}));
+
+  ProgressLog async_log;
+  options.step = 2;
+  options.progress = async_log.Fn();
+  auto handle = client_->SaveShardAsync(options, tensors);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  ASSERT_TRUE((*handle)->Wait().ok());
+  async_log.ExpectComplete(total);
+  EXPECT_EQ(async_log.calls().size(), 5u);
 }
 
 TEST_F(FakeService, ListAndGetMapTheCatalog) {
