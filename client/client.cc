@@ -557,8 +557,10 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
                                                   const ProgressFn& progress_fn) {
   ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
   ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri));
+  BundleReaderOptions reader_options;
+  reader_options.map_files = request.map_files;
   ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader,
-                   BundleReader::Open(storage.get(), split.prefix));
+                   BundleReader::Open(storage.get(), split.prefix, reader_options));
 
   auto not_found = [&](const std::string& name) {
     return absl::NotFoundError(

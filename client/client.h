@@ -106,6 +106,11 @@ struct CheckpointSummary {
 struct RestoreRequest {
   std::vector<std::string> tensors;
   std::map<std::string, TensorSlice> slices;
+  // Local checkpoints only (other storage is read as usual): whole tensors
+  // come back as copy-on-write views of the files' pages instead of copies
+  // (BundleReaderOptions::map_files), every checksum still verified. The
+  // fastest restore; the files must not be rewritten in place meanwhile.
+  bool map_files = false;
 };
 
 struct RestoredTensor {

@@ -251,8 +251,10 @@ py::dict RestoredToDict(cairn::RestoredTensors restored) {
 }
 
 cairn::RestoreRequest ToRestoreRequest(const std::optional<std::vector<std::string>>& tensors,
-                                       const std::optional<std::map<std::string, std::string>>& slices) {
+                                       const std::optional<std::map<std::string, std::string>>& slices,
+                                       bool map_files) {
   cairn::RestoreRequest request;
+  request.map_files = map_files;
   if (tensors) request.tensors = *tensors;
   if (slices) {
     for (const auto& [name, text] : *slices) {
@@ -381,8 +383,9 @@ class PyClient {
 
   py::dict Restore(const std::string& job, std::optional<int64_t> step,
                    const std::optional<std::vector<std::string>>& tensors,
-                   const std::optional<std::map<std::string, std::string>>& slices) {
-    cairn::RestoreRequest request = ToRestoreRequest(tensors, slices);
+                   const std::optional<std::map<std::string, std::string>>& slices,
+                   bool map_files) {
+    cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files);
     absl::StatusOr<cairn::RestoredTensors> result;
     {
       py::gil_scoped_release release;
@@ -448,8 +451,8 @@ class PyClient {
 py::dict RestoreFromPrefix(const std::string& prefix_uri,
                            const std::optional<std::vector<std::string>>& tensors,
                            const std::optional<std::map<std::string, std::string>>& slices,
-                           int threads) {
-  cairn::RestoreRequest request = ToRestoreRequest(tensors, slices);
+                           int threads, bool map_files) {
+  cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files);
   absl::StatusOr<cairn::RestoredTensors> result;
   {
     py::gil_scoped_release release;
@@ -483,7 +486,7 @@ PYBIND11_MODULE(_cairn, m) {
       .def("list", &PyClient::List, "job"_a)
       .def("get", &PyClient::Get, "job"_a, "step"_a = py::none())
       .def("restore", &PyClient::Restore, "job"_a, "step"_a = py::none(), "tensors"_a = py::none(),
-           "slices"_a = py::none())
+           "slices"_a = py::none(), "map_files"_a = false)
       .def("pin", &PyClient::Pin, "job"_a, "step"_a, "pinned"_a = true)
       .def("set_policy", &PyClient::SetPolicy, "job"_a, "keep_last"_a = 0,
            "keep_every_steps"_a = 0, "keep_every_hours"_a = 0.0, "keep_best"_a = 0,
@@ -491,5 +494,5 @@ PYBIND11_MODULE(_cairn, m) {
       .def("gc", &PyClient::Gc, "job"_a, "dry_run"_a = false);
 
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),
-        "slices"_a = py::none(), "threads"_a = 4);
+        "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false);
 }

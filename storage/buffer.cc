@@ -25,12 +25,16 @@ Buffer::Buffer(size_t size) : size_(size) {
   data_ = new char[size];
 }
 
+Buffer::Buffer(std::shared_ptr<char> owner, size_t size)
+    : data_(owner.get()), size_(size), owner_(std::move(owner)) {}
+
 Buffer::~Buffer() { Release(); }
 
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      mapped_(std::exchange(other.mapped_, 0)) {}
+      mapped_(std::exchange(other.mapped_, 0)),
+      owner_(std::move(other.owner_)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -38,13 +42,17 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     mapped_ = std::exchange(other.mapped_, 0);
+    owner_ = std::move(other.owner_);
   }
   return *this;
 }
 
 void Buffer::Release() {
-  if (data_ == nullptr) return;
-  if (mapped_) {
+  if (owner_) {
+    owner_.reset();
+  } else if (data_ == nullptr) {
+    return;
+  } else if (mapped_) {
     ::munmap(data_, mapped_);
   } else {
     delete[] data_;

@@ -23,6 +23,7 @@ void SwapBytes(char* data, size_t n, size_t unit) {
 struct BundleReader::Rep {
   Storage* storage;
   std::string prefix;
+  BundleReaderOptions options;
   std::unique_ptr<ReadableFile> index_file;
   std::unique_ptr<internal::Table> table;
   internal::BundleHeader header;
@@ -108,7 +109,22 @@ struct BundleReader::Rep {
     return crc;
   }
 
-  absl::Status ReadFixed(const BundleEntry& e, char* dst) const {
+  // A fixed-size entry as a checked view of the mapped file. DataLoss if
+  // corrupt; other errors mean the file cannot be mapped (read it instead).
+  absl::StatusOr<Buffer> MapFixed(const BundleEntry& e, const ReadableFile& file) const {
+    RETURN_IF_ERROR(CheckFixedSize(e));
+    ASSIGN_OR_RETURN(std::shared_ptr<char> p,
+                     file.MapRange(static_cast<uint64_t>(e.offset), static_cast<size_t>(e.size)));
+    const size_t size = static_cast<size_t>(e.size);
+    data_bytes_read += size;
+    if (crc32c::Value(p.get(), size) != crc32c::Unmask(e.masked_crc32c)) {
+      return Corrupt(e, file, "checksum does not match");
+    }
+    return Buffer(std::move(p), size);
+  }
+
+  // OK if the entry's size is what its shape and dtype take.
+  absl::Status CheckFixedSize(const BundleEntry& e) const {
     const size_t elem = DataTypeSize(e.data_type());
     if (elem == 0) {
       return absl::UnimplementedError(absl::StrCat("tensor \"", internal::PrintableKey(e.key),
@@ -124,6 +140,11 @@ struct BundleReader::Rep {
                                               " bytes for shape and dtype ",
                                               DataTypeName(e.data_type()), ")"));
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadFixed(const BundleEntry& e, char* dst) const {
+    RETURN_IF_ERROR(CheckFixedSize(e));
     ASSIGN_OR_RETURN(const ReadableFile* file, CheckExtent(e));
     ASSIGN_OR_RETURN(const uint32_t crc, ReadAndChecksum(*file, e, dst));
     if (crc != crc32c::Unmask(e.masked_crc32c)) {
@@ -189,11 +210,12 @@ struct BundleReader::Rep {
 BundleReader::BundleReader(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 BundleReader::~BundleReader() = default;
 
-absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(Storage* storage,
-                                                                 absl::string_view prefix) {
+absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(
+    Storage* storage, absl::string_view prefix, const BundleReaderOptions& options) {
   auto rep = std::make_unique<Rep>();
   rep->storage = storage;
   rep->prefix = std::string(prefix);
+  rep->options = options;
   auto index = storage->NewReadableFile(IndexFileName(prefix));
   if (!index.ok()) {
     if (absl::IsNotFound(index.status())) {
@@ -270,7 +292,16 @@ absl::StatusOr<Tensor> BundleReader::ReadEntry(const BundleEntry& entry) const {
   }
   if (DataTypeSize(t.dtype) > 0) {
     // A hostile size must not drive allocation: check it against the file.
-    RETURN_IF_ERROR(rep_->CheckExtent(entry).status());
+    ASSIGN_OR_RETURN(const ReadableFile* file, rep_->CheckExtent(entry));
+    if (rep_->options.map_files && !rep_->header.big_endian && entry.size > 0) {
+      absl::StatusOr<Buffer> mapped = rep_->MapFixed(entry, *file);
+      if (mapped.ok()) {
+        t.data = *std::move(mapped);
+        return t;
+      }
+      // Corruption is final; a file that cannot be mapped is read instead.
+      if (absl::IsDataLoss(mapped.status())) return mapped.status();
+    }
     t.data = Buffer(static_cast<size_t>(entry.size));
   }
   RETURN_IF_ERROR(rep_->ReadFixed(entry, t.data.data()));

@@ -30,12 +30,22 @@
 
 namespace cairn {
 
+struct BundleReaderOptions {
+  // Whole fixed-size tensors in files the storage can map (local files) come
+  // back as copy-on-write views of the page cache (ReadableFile::MapRange)
+  // instead of copies: no copy and no fresh memory to fault in, checksums
+  // verified all the same. Writing to such a tensor copies only the pages
+  // written. The files must not be truncated or rewritten in place while the
+  // tensors live (Cairn never does; deleting them is fine).
+  bool map_files = false;
+};
+
 class BundleReader {
  public:
   // `storage` must outlive the reader; `prefix` is relative to its root.
   // NotFound if PREFIX.index does not exist.
-  static absl::StatusOr<std::unique_ptr<BundleReader>> Open(Storage* storage,
-                                                            absl::string_view prefix);
+  static absl::StatusOr<std::unique_ptr<BundleReader>> Open(
+      Storage* storage, absl::string_view prefix, const BundleReaderOptions& options = {});
   ~BundleReader();
 
   int num_shards() const;

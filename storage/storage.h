@@ -45,6 +45,13 @@ class ReadableFile {
   // True if many small ReadAt calls cost about as much as one large one
   // (local files: yes; remote objects: no, each is a request).
   virtual bool prefers_small_reads() const { return false; }
+  // Bytes [offset, offset+n) mapped into memory copy-on-write (writes through
+  // the pointer change only this process's copy, never the file), pages
+  // already faulted in; the pointer keeps the mapping alive after the file
+  // object is gone. Unimplemented for backends that cannot map (remote
+  // objects). Valid only while the file is not truncated or rewritten in
+  // place, which Cairn never does to a published checkpoint.
+  virtual absl::StatusOr<std::shared_ptr<char>> MapRange(uint64_t offset, size_t n) const;
 };
 
 // A file being written. Not thread-safe. Append buffers as the backend sees

@@ -17,10 +17,15 @@ namespace cairn {
 // overwritten). Buffers of 2 MiB and more are mapped directly and marked for
 // transparent huge pages: filling a multi-GiB restore then takes hundreds of
 // times fewer page faults. Movable, not copyable.
+//
+// A buffer may instead view memory owned elsewhere (a copy-on-write mapping
+// of a checkpoint file, see ReadableFile::MapRange): `owner` is kept alive
+// as long as the buffer views it.
 class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(size_t size);
+  Buffer(std::shared_ptr<char> owner, size_t size);
   ~Buffer();
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
@@ -37,6 +42,7 @@ class Buffer {
   char* data_ = nullptr;
   size_t size_ = 0;
   size_t mapped_ = 0;  // bytes mapped with mmap (0: allocated with new[])
+  std::shared_ptr<char> owner_;  // set: data_ is owner_.get(), not ours to free
 };
 
 // A tensor in memory: fixed-size elements in row-major order, little-endian,

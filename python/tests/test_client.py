@@ -150,6 +150,21 @@ class ClientTest(unittest.TestCase):
         part = self.client.restore_from(prefix, tensors=["emb"], slices={"emb": "8,2:-"})
         np.testing.assert_array_equal(part["emb"], self.emb[8:])
 
+    def test_restore_with_mapped_files(self):
+        self.save_two_workers("py-mapped", 4)
+        prefix = self.client.latest("py-mapped").prefix_uri
+        path = prefix[len("file://"):] if prefix.startswith("file://") else prefix
+        got = self.client.restore("py-mapped", map_files=True)
+        np.testing.assert_array_equal(got["emb"], self.emb)
+        np.testing.assert_array_equal(got["dense"], self.dense)
+        with open("/proc/self/maps") as maps:
+            self.assertIn(os.path.dirname(path) + "/variables.data-", maps.read())
+        # Copy-on-write: writing to the array leaves the checkpoint alone.
+        got["emb"][:] = -7.0
+        again = cairn.restore_from(prefix, map_files=True)
+        np.testing.assert_array_equal(again["emb"], self.emb)
+        np.testing.assert_array_equal(self.client.restore("py-mapped")["emb"], self.emb)
+
     def test_async_save_copies_before_returning(self):
         original = np.arange(1 << 16, dtype=np.float32).reshape(256, 256)
         arr = original.copy()

@@ -299,6 +299,97 @@ TEST_F(BundleTest, EveryFlippedDataByteIsCaughtAndNamed) {
   }
 }
 
+// /proc/self/maps names the files mapped into this process.
+bool IsMapped(const std::string& path) {
+  return testing::ReadFile("/proc/self/maps").find(path) != std::string::npos;
+}
+
+TEST_F(BundleTest, MappedReadsAreCheckedCopyOnWriteViewsThatOutliveTheFiles) {
+  const std::string big = Bytes(3 << 20, 1);
+  auto w = Writer("m");
+  ASSERT_TRUE(w->Add("big", DataType::kFloat, {3 << 18}, big).ok());
+  ASSERT_TRUE(w->AddString("names", {2}, {"xy", "z"}).ok());
+  ASSERT_TRUE(w->Add("small", DataType::kInt64, {2}, Bytes(16, 2)).ok());
+  ASSERT_TRUE(w->AddSlice("emb", {4, 2}, *TensorSlice::Parse("0,2:-"), DataType::kInt32,
+                          Bytes(16, 3)).ok());
+  ASSERT_TRUE(w->AddSlice("emb", {4, 2}, *TensorSlice::Parse("2,2:-"), DataType::kInt32,
+                          Bytes(16, 4)).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  const std::string path = dir_.Join("m.data-00000-of-00001");
+  const std::string file_before = testing::ReadFile(path);
+
+  Tensor mapped_big;
+  {
+    BundleReaderOptions options;
+    options.map_files = true;
+    auto mapped = std::move(BundleReader::Open(storage_.get(), "m", options)).value();
+    auto copied = Reader("m");
+    for (const char* name : {"big", "names", "small", "emb"}) {
+      auto a = mapped->ReadTensor(name);
+      auto b = copied->ReadTensor(name);
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok()) << b.status();
+      EXPECT_EQ(a->dtype, b->dtype) << name;
+      EXPECT_EQ(a->shape, b->shape) << name;
+      EXPECT_EQ(a->data.view(), b->data.view()) << name;
+      EXPECT_EQ(a->strings, b->strings) << name;
+    }
+    auto part = mapped->ReadSlice("big", *TensorSlice::Parse("10,20"));
+    ASSERT_TRUE(part.ok()) << part.status();
+    EXPECT_EQ(part->data.view(), absl::string_view(big).substr(40, 80));
+    mapped_big = std::move(mapped->ReadTensor("big")).value();
+    EXPECT_TRUE(IsMapped(path)) << "map_files read " << path << " without mapping it";
+  }
+  // The reader and the storage are gone; the view still holds the mapping.
+  storage_.reset();
+  ASSERT_EQ(mapped_big.data.view(), big);
+  // Writing to the tensor copies the written pages; the file is unchanged.
+  std::memset(mapped_big.data.data(), 0x5a, 4096 * 3);
+  EXPECT_EQ(testing::ReadFile(path), file_before);
+  EXPECT_EQ(mapped_big.data.view().substr(4096 * 3), absl::string_view(big).substr(4096 * 3));
+  // Retention may delete the files while the tensor lives.
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  EXPECT_EQ(mapped_big.data.view().substr(4096 * 3), absl::string_view(big).substr(4096 * 3));
+  mapped_big = Tensor();
+  EXPECT_FALSE(IsMapped(path)) << "the mapping outlived its last tensor";
+}
+
+TEST_F(BundleTest, MappedReadsCatchEveryFlippedByte) {
+  auto w = Writer("f");
+  ASSERT_TRUE(w->Add("alpha", DataType::kFloat, {4}, FloatBytes({1, 2, 3, 4})).ok());
+  ASSERT_TRUE(w->Add("gamma", DataType::kInt64, {2}, Bytes(16, 9)).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  const std::string path = dir_.Join("f.data-00000-of-00001");
+  const std::string good = testing::ReadFile(path);
+  BundleReaderOptions options;
+  options.map_files = true;
+  for (size_t pos = 0; pos < good.size(); ++pos) {
+    std::string bad = good;
+    bad[pos] ^= 1;
+    testing::WriteFile(path, bad);
+    auto r = std::move(BundleReader::Open(storage_.get(), "f", options)).value();
+    const std::string culprit = pos < 16 ? "alpha" : "gamma";
+    auto t = r->ReadTensor(culprit);
+    ASSERT_FALSE(t.ok()) << "flip at " << pos;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(t.status().message().find(culprit), std::string::npos) << t.status();
+    EXPECT_NE(t.status().message().find("f.data-00000-of-00001"), std::string::npos);
+  }
+}
+
+TEST_F(BundleTest, MapFilesFallsBackToCopiesWhereStorageCannotMap) {
+  auto memory = NewMemoryStorage();
+  auto w = std::move(BundleWriter::Create(memory.get(), "p")).value();
+  ASSERT_TRUE(w->Add("x", DataType::kFloat, {4}, FloatBytes({1, 2, 3, 4})).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  BundleReaderOptions options;
+  options.map_files = true;
+  auto r = std::move(BundleReader::Open(memory.get(), "p", options)).value();
+  auto t = r->ReadTensor("x");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->data.view(), FloatBytes({1, 2, 3, 4}));
+}
+
 TEST_F(BundleTest, TruncatedDataFileIsDataLoss) {
   auto w = Writer("t");
   ASSERT_TRUE(w->Add("x", DataType::kFloat, {4}, FloatBytes({1, 2, 3, 4})).ok());
