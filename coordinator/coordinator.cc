@@ -12,6 +12,7 @@
 #include "coordinator/internal/service.h"
 #include "coordinator/internal/status_page.h"
 #include "observability/http_endpoint.h"
+#include "observability/log.h"
 #include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/status_macros.h"
@@ -105,8 +106,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       return json(service->JobJson(path.substr(std::string("/api/jobs/").size())));
     };
     ASSIGN_OR_RETURN(rep->http, HttpEndpoint::Start(options.metrics_listen, std::move(handlers)));
-    std::cerr << "cairn-coordinator: status page and metrics on http://" << rep->http->address()
-              << "/ (/metrics)" << std::endl;
+    logging::Log(absl::StrCat("status page and metrics on http://", rep->http->address(),
+                              "/ (/metrics)"));
   }
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(rep)));
 }

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "client/internal/flags.h"
+#include "observability/log.h"
 #include "client/internal/server_flags.h"
 #include "coordinator/coordinator.h"
 
@@ -38,6 +39,7 @@ Stops cleanly on SIGTERM or SIGINT.
 int main(int argc, char** argv) {
   using cairn::cli::Flags;
   cairn::cli::PrepareServerProcess();
+  cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
                              "crash-at", "s3-endpoint", "metrics-listen", "tls-cert", "tls-key", "tls-ca",

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "client/internal/flags.h"
+#include "observability/log.h"
 #include "client/internal/server_flags.h"
 #include "shard_writer/shard_writer.h"
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   cairn::cli::PrepareServerProcess();
+  cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",

@@ -12,11 +12,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/auth.h"
 #include "observability/http_endpoint.h"
 #include "observability/metrics.h"
 #include "proto/rpc_util.h"
+#include "observability/log.h"
 #include "storage/bundle_merge.h"
 #include "storage/bundle_writer.h"
 #include "storage/crc32c.h"
@@ -28,7 +30,7 @@
 namespace cairn {
 namespace {
 
-void Log(const std::string& msg) { std::cerr << "cairn-writer: " << msg << std::endl; }
+using logging::Log;
 
 metrics::CounterMetric& BytesReceived() {
   static auto& c = metrics::Counter("cairn_writer_bytes_received_total", "Tensor bytes received from clients.");
@@ -54,15 +56,20 @@ class WriterService final : public v1::ShardWriter::Service {
         "cairn_writer_shard_save_seconds", "Time from a shard stream's start until the shard is durable.");
     const auto start = std::chrono::steady_clock::now();
     active.Set(++active_);
-    absl::Status s = DoSaveShard(ctx, reader, resp);
+    logging::Where where;  // filled in once the stream's header is read
+    absl::Status s = DoSaveShard(ctx, reader, resp, &where);
     active.Set(--active_);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (s.ok()) {
-      latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      latency.Observe(secs);
+      Log(where, absl::StrFormat("shard durable: %d tensors, %d bytes in %.3f s%s", resp->num_tensors(),
+                                 resp->bytes(), secs, resp->committed() ? "; checkpoint committed" : ""));
     } else {
       metrics::Counter("cairn_writer_errors_total", "Failed shard saves by status code.",
                        {{"code", absl::StatusCodeToString(s.code())}})
           .Add(1);
-      Log(std::string(s.message()));
+      Log(where, absl::StrCat("shard save failed: ", absl::StatusCodeToString(s.code()), ": ",
+                              s.message()));
     }
     return rpc::ToGrpc(s);
   }
@@ -148,12 +155,16 @@ class WriterService final : public v1::ShardWriter::Service {
 
   absl::Status DoSaveShard(grpc::ServerContext* ctx,
                            grpc::ServerReader<v1::SaveShardMessage>* reader,
-                           v1::SaveShardResponse* resp) {
+                           v1::SaveShardResponse* resp, logging::Where* where) {
     v1::SaveShardMessage msg;
     if (!reader->Read(&msg) || msg.kind_case() != v1::SaveShardMessage::kHeader) {
       return absl::InvalidArgumentError("a SaveShard stream must start with its header");
     }
     const v1::SaveShardHeader header = msg.header();
+    where->job = header.job();
+    where->step = header.step();
+    where->shard = header.shard_index();
+    where->num_shards = header.num_shards();
     RETURN_IF_ERROR(Authorize(*ctx, header.job(), auth::Scope::kWrite));
     RETURN_IF_ERROR(ValidateHeader(header));
     const std::string what = absl::StrCat("shard ", header.shard_index(), "/", header.num_shards(),

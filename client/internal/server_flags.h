@@ -8,8 +8,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "client/internal/flags.h"
 #include "client/internal/signals.h"
+#include "observability/log.h"
 
 namespace cairn {
 namespace cli {
@@ -26,18 +28,20 @@ void PrepareServerProcess();
 int ServerSecurityFromFlags(const Flags& flags, const char* program, const std::string& listen,
                             TlsOptions* tls, bool* insecure, std::string* auth_key);
 
-// Prints "listening on ADDRESS" (the line scripts and tests wait for), serves
-// until SIGTERM or SIGINT, then shuts down. Exit status 1 if it did not start.
+// Prints "listening on ADDRESS" on stdout (the line scripts and tests wait
+// for), serves until SIGTERM or SIGINT, then shuts down; start failures and
+// signals are logged (observability/log.h). Exit status 1 if it did not start.
 template <typename Server>
 int ServeUntilSignal(absl::StatusOr<std::unique_ptr<Server>> server, const char* program) {
   if (!server.ok()) {
-    std::cerr << program << ": " << server.status().message() << "\n";
+    logging::Log(absl::StrCat("cannot start: ", server.status().message()));
     return 1;
   }
   std::cout << "listening on " << (*server)->address() << std::endl;
   const int sig = WaitForTerminationSignal();
-  std::cerr << program << ": signal " << sig << ", shutting down\n";
+  logging::Log(absl::StrCat("signal ", sig, ", shutting down"));
   (*server)->Shutdown();
+  logging::Log("stopped");
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "proto/auth.h"
 #include <nlohmann/json.hpp>
 
+#include "observability/log.h"
 #include "observability/metrics.h"
 #include "proto/rpc_util.h"
 #include "storage/layout.h"
@@ -28,7 +29,15 @@ constexpr int kMaxShards = 100000;
 
 std::string Name(const std::string& job, int64_t step) { return absl::StrCat(job, "/", step); }
 
-void Log(const std::string& msg) { std::cerr << "cairn-coordinator: " << msg << std::endl; }
+using logging::Log;
+using logging::Where;
+
+Where At(const std::string& job, int64_t step) {
+  Where w;
+  w.job = job;
+  w.step = step;
+  return w;
+}
 
 bool AllDurable(const v1::CheckpointRecord& r) {
   return std::all_of(r.shards().begin(), r.shards().end(),
@@ -108,7 +117,7 @@ absl::Status CoordinatorService::Recover() {
   for (auto& r : records) {
     const Key key{r.job(), r.step()};
     if (r.state() == v1::DELETING) {
-      Log(absl::StrCat("recovery: finishing the deletion of ", Name(r.job(), r.step())));
+      Log(At(r.job(), r.step()), "recovery: finishing the deletion");
       RETURN_IF_ERROR(FinishDeletion(r));
       continue;
     }
@@ -126,15 +135,14 @@ absl::Status CoordinatorService::Recover() {
     live_[key] = std::move(r);
   }
   for (const Key& key : to_finish) {
-    Log(absl::StrCat("recovery: finishing the decided commit of ", Name(key.first, key.second)));
+    Log(At(key.first, key.second), "recovery: finishing the decided commit");
     absl::Status s = FinishCommit(key);
-    if (!s.ok()) Log(absl::StrCat("recovery: ", s.message(), " (will retry)"));
+    if (!s.ok()) Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message(), " (will retry)"));
   }
   for (const Key& key : to_complete) {
-    Log(absl::StrCat("recovery: all shards of ", Name(key.first, key.second),
-                     " are durable; committing"));
+    Log(At(key.first, key.second), "recovery: all shards are durable; committing");
     absl::Status s = CompleteCheckpoint(key);
-    if (!s.ok()) Log(absl::StrCat("recovery: ", s.message()));
+    if (!s.ok()) Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -287,8 +295,12 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
   record = std::move(updated);
   ++writers_[chosen].active_shards;
-  Log(absl::StrCat("shard ", req.shard_index(), "/", req.num_shards(), " of ", name,
-                   " -> writer ", chosen));
+  {
+    Where where = At(req.job(), req.step());
+    where.shard = req.shard_index();
+    where.num_shards = req.num_shards();
+    Log(where, absl::StrCat("shard assigned to writer ", chosen));
+  }
 
   v1::BeginShardResponse resp;
   resp.set_writer_address(writers_[chosen].address);
@@ -387,7 +399,7 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
 // ----------------------------------------------------------------- commit
 
 absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
-    const std::vector<std::string>& parts, const std::string& output) {
+    const Key& key, const std::vector<std::string>& parts, const std::string& output) {
   std::vector<std::string> addresses;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -399,7 +411,7 @@ absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
   for (const std::string& address : addresses) {
     auto channel = rpc::NewChannel(address, options_.tls);
     if (!channel.ok()) {
-      Log(absl::StrCat("merge on writer ", address, ": ", channel.status().message()));
+      Log(At(key.first, key.second), absl::StrCat("merge on writer ", address, ": ", channel.status().message()));
       continue;
     }
     auto stub = v1::ShardWriter::NewStub(*channel);
@@ -415,7 +427,7 @@ absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
       return files;
     }
     if (absl::IsInvalidArgument(s) || absl::IsDataLoss(s)) return s;
-    Log(absl::StrCat("merge on writer ", address, " failed: ", s.message()));
+    Log(At(key.first, key.second), absl::StrCat("merge on writer ", address, " failed: ", s.message()));
   }
   // No writer could do it: the coordinator reaches the same storage.
   return MergeBundleParts(storage_.get(), parts, output);
@@ -458,7 +470,7 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
       h.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   } observe{commit_start};
-  auto merged = Merge(parts, merged_prefix);
+  auto merged = Merge(key, parts, merged_prefix);
   if (!merged.ok()) {
     if (absl::IsInvalidArgument(merged.status()) || absl::IsDataLoss(merged.status())) {
       const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
@@ -553,8 +565,8 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
     std::lock_guard<std::mutex> lock(mu_);
     live_.erase(key);
   }
-  Log(absl::StrCat("committed ", Name(key.first, key.second), ": ", updated.num_shards(),
-                   " shards, ", updated.bytes(), " bytes"));
+  Log(At(key.first, key.second), absl::StrCat("committed: ", updated.num_shards(), " shards, ",
+                                              updated.bytes(), " bytes"));
   metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);
   metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.")
       .Add(static_cast<double>(updated.bytes()));
@@ -570,7 +582,9 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   // commit; the next commit or gc retries.
   int deleted = 0;
   auto retained = ApplyRetentionLocked(record.job(), /*dry_run=*/false, &deleted);
-  if (!retained.ok()) Log(absl::StrCat("retention for ", record.job(), ": ", retained.status().message()));
+  if (!retained.ok()) {
+    Log(At(record.job(), -1), absl::StrCat("retention: ", retained.status().message()));
+  }
   return absl::OkStatus();
 }
 
@@ -617,7 +631,7 @@ absl::StatusOr<std::vector<Decision>> CoordinatorService::ApplyRetentionLocked(
     v1::CheckpointRecord r = committed.at(d.step);
     r.set_state(v1::DELETING);
     RETURN_IF_ERROR(catalog_->PutCheckpoint(r));
-    Log(absl::StrCat("retention: deleting ", Name(job, d.step), ": ", d.reason));
+    Log(At(job, d.step), absl::StrCat("retention: deleting: ", d.reason));
     doomed.push_back(std::move(r));
   }
   if (doomed.empty()) return decisions;
@@ -684,7 +698,7 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
     }
     live_.erase(it);
   }
-  Log(absl::StrCat("aborted ", Name(key.first, key.second), ": ", why));
+  Log(At(key.first, key.second), absl::StrCat("aborted: ", why));
   RemoveStaging(record);
   return absl::OkStatus();
 }
@@ -696,7 +710,7 @@ void CoordinatorService::RemoveStaging(const v1::CheckpointRecord& record) {
   const std::string& dir = record.staging_dir();
   auto files = storage_->List(dir);
   if (!files.ok()) {
-    Log(absl::StrCat("cleanup of ", dir, ": ", files.status().message()));
+    Log(At(record.job(), record.step()), absl::StrCat("cleanup of ", dir, ": ", files.status().message()));
     return;
   }
   // Directories the record knows (they may be empty by now), deepest first.
@@ -802,7 +816,7 @@ grpc::Status CoordinatorService::SetPolicy(grpc::ServerContext*, const v1::SetPo
   record.set_job(req->job());
   *record.mutable_policy() = req->policy();
   if (s = catalog_->PutJob(record); !s.ok()) return rpc::ToGrpc(s);
-  Log(absl::StrCat("job ", req->job(), ": retention policy ", DescribePolicy(req->policy())));
+  Log(At(req->job(), -1), absl::StrCat("retention policy ", DescribePolicy(req->policy())));
   return grpc::Status::OK;
 }
 
@@ -826,7 +840,7 @@ grpc::Status CoordinatorService::Pin(grpc::ServerContext*, const v1::PinRequest*
   }
   record->set_pinned(req->pinned());
   if (absl::Status s = catalog_->PutCheckpoint(*record); !s.ok()) return rpc::ToGrpc(s);
-  Log(absl::StrCat(req->pinned() ? "pinned " : "unpinned ", Name(req->job(), req->step())));
+  Log(At(req->job(), req->step()), req->pinned() ? "pinned" : "unpinned");
   return grpc::Status::OK;
 }
 
@@ -877,8 +891,7 @@ grpc::Status CoordinatorService::AcquireLease(grpc::ServerContext*,
     std::lock_guard<std::mutex> lock(mu_);
     leases_[lease.lease_id()] = lease;
   }
-  Log(absl::StrCat("lease ", lease.lease_id(), " on ", Name(req->job(), req->step()), " for ",
-                   req->ttl_ms(), " ms"));
+  Log(At(req->job(), req->step()), absl::StrCat("lease ", lease.lease_id(), " for ", req->ttl_ms(), " ms"));
   resp->set_lease_id(lease.lease_id());
   resp->set_expires_at_micros(lease.expires_at_micros());
   return grpc::Status::OK;
@@ -887,14 +900,18 @@ grpc::Status CoordinatorService::AcquireLease(grpc::ServerContext*,
 grpc::Status CoordinatorService::ReleaseLease(grpc::ServerContext*,
                                               const v1::ReleaseLeaseRequest* req,
                                               v1::ReleaseLeaseResponse*) {
+  Where where;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!leases_.erase(req->lease_id())) {
+    auto it = leases_.find(req->lease_id());
+    if (it == leases_.end()) {
       return rpc::ToGrpc(absl::NotFoundError(absl::StrCat("no lease ", req->lease_id())));
     }
+    where = At(it->second.job(), it->second.step());
+    leases_.erase(it);
   }
   if (absl::Status s = catalog_->DeleteLease(req->lease_id()); !s.ok()) return rpc::ToGrpc(s);
-  Log(absl::StrCat("lease ", req->lease_id(), " released"));
+  Log(where, absl::StrCat("lease ", req->lease_id(), " released"));
   return grpc::Status::OK;
 }
 

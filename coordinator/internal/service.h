@@ -102,8 +102,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::Status FinishDeletion(const v1::CheckpointRecord& record);
   bool Leased(const std::string& job, int64_t step);
 
-  absl::StatusOr<std::vector<MergedFile>> Merge(const std::vector<std::string>& parts,
-                                                    const std::string& output);
+  absl::StatusOr<std::vector<MergedFile>> Merge(const Key& key, const std::vector<std::string>& parts,
+                                                const std::string& output);
   absl::Status WriteStateFile(const std::string& job);
   // Removes the staging area of a checkpoint (every attempt's files).
   void RemoveStaging(const v1::CheckpointRecord& record);

@@ -7,9 +7,11 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "observability/log.h"
 #include "proto/health.grpc.pb.h"
 #include "proto/rpc_util.h"
 #include "storage/safetensors.h"
@@ -45,6 +47,67 @@ void ExpectValidPrometheus(const std::string& text, std::set<std::string>* names
       ASSERT_TRUE(std::regex_match(l, m, sample)) << l;
       names->insert(m[1]);
     }
+  }
+}
+
+TEST(Observability, LogLinesHaveFixedColumns) {
+  logging::Where where;
+  EXPECT_EQ(logging::FormatLine(1795372200123456, "cairn-writer", where, "metrics on http://x/"),
+            "2026-11-22T18:30:00.123456Z cairn-writer job=- step=- shard=- metrics on http://x/\n");
+  where.job = "bert";
+  where.step = 0;
+  EXPECT_EQ(logging::FormatLine(0, "p", where, "two\nlines\r"),
+            "1970-01-01T00:00:00.000000Z p job=bert step=0 shard=- two\\nlines\\r\n");
+  where.shard = 3;
+  where.num_shards = 8;
+  EXPECT_EQ(logging::FormatLine(0, "p", where, "m"),
+            "1970-01-01T00:00:00.000000Z p job=bert step=0 shard=3/8 m\n");
+}
+
+// Every line the servers log names job, step and shard (or "-"), so one
+// grep finds a checkpoint's story across coordinator and writers.
+TEST(Observability, EveryServerLogLineNamesJobStepAndShard) {
+  testing::TempDir dir;
+  testing::Cluster cluster(dir.path(), 2);
+  ASSERT_TRUE(cluster.ok());
+  const std::string coord = "--coordinator=" + cluster.coordinator();
+  const std::string cairn = testing::BinPath("cairn");
+  for (int shard : {0, 1}) {
+    std::vector<SafetensorsTensor> infos = {{absl::StrCat("w", shard), DataType::kFloat, {1024}}};
+    const std::string file = dir.Join(absl::StrCat("w", shard, ".safetensors"));
+    testing::WriteFile(file, *BuildSafetensorsPrefix(&infos, {}) + std::string(4096, 'x'));
+    auto r = testing::Run({cairn, "save", coord, "--job=logged", "--step=7", "--from=" + file,
+                           absl::StrCat("--shard=", shard, "/2")});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  ASSERT_EQ(testing::Run({cairn, "pin", coord, "--job=logged", "--step=7"}).exit_code, 0);
+  ASSERT_EQ(testing::Run({cairn, "policy", coord, "--job=logged", "--keep-last=1"}).exit_code, 0);
+  auto restored = testing::Run({cairn, "restore", coord, "--job=logged", "--to=" + dir.Join("out.safetensors")});
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+
+  static const std::regex line_re(
+      R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z cairn-(coordinator|writer) job=\S+ step=(-|\d+) shard=(-|\d+/\d+) .+$)");
+  std::string all;
+  for (const std::string& log : {cluster.coordinator_log(), dir.Join("writer0.log"), dir.Join("writer1.log")}) {
+    const std::string text = testing::ReadFile(log);
+    int lines = 0;
+    for (absl::string_view l : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      if (absl::StartsWith(l, "listening on ")) continue;  // the address marker, on stdout
+      EXPECT_TRUE(std::regex_match(std::string(l), line_re)) << log << ": " << l;
+      ++lines;
+    }
+    EXPECT_GT(lines, 0) << log;
+    all += text;
+  }
+  for (const char* want : {"job=logged step=7 shard=0/2 shard assigned to writer",
+                           "job=logged step=7 shard=1/2 shard assigned to writer",
+                           "job=logged step=7 shard=0/2 shard durable: 1 tensors",
+                           "job=logged step=7 shard=1/2 shard durable: 1 tensors",
+                           "cairn-coordinator job=logged step=7 shard=- committed: 2 shards",
+                           "job=logged step=7 shard=- pinned",
+                           "job=logged step=- shard=- retention policy",
+                           "job=logged step=7 shard=- lease ", " released"}) {
+    EXPECT_NE(all.find(want), std::string::npos) << "no log line with \"" << want << "\" in\n" << all;
   }
 }
 

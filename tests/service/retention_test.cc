@@ -263,7 +263,7 @@ TEST_F(RetentionTest, ALeasedCheckpointIsKeptUntilItsRestoreEnds) {
   EXPECT_EQ(Listed(*client, "leased"), (std::set<int64_t>{2}));
   EXPECT_EQ(client->AcquireLease("leased", 1, 1000).status().code(), absl::StatusCode::kNotFound);
   const std::string log = testing::ReadFile(cluster.coordinator_log());
-  EXPECT_NE(log.find("on leased/1 for"), std::string::npos) << "Restore took a lease";
+  EXPECT_NE(log.find("job=leased step=1 shard=- lease "), std::string::npos) << "Restore took a lease";
 }
 
 // Hour-based retention with in-process servers on a fake clock: one

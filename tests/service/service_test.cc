@@ -150,7 +150,7 @@ TEST_F(ServiceTest, FourConcurrentShardsOverThreeWritersCommitOneCheckpoint) {
   const std::string log = testing::ReadFile(cluster.coordinator_log());
   std::set<std::string> writers;
   for (absl::string_view line : absl::StrSplit(log, '\n')) {
-    size_t at = line.find("-> writer ");
+    size_t at = line.find("shard assigned to writer ");
     if (at != absl::string_view::npos) writers.insert(std::string(line.substr(at)));
   }
   EXPECT_GE(writers.size(), 2u) << log;
@@ -326,7 +326,7 @@ TEST_F(ServiceTest, AShardThatNeverArrivesIsAbortedAndItsFilesRemoved) {
   }
   EXPECT_FALSE(Exists(staging));
   EXPECT_FALSE(Exists(cluster.storage_dir() + "/lonely/ckpt-5"));
-  EXPECT_NE(testing::ReadFile(cluster.coordinator_log()).find("aborted lonely/5"), std::string::npos);
+  EXPECT_NE(testing::ReadFile(cluster.coordinator_log()).find("job=lonely step=5 shard=- aborted: "), std::string::npos);
   RunResult restore = Cairn({"restore", "--coordinator=" + cluster.coordinator(), "--job=lonely",
                              "--to=" + dir_.Join("x.safetensors")});
   EXPECT_EQ(restore.exit_code, 1);
