@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/internal/lease.h"
 #include "client/internal/progress.h"
+#include "client/internal/shard_stream.h"
 #include "client/internal/validate.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/rpc_util.h"
@@ -217,11 +218,9 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
 
   // 2. Stream the shard to that writer.
   ASSIGN_OR_RETURN(auto writer_channel, rep_->WriterChannel(assigned.writer_address()));
-  auto stub = v1::ShardWriter::NewStub(writer_channel);
   auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
   v1::SaveShardResponse response;
-  std::unique_ptr<grpc::ClientWriter<v1::SaveShardMessage>> stream =
-      stub->SaveShard(ctx.get(), &response);
+  auto stream = std::make_unique<internal::ShardStream>(writer_channel, ctx.get(), &response);
 
   uint64_t data_bytes = 0;
   for (const SaveTensor& t : tensors) data_bytes += t.data.size();
@@ -238,10 +237,7 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
     header->set_staging_prefix(assigned.staging_prefix());
     if (!stream->Write(msg)) return false;
 
-    // Data chunks reuse one message (and its buffer): each chunk is copied
-    // once into it, then serialized by gRPC.
-    v1::SaveShardMessage chunk;
-    std::string* chunk_bytes = chunk.mutable_data();
+    // Data chunks go out straight from the tensors' memory (ShardStream).
     for (const SaveTensor& t : tensors) {
       v1::SaveShardMessage tensor_msg;
       v1::TensorHeader* th = tensor_msg.mutable_tensor();
@@ -253,8 +249,7 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
       if (!stream->Write(tensor_msg)) return false;
       for (size_t pos = 0; pos < t.data.size(); pos += rpc::kChunkBytes) {
         const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);
-        chunk_bytes->assign(t.data.data() + pos, n);
-        if (!stream->Write(chunk)) return false;
+        if (!stream->WriteData(t.data.data() + pos, n)) return false;
         progress.Add(n);
       }
     }

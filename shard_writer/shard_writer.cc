@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <malloc.h>
 #include <openssl/sha.h>
 
 #include <atomic>
@@ -58,7 +59,11 @@ class WriterService final : public v1::ShardWriter::Service {
     active.Set(++active_);
     logging::Where where;  // filled in once the stream's header is read
     absl::Status s = DoSaveShard(ctx, reader, resp, &where);
-    active.Set(--active_);
+    const int still_active = --active_;
+    active.Set(still_active);
+    // Idle again: hand the chunk buffers' memory back (main.cc keeps freed
+    // memory for reuse while streams run).
+    if (still_active == 0) ::malloc_trim(0);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (s.ok()) {
       latency.Observe(secs);

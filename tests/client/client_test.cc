@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/internal/shard_stream.h"
 #include "client/tools.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
@@ -1784,6 +1785,17 @@ TEST(CliSaveList, UsageErrors) {
   RunResult help = Cairn({"--help"});
   EXPECT_TRUE(Contains(help.out, "save") && Contains(help.out, "restore") &&
               Contains(help.out, "list"));
+}
+
+// ShardStream frames each data chunk itself; the writer parses it with the
+// generated code, so the framing must be protobuf's own.
+TEST(ShardStream, DataFramingIsTheProtobufWireForm) {
+  for (size_t n : {size_t{1}, size_t{127}, size_t{128}, size_t{300}, size_t{16383}, size_t{16384},
+                   size_t{4} << 20, (size_t{4} << 20) + 1}) {
+    v1::SaveShardMessage m;
+    m.set_data(std::string(n, 'x'));
+    EXPECT_EQ(internal::DataFieldFraming(n) + std::string(n, 'x'), m.SerializeAsString()) << n;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,61 @@
+// The client side of ShardWriter.SaveShard, sending tensor bytes straight
+// from the caller's memory. A data chunk goes to gRPC as a slice over the
+// caller's buffer plus a few bytes of protobuf framing (the wire form of a
+// SaveShardMessage holding `data`), so its bytes are copied only by the
+// kernel: not into a message, not into a serialization buffer, and no 4 MiB
+// buffer is allocated (and faulted in) per chunk. The writer receives the
+// same messages as from the generated stub.
+//
+// The caller's memory must stay unchanged until Finish() returns: Finish
+// (and the destructor) wait until gRPC has released every slice.
+#ifndef CAIRN_CLIENT_INTERNAL_SHARD_STREAM_H_
+#define CAIRN_CLIENT_INTERNAL_SHARD_STREAM_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "proto/cairn.pb.h"
+
+namespace cairn {
+namespace internal {
+
+// The bytes that precede `n` bytes of data in a serialized SaveShardMessage
+// whose `data` field is set (tag, then the length as a varint).
+std::string DataFieldFraming(size_t n);
+
+class ShardStream {
+ public:
+  // `ctx` and `response` must outlive the stream.
+  ShardStream(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx,
+              v1::SaveShardResponse* response);
+  ~ShardStream();
+  ShardStream(const ShardStream&) = delete;
+  ShardStream& operator=(const ShardStream&) = delete;
+
+  // Each returns false once the stream is broken (Finish tells why).
+  bool Write(const v1::SaveShardMessage& msg);
+  bool WriteData(const char* data, size_t n);
+  bool WritesDone();
+  // The call's status; the caller's memory is no longer referenced after.
+  grpc::Status Finish();
+
+ private:
+  static void Released(void* tracker);
+  void WaitForSlices();
+
+  grpc::internal::RpcMethod method_;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer_;
+  std::mutex mu_;
+  std::condition_variable released_;
+  int64_t outstanding_ = 0;  // GUARDED_BY(mu_): slices over caller memory gRPC still holds
+};
+
+}  // namespace internal
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_INTERNAL_SHARD_STREAM_H_
