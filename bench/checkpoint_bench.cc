@@ -6,7 +6,7 @@
 //   checkpoint_bench --coordinator=HOST:PORT --cluster=DIR [--gib=2] [--workers=4]
 //       [--repeats=3] [--big-shard-gib=4] [--small-shard-gib=1] [--tiny=100000]
 //       [--tiny-large=1000000] [--partial-tensors=10000] [--only=1,2,4,5,6,7]
-//       [--sizes-out=FILE]
+//       [--sizes-out=FILE] [--torch-script=bench/torch_baseline.py]
 //
 // DIR is the folder given to deploy/local/cluster.sh (storage/ holds the
 // checkpoints, writerN.pid the writers' pids). Every figure is measured
@@ -18,9 +18,14 @@
 //             float tensors as one step (SaveShard; the last returns once
 //             committed) vs the same bytes written with write() + fsync, one
 //             file per worker, one file after the other.
+//             With --torch-script, torch.save + fsync of the same tensors
+//             (figure 3a) takes its turn in the same loop; the order rotates
+//             each repeat, so drift in the machine hits all alike.
 //  2 restore  Client::Restore of that whole step into memory (every CRC
-//             checked) vs read() of the same checkpoint files into one fresh
-//             buffer from the same allocator (cairn::Buffer).
+//             checked), copying and with map_files (copy-on-write views of
+//             the page cache), vs read() of the same checkpoint files into
+//             one fresh buffer from the same allocator (cairn::Buffer); and
+//             torch.load of torch's files (figure 3b), in rotating order.
 //  4 async    SaveShardAsync of one worker's state (--gib/--workers, one
 //             shard): time the call blocks vs one memcpy of the same bytes
 //             into a warmed buffer; plus durable_after_micros.
@@ -32,6 +37,8 @@
 //  7 scale    SaveShard wall time (stream + merge + catalog commit) of one
 //             shard of --tiny-large vs --tiny scalar float tensors.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +51,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -76,6 +84,7 @@ struct Flags {
   int64_t partial_tensors = 10000;
   std::set<int> only = {1, 2, 4, 5, 6, 7};
   std::string sizes_out;
+  std::string torch_script;  // empty: no PyTorch baseline (figure 3)
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -330,9 +339,77 @@ void VerifyRestore(const cairn::RestoredTensors& got, const std::vector<WorkerSt
   if (n != got.size()) Die("restore returned extra tensors");
 }
 
+// The PyTorch baseline (bench/torch_baseline.py) as a coprocess driven over
+// pipes, so its runs interleave with Cairn's.
+class TorchBaseline {
+ public:
+  TorchBaseline(const std::string& script, const std::string& sizes, const std::string& dir) {
+    int to_child[2], from_child[2];
+    if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) Die("pipe");
+    pid_ = ::fork();
+    if (pid_ < 0) Die("fork");
+    if (pid_ == 0) {
+      ::dup2(to_child[0], 0);
+      ::dup2(from_child[1], 1);
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      ::execl("/usr/bin/python3", "python3", script.c_str(), sizes.c_str(), dir.c_str(),
+              static_cast<char*>(nullptr));
+      std::perror("exec /usr/bin/python3");
+      ::_exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    in_ = ::fdopen(to_child[1], "w");
+    out_ = ::fdopen(from_child[0], "r");
+    const std::string ready = ReadLine();
+    if (ready.rfind("ready ", 0) != 0) Die("torch baseline did not start: " + ready);
+    version_ = ready.substr(6);
+  }
+  ~TorchBaseline() {
+    std::fputs("quit\n", in_);
+    std::fclose(in_);
+    std::fclose(out_);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+  // "save" or "load": the seconds the torch side measured.
+  double Run(const char* cmd) {
+    std::fprintf(in_, "%s\n", cmd);
+    std::fflush(in_);
+    const std::string reply = ReadLine();
+    char* end = nullptr;
+    const double secs = std::strtod(reply.c_str(), &end);
+    if (reply.empty() || end == reply.c_str()) Die(absl::StrCat("torch ", cmd, ": ", reply));
+    return secs;
+  }
+  const std::string& version() const { return version_; }
+
+ private:
+  std::string ReadLine() {
+    char line[512];
+    if (std::fgets(line, sizeof line, out_) == nullptr) return "(torch baseline exited)";
+    std::string s(line);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+  pid_t pid_ = -1;
+  FILE* in_ = nullptr;
+  FILE* out_ = nullptr;
+  std::string version_;
+};
+
+// Runs each step once, in an order rotated by `round`, so every contender
+// goes first, second, ... equally often.
+void RunRotated(const std::vector<std::function<void()>>& steps, int round) {
+  const size_t n = steps.size();
+  for (size_t k = 0; k < n; ++k) steps[(k + static_cast<size_t>(round)) % n]();
+}
+
 // ---------------------------------------------------------------------------
 
-void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const std::string& storage) {
+void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const std::string& storage,
+                       TorchBaseline* torch) {
   std::vector<std::unique_ptr<cairn::Client>> clients;
   for (int w = 0; w < f.workers; ++w) clients.push_back(Connect(f));
   const uint64_t bytes = StateBytes(state);
@@ -340,60 +417,75 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
   Emit("state_tensors", state[0].tensors.size() * state.size());
   const std::string job = "bench-save";
   const std::string plain_dir = storage + "/../plain-baseline";
+  if (torch != nullptr) Emit("torch_version", torch->version());
 
   Progress(absl::StrCat("save: warm-up (", bytes / kMiB, " MiB, ", f.workers, " workers)"));
   TouchState(state);
   CairnSave(f, clients, state, job, 1000);
   PlainWrite(state, plain_dir);
+  if (torch != nullptr) torch->Run("save");
 
-  std::vector<double> cairn_s, plain_s;
+  std::vector<double> cairn_s, plain_s, torch_s;
   for (int r = 0; r < f.repeats; ++r) {
-    // Alternate which goes first so drift in the machine hits both alike.
-    for (int k = 0; k < 2; ++k) {
-      const bool cairn_turn = (k == 0) == (r % 2 == 0);
-      SyncAll();
-      TouchState(state);
-      if (cairn_turn) {
-        cairn_s.push_back(CairnSave(f, clients, state, job, r + 1));
-      } else {
-        plain_s.push_back(PlainWrite(state, plain_dir));
-      }
-    }
-    Progress(absl::StrCat("save run ", r + 1, ": cairn ", cairn_s.back(), " s, plain ", plain_s.back(), " s"));
+    std::vector<std::function<void()>> steps = {
+        [&] {
+          SyncAll();
+          TouchState(state);
+          cairn_s.push_back(CairnSave(f, clients, state, job, r + 1));
+        },
+        [&] {
+          SyncAll();
+          TouchState(state);
+          plain_s.push_back(PlainWrite(state, plain_dir));
+        }};
+    if (torch != nullptr) steps.push_back([&] { torch_s.push_back(torch->Run("save")); });
+    RunRotated(steps, r);
+    Progress(absl::StrCat("save run ", r + 1, ": cairn ", cairn_s.back(), " s, plain ",
+                          plain_s.back(), " s",
+                          torch_s.empty() ? "" : absl::StrCat(", torch ", torch_s.back(), " s")));
   }
   EmitRuns("save_cairn_s", cairn_s);
   EmitRuns("save_plain_s", plain_s);
+  if (torch != nullptr) EmitRuns("save_torch_s", torch_s);
 
   if (!f.only.count(2)) return;
   auto client = Connect(f);
+  cairn::RestoreRequest mapped;
+  mapped.map_files = true;
   Progress("restore: warm-up + byte check");
   {
-    auto got = Check(client->Restore(job, 1, {}), "restore");
-    VerifyRestore(got, state);
+    VerifyRestore(Check(client->Restore(job, 1, {}), "restore"), state);
+    VerifyRestore(Check(client->Restore(job, 1, mapped), "restore"), state);
+    if (torch != nullptr) torch->Run("load");
   }
-  std::vector<double> restore_s, read_s;
+  std::vector<double> restore_s, mapped_s, read_s, load_s;
   uint64_t file_bytes = 0;
   for (int r = 0; r < f.repeats; ++r) {
     const int64_t step = r + 1;
     const auto files = CheckpointFiles(absl::StrCat(storage, "/", job, "/ckpt-", step));
-    for (int k = 0; k < 2; ++k) {
-      const bool cairn_turn = (k == 0) == (r % 2 == 0);
-      if (cairn_turn) {
-        const double t0 = Now();
-        auto got = Check(client->Restore(job, step, {}), "restore");
-        restore_s.push_back(Now() - t0);
-        uint64_t n = 0;
-        for (const auto& [name, t] : got) n += t.tensor.data.size();
-        if (n != bytes) Die("restore returned the wrong number of bytes");
-      } else {
-        read_s.push_back(PlainRead(files, &file_bytes));
-      }
-    }
-    Progress(absl::StrCat("restore run ", r + 1, ": cairn ", restore_s.back(), " s, plain ", read_s.back(), " s"));
+    auto cairn_restore = [&](const cairn::RestoreRequest& request, std::vector<double>* out) {
+      const double t0 = Now();
+      auto got = Check(client->Restore(job, step, request), "restore");
+      out->push_back(Now() - t0);
+      uint64_t n = 0;
+      for (const auto& [name, t] : got) n += t.tensor.data.size();
+      if (n != bytes) Die("restore returned the wrong number of bytes");
+    };
+    std::vector<std::function<void()>> steps = {
+        [&] { cairn_restore({}, &restore_s); },
+        [&] { cairn_restore(mapped, &mapped_s); },
+        [&] { read_s.push_back(PlainRead(files, &file_bytes)); }};
+    if (torch != nullptr) steps.push_back([&] { load_s.push_back(torch->Run("load")); });
+    RunRotated(steps, r);
+    Progress(absl::StrCat("restore run ", r + 1, ": cairn ", restore_s.back(), " s, mapped ",
+                          mapped_s.back(), " s, plain ", read_s.back(), " s",
+                          load_s.empty() ? "" : absl::StrCat(", torch.load ", load_s.back(), " s")));
   }
   Emit("restore_file_bytes", file_bytes);
   EmitRuns("restore_cairn_s", restore_s);
+  EmitRuns("restore_mapped_s", mapped_s);
   EmitRuns("restore_plain_s", read_s);
+  if (torch != nullptr) EmitRuns("load_torch_s", load_s);
 }
 
 void FigureAsync(const Flags& f, std::vector<WorkerState>& state) {
@@ -640,6 +732,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = val("tiny-large")) f.tiny_large = std::atoll(v);
     else if (const char* v = val("partial-tensors")) f.partial_tensors = std::atoll(v);
     else if (const char* v = val("sizes-out")) f.sizes_out = v;
+    else if (const char* v = val("torch-script")) f.torch_script = v;
     else if (const char* v = val("only")) {
       f.only.clear();
       std::stringstream ss(v);
@@ -666,7 +759,16 @@ int main(int argc, char** argv) {
     Progress(absl::StrCat("generating ", f.gib, " GiB of state for ", f.workers, " workers"));
     auto state = MakeState(f);
     if (!f.sizes_out.empty()) WriteSizes(state, f.sizes_out);
-    if (f.only.count(1)) FigureSaveRestore(f, state, storage);
+    if (f.only.count(1)) {
+      std::unique_ptr<TorchBaseline> torch;
+      if (!f.torch_script.empty()) {
+        const std::string sizes = f.cluster + "/torch-sizes.txt";
+        WriteSizes(state, sizes);
+        Progress("starting the PyTorch baseline");
+        torch = std::make_unique<TorchBaseline>(f.torch_script, sizes, f.cluster + "/torch");
+      }
+      FigureSaveRestore(f, state, storage, torch.get());
+    }
     if (f.only.count(4)) FigureAsync(f, state);
   }
   if (f.only.count(5)) FigurePartial(f, storage);
