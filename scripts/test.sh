@@ -111,8 +111,8 @@ fi
 echo "=== [3/3] fuzzing (libFuzzer, ${FUZZ_SECONDS}s per target) ==="
 if configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_FUZZ=ON \
      -DCAIRN_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-     -- slice_spec_fuzz safetensors_fuzz bundle_index_fuzz uri_fuzz; then
-  for target in slice_spec_fuzz safetensors_fuzz bundle_index_fuzz uri_fuzz; do
+     -- slice_spec_fuzz safetensors_fuzz bundle_index_fuzz uri_fuzz token_fuzz; then
+  for target in slice_spec_fuzz safetensors_fuzz bundle_index_fuzz uri_fuzz token_fuzz; do
     corpus=$(mktemp -d)
     if [ -d "tests/fuzz/corpus/$target" ]; then cp tests/fuzz/corpus/$target/* "$corpus"/ 2>/dev/null; fi
     if [ "$target" = bundle_index_fuzz ] && [ -d ../shared/testdata/tf ]; then
