@@ -23,6 +23,10 @@ Receives workers' tensor streams and writes checkpoint shards.
   --storage      storage root (default: the coordinator's)
   --metrics-listen=HOST:PORT
                  serve Prometheus metrics over HTTP at /metrics (port 0: any)
+  --direct-io=false
+                 write through the page cache instead of with O_DIRECT
+                 (O_DIRECT is used where the filesystem has it; far less
+                 CPU per byte)
   --inventory-sha256=false
                  skip the per-shard SHA-256 (faster saves; `cairn verify --deep`
                  then checks whole-file CRC32Cs only)
@@ -48,7 +52,7 @@ int main(int argc, char** argv) {
   cairn::cli::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "metrics-listen",
+                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "direct-io", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
                              "auth-key-file"});
   if (!flags.ok()) {
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
   options.storage_uri = flags->Get("storage").value_or("");
   options.metrics_listen = flags->Get("metrics-listen").value_or("");
   if (auto sha = flags->Get("inventory-sha256")) options.inventory_sha256 = *sha != "false" && *sha != "0";
+  if (auto direct = flags->Get("direct-io")) options.direct_io = *direct != "false" && *direct != "0";
   if (options.coordinator.empty() || !flags->positional().empty()) {
     std::cerr << "cairn-writer: --coordinator is required\n" << kUsage;
     return 2;

@@ -377,7 +377,9 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri));
+  StorageOptions storage_options = DefaultStorageOptions();
+  storage_options.local_direct_io = rep->options.direct_io;
+  ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri, storage_options));
   rep->service->SetStorage(std::move(storage));
   Rep* raw = rep.get();
   rep->heartbeat = std::thread([raw] { raw->HeartbeatLoop(); });

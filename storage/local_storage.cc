@@ -5,13 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <algorithm>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -252,9 +255,202 @@ class PosixWritableFile : public WritableFile {
   std::string buffer_;
 };
 
+// Writes with O_DIRECT: bytes go from an aligned staging buffer straight to
+// the disk, never through the page cache. On a buffered write the kernel
+// copies every byte into freshly allocated page-cache pages, then writes
+// them back at the fsync; for checkpoint-sized files that copy and
+// allocation are most of a writer's CPU time (measured here: 1.3-2.9 s of
+// system time per 2 GiB buffered, 0.13-0.26 s direct). Two buffers: Append
+// fills one while a background thread writes the other, so the disk works
+// while the stream keeps arriving. The tail is written padded to the block
+// size, then the file is truncated to its true length.
+class DirectWritableFile : public WritableFile {
+ public:
+  static constexpr size_t kBufferSize = 8 << 20;
+  static constexpr size_t kAlign = 4096;
+
+  DirectWritableFile(std::string final_path, std::string temp_path, int fd)
+      : final_path_(std::move(final_path)), temp_path_(std::move(temp_path)), fd_(fd) {
+    for (auto& b : buffers_) {
+      void* p = nullptr;
+      if (::posix_memalign(&p, kAlign, kBufferSize) != 0) p = nullptr;
+      b.reset(static_cast<char*>(p));
+    }
+    writer_ = std::thread([this] { WriteLoop(); });
+  }
+  ~DirectWritableFile() override {
+    if (fd_ >= 0) Abandon();
+    StopWriter();
+  }
+
+  absl::Status Append(absl::string_view data) override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(final_path_, " is closed"));
+    if (!buffers_[0] || !buffers_[1]) return absl::ResourceExhaustedError("no memory for direct I/O buffers");
+    size_ += data.size();
+    while (!data.empty()) {
+      const size_t n = std::min(kBufferSize - fill_, data.size());
+      std::memcpy(buffers_[current_].get() + fill_, data.data(), n);
+      fill_ += n;
+      data.remove_prefix(n);
+      if (fill_ == kBufferSize) RETURN_IF_ERROR(Submit(kBufferSize));
+    }
+    return absl::OkStatus();
+  }
+
+  uint64_t Size() const override { return size_; }
+
+  absl::Status Close() override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(final_path_, " is closed"));
+    absl::Status s = Drain();
+    if (s.ok() && fill_ > 0) {
+      const size_t padded = (fill_ + kAlign - 1) / kAlign * kAlign;
+      std::memset(buffers_[current_].get() + fill_, 0, padded - fill_);
+      s = WriteAt(buffers_[current_].get(), padded, offset_);
+    }
+    if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      s = ErrnoStatus("truncate", temp_path_, errno);
+    }
+    if (s.ok() && ::fsync(fd_) != 0) s = ErrnoStatus("fsync", temp_path_, errno);
+    if (::close(fd_) != 0 && s.ok()) s = ErrnoStatus("close", temp_path_, errno);
+    fd_ = -1;
+    StopWriter();
+    if (s.ok() && ::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+      s = ErrnoStatus("rename", temp_path_, errno);
+    }
+    if (!s.ok()) {
+      ::unlink(temp_path_.c_str());
+      return s;
+    }
+    return SyncDir(DirName(final_path_));
+  }
+
+  void Abandon() override {
+    if (fd_ < 0) return;
+    Drain().IgnoreError();
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(temp_path_.c_str());
+  }
+
+  const std::string& name() const override { return final_path_; }
+
+ private:
+  absl::Status WriteAt(const char* p, size_t n, uint64_t offset) {
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno != EINVAL) return ErrnoStatus("write", final_path_, errno);
+      if (w < 0 || static_cast<size_t>(w) % kAlign != 0) {
+        // The kernel cut the write short of a block boundary (a file-size
+        // limit) or refused it: write the rest through the page cache,
+        // which reports the real cause (e.g. EFBIG) or succeeds.
+        return BufferedWriteAt(p + (w > 0 ? w : 0), n - (w > 0 ? static_cast<size_t>(w) : 0),
+                               offset + (w > 0 ? static_cast<uint64_t>(w) : 0));
+      }
+      if (w == 0) return absl::DataLossError(absl::StrCat("short direct write to ", final_path_));
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status BufferedWriteAt(const char* p, size_t n, uint64_t offset) {
+    const int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", temp_path_, errno);
+    absl::Status s;
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        s = w < 0 ? ErrnoStatus("write", final_path_, errno)
+                  : absl::DataLossError(absl::StrCat("short write to ", final_path_));
+        break;
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+    ::close(fd);  // its pages are flushed by Close's fsync of the same file
+    return s;
+  }
+
+  // Hands the current buffer's first `n` bytes to the background writer
+  // (after it finished the previous one) and switches to the other buffer.
+  absl::Status Submit(size_t n) {
+    RETURN_IF_ERROR(Drain());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = Job{buffers_[current_].get(), n, offset_};
+    }
+    cv_.notify_all();
+    offset_ += n;
+    current_ ^= 1;
+    fill_ = 0;
+    return absl::OkStatus();
+  }
+
+  // Waits for the background write in flight, if any; its error, if any.
+  absl::Status Drain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !job_.has_value(); });
+    return error_;
+  }
+
+  void WriteLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return job_.has_value() || stop_; });
+      if (!job_.has_value()) return;
+      const Job job = *job_;
+      const bool failed = !error_.ok();  // after a failure, later blocks are moot
+      lock.unlock();
+      absl::Status s = failed ? absl::OkStatus() : WriteAt(job.data, job.size, job.offset);
+      lock.lock();
+      if (error_.ok()) error_ = s;
+      job_.reset();
+      cv_.notify_all();
+    }
+  }
+
+  void StopWriter() {
+    if (!writer_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    writer_.join();
+  }
+
+  struct Job {
+    const char* data;
+    size_t size;
+    uint64_t offset;
+  };
+  struct FreeDeleter {
+    void operator()(char* p) const { std::free(p); }
+  };
+
+  std::string final_path_;
+  std::string temp_path_;
+  int fd_;
+  uint64_t size_ = 0;    // bytes appended
+  uint64_t offset_ = 0;  // file offset of the current buffer's first byte
+  std::unique_ptr<char, FreeDeleter> buffers_[2];
+  int current_ = 0;      // the buffer Append fills
+  size_t fill_ = 0;      // bytes in it
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Job> job_;  // GUARDED_BY(mu_): the write in flight
+  absl::Status error_;      // GUARDED_BY(mu_): the first failed write
+  bool stop_ = false;       // GUARDED_BY(mu_)
+  std::thread writer_;
+};
+
 class LocalStorage : public Storage {
  public:
-  explicit LocalStorage(std::string root) : root_(std::move(root)) {}
+  LocalStorage(std::string root, bool direct_io) : root_(std::move(root)), direct_io_(direct_io) {}
 
   absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
       absl::string_view path) override {
@@ -281,6 +477,12 @@ class LocalStorage : public Storage {
     RETURN_IF_ERROR(MakeDirs(DirName(full)));
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     std::string temp = absl::StrCat(full, ".tmp-", rng());
+    if (direct_io_) {
+      const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644);
+      if (fd >= 0) return std::unique_ptr<WritableFile>(new DirectWritableFile(full, temp, fd));
+      // EINVAL: this filesystem (e.g. tmpfs) has no direct I/O; write through the cache.
+      if (errno != EINVAL) return ErrnoStatus("create", temp, errno);
+    }
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("create", temp, errno);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(full, temp, fd));
@@ -371,6 +573,7 @@ class LocalStorage : public Storage {
   }
 
   std::string root_;
+  bool direct_io_;  // write new files with O_DIRECT where possible
 };
 
 }  // namespace
@@ -403,11 +606,12 @@ std::string JoinPath(absl::string_view a, absl::string_view b) {
   return absl::StrCat(a, "/", b);
 }
 
-absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir) {
+absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir,
+                                                         bool direct_io) {
   std::string root(root_dir);
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   if (root.empty()) root = ".";
-  return std::unique_ptr<Storage>(new LocalStorage(root));
+  return std::unique_ptr<Storage>(new LocalStorage(root, direct_io));
 }
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
@@ -418,7 +622,7 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
       return absl::InvalidArgumentError(
           absl::StrCat("storage URI \"", uri, "\": file:// needs an absolute path"));
     }
-    return NewLocalStorage(path);
+    return NewLocalStorage(path, options.local_direct_io);
   }
   if (absl::StartsWith(uri, "s3://")) return internal::NewS3StorageForUri(uri, options);
   if (absl::StartsWith(uri, "http://") || absl::StartsWith(uri, "https://")) {
@@ -429,7 +633,7 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
         "storage URI \"", uri, "\": unsupported scheme (use a path, file://, s3://, http(s)://)"));
   }
   if (uri.empty()) return absl::InvalidArgumentError("empty storage URI");
-  return NewLocalStorage(uri);
+  return NewLocalStorage(uri, options.local_direct_io);
 }
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
