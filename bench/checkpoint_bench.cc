@@ -12,7 +12,8 @@
 // checkpoints, writerN.pid the writers' pids). Every figure is measured
 // against its baseline in the same run, both on warmed buffers (every page
 // touched just before timing), after a sync() so earlier dirty pages do not
-// bleed into the timing; medians over --repeats.
+// bleed into the timing; medians over --repeats rounds (restores: 3 x), each
+// rounded up to a multiple of the contenders so the rotation is balanced.
 //
 //  1 save     4 workers (threads, one Client each) save --gib of mixed-size
 //             float tensors as one step (SaveShard; the last returns once
@@ -399,6 +400,10 @@ class TorchBaseline {
   std::string version_;
 };
 
+// `n` rounded up to a multiple of `m`: rotating through m contenders, each
+// then takes every position (first, right after another, ...) equally often.
+int RoundUp(int n, int m) { return (n + m - 1) / m * m; }
+
 // Runs each step once, in an order rotated by `round`, so every contender
 // goes first, second, ... equally often.
 void RunRotated(const std::vector<std::function<void()>>& steps, int round) {
@@ -431,7 +436,8 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
   if (torch != nullptr) torch->Run("save");
 
   std::vector<double> cairn_s, plain_s, torch_s;
-  for (int r = 0; r < f.repeats; ++r) {
+  const int save_rounds = RoundUp(f.repeats, torch != nullptr ? 3 : 2);
+  for (int r = 0; r < save_rounds; ++r) {
     std::vector<std::function<void()>> steps = {
         [&] {
           SyncAll();
@@ -458,7 +464,7 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
   cairn::RestoreRequest mapped;
   mapped.map_files = true;
   // Every repeat restores the newest step (retention keeps two).
-  const int64_t step = f.repeats;
+  const int64_t step = save_rounds;
   Progress("restore: warm-up + byte check");
   {
     VerifyRestore(Check(client->Restore(job, step, {}), "restore"), state);
@@ -468,7 +474,11 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
   std::vector<double> restore_s, mapped_s, read_s, load_s;
   uint64_t file_bytes = 0;
   const auto files = CheckpointFiles(absl::StrCat(storage, "/", job, "/ckpt-", step));
-  for (int r = 0; r < f.repeats; ++r) {
+  // Restores take a second or so but swing widely here (memory another
+  // process just freed, or pages idle for 30 s, come back slowly from the
+  // host): three rounds per repeat.
+  const int restore_rounds = RoundUp(3 * f.repeats, torch != nullptr ? 4 : 3);
+  for (int r = 0; r < restore_rounds; ++r) {
     auto cairn_restore = [&](const cairn::RestoreRequest& request, std::vector<double>* out) {
       const double t0 = Now();
       auto got = Check(client->Restore(job, step, request), "restore");

@@ -9,7 +9,7 @@
 #   bench/run.sh [--gib=2] [--repeats=3] [other checkpoint_bench flags]
 #
 # Defaults (a few minutes, about 20 GB of scratch disk, 8 GiB of RAM):
-#   --gib=2 --workers=4 --repeats=3 --big-shard-gib=4 --small-shard-gib=1
+#   --gib=2 --workers=4 --repeats=5 --big-shard-gib=4 --small-shard-gib=1
 #   --tiny=100000 --tiny-large=1000000 --partial-tensors=10000
 # Quick run: bench/run.sh --gib=0.25 --repeats=1 --big-shard-gib=1
 #   --small-shard-gib=0.25 --tiny=10000 --tiny-large=100000
@@ -21,12 +21,12 @@ export CAIRN_BIN_DIR=$BIN
 PY=/usr/bin/python3
 
 GIB=2
-REPEATS=3
+REPEATS=5
 ARGS=()
 for a in "$@"; do
   case "$a" in
     --gib=*) GIB=${a#--gib=} ;;
-    --repeats=*) REPEATS=${a#--repeats=}; ARGS+=("$a") ;;
+    --repeats=*) REPEATS=${a#--repeats=} ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) ARGS+=("$a") ;;
   esac
@@ -53,7 +53,7 @@ else
   echo "[run] figure 3 skipped: install python3-torch (bench/install-bench-deps.sh)" >&2
 fi
 "$BIN/checkpoint_bench" --coordinator="$COORD" --cluster="$CLUSTER" --gib="$GIB" \
-  "${TORCH[@]}" "${ARGS[@]}" >"$TMP/cairn.txt" || { show_logs; exit 1; }
+  --repeats="$REPEATS" "${TORCH[@]}" "${ARGS[@]}" >"$TMP/cairn.txt" || { show_logs; exit 1; }
 "$ROOT/deploy/local/cluster.sh" stop "$CLUSTER"
 
 "$PY" - "$TMP/cairn.txt" <<'PYEOF'

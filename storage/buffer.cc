@@ -1,5 +1,6 @@
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <new>
 #include <utility>
 
@@ -13,11 +14,20 @@ constexpr size_t kHugePage = 2 << 20;
 Buffer::Buffer(size_t size) : size_(size) {
   if (size == 0) return;
   if (size >= kHugePage) {
+    // Huge pages only cover 2 MiB-aligned ranges: map a huge page more and
+    // trim both ends so the buffer starts on a boundary and every page of
+    // it can be huge (an unaligned 4 MiB buffer would get at most one).
     const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p != MAP_FAILED) {
-      ::madvise(p, len, MADV_HUGEPAGE);  // advisory: ignore failure
-      data_ = static_cast<char*>(p);
+      const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+      const uintptr_t aligned = (raw + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
+      if (aligned > raw) ::munmap(p, aligned - raw);
+      const uintptr_t tail = raw + len + kHugePage - (aligned + len);
+      if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + len), tail);
+      ::madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);  // advisory
+      data_ = reinterpret_cast<char*>(aligned);
       mapped_ = len;
       return;
     }
