@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -156,6 +157,21 @@ class PosixReadableFile : public ReadableFile {
   mutable std::shared_ptr<char> mapping_;  // GUARDED_BY(map_mu_)
 };
 
+// The end of every file written: fsync and close `fd` (the temp file), and
+// if all went well (`s`, the status so far) rename it to its final name and
+// sync the directory; on any failure the temp file is removed.
+absl::Status SyncCloseAndPublish(int fd, const std::string& temp, const std::string& final_path,
+                                 absl::Status s) {
+  if (s.ok() && ::fsync(fd) != 0) s = ErrnoStatus("fsync", temp, errno);
+  if (::close(fd) != 0 && s.ok()) s = ErrnoStatus("close", temp, errno);
+  if (s.ok() && ::rename(temp.c_str(), final_path.c_str()) != 0) s = ErrnoStatus("rename", temp, errno);
+  if (!s.ok()) {
+    ::unlink(temp.c_str());
+    return s;
+  }
+  return SyncDir(DirName(final_path));
+}
+
 // Writes to "<final>.tmp-<random>" and renames at Close (spec §1.1 does the
 // same with ".tempstate<random>").
 class PosixWritableFile : public WritableFile {
@@ -188,17 +204,8 @@ class PosixWritableFile : public WritableFile {
   absl::Status Close() override {
     if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(final_path_, " is closed"));
     absl::Status s = FlushBuffer();
-    if (s.ok() && ::fsync(fd_) != 0) s = ErrnoStatus("fsync", temp_path_, errno);
-    if (::close(fd_) != 0 && s.ok()) s = ErrnoStatus("close", temp_path_, errno);
-    fd_ = -1;
-    if (s.ok() && ::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
-      s = ErrnoStatus("rename", temp_path_, errno);
-    }
-    if (!s.ok()) {
-      ::unlink(temp_path_.c_str());
-      return s;
-    }
-    return SyncDir(DirName(final_path_));
+    const int fd = std::exchange(fd_, -1);
+    return SyncCloseAndPublish(fd, temp_path_, final_path_, std::move(s));
   }
 
   void Abandon() override {
@@ -310,18 +317,9 @@ class DirectWritableFile : public WritableFile {
     if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
       s = ErrnoStatus("truncate", temp_path_, errno);
     }
-    if (s.ok() && ::fsync(fd_) != 0) s = ErrnoStatus("fsync", temp_path_, errno);
-    if (::close(fd_) != 0 && s.ok()) s = ErrnoStatus("close", temp_path_, errno);
-    fd_ = -1;
     StopWriter();
-    if (s.ok() && ::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
-      s = ErrnoStatus("rename", temp_path_, errno);
-    }
-    if (!s.ok()) {
-      ::unlink(temp_path_.c_str());
-      return s;
-    }
-    return SyncDir(DirName(final_path_));
+    const int fd = std::exchange(fd_, -1);
+    return SyncCloseAndPublish(fd, temp_path_, final_path_, s);
   }
 
   void Abandon() override {

@@ -3,16 +3,7 @@
 // with stderr on a pipe (where it must not be, and the output is what it
 // always was). Save and restore through a real cluster are in
 // tests/service/service_test.cc.
-#include <fcntl.h>
-#include <poll.h>
-#include <pty.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <termios.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,8 +14,6 @@
 #include "storage/safetensors.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
-
-extern char** environ;
 
 namespace cairn {
 namespace {
@@ -38,79 +27,10 @@ bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-// Runs `cairn ARGS` with stderr on a pseudo-terminal of kTerminalColumns
-// columns (raw: bytes pass unchanged), stdout on a pipe and stdin from
-// /dev/null. `err` is what the terminal received.
-RunResult CairnOnTerminal(const std::vector<std::string>& args) {
-  RunResult result;
-  int master = -1, slave = -1;
-  struct winsize ws {};
-  ws.ws_col = kTerminalColumns;
-  ws.ws_row = 24;
-  if (::openpty(&master, &slave, nullptr, nullptr, &ws) != 0) {
-    result.err = absl::StrCat("openpty: ", std::strerror(errno));
-    return result;
-  }
-  struct termios raw;
-  ::tcgetattr(slave, &raw);
-  ::cfmakeraw(&raw);
-  ::tcsetattr(slave, TCSANOW, &raw);
-  int out_pipe[2];
-  if (::pipe(out_pipe) != 0) {
-    result.err = "pipe failed";
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, slave, 2);
-  posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
-  posix_spawn_file_actions_addclose(&actions, master);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<std::string> argv = {BinPath("cairn")};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargs;
-  for (const std::string& a : argv) cargs.push_back(const_cast<char*>(a.c_str()));
-  cargs.push_back(nullptr);
-  pid_t pid;
-  const int rc = ::posix_spawn(&pid, cargs[0], &actions, nullptr, cargs.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out_pipe[1]);
-  ::close(slave);  // the child holds the only other one: EOF (EIO) when it exits
-  if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(master);
-    result.err = absl::StrCat("spawn failed: ", std::strerror(rc));
-    return result;
-  }
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {master, POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  char buf[65536];
-  while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else {  // EOF, or EIO from a terminal nobody holds any more
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+// `cairn ARGS` with stderr on a terminal of kTerminalColumns columns.
+RunResult CairnOnTerminal(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("cairn"));
+  return testing::RunWithStderrOnTerminal(args, kTerminalColumns);
 }
 
 RunResult CairnPiped(std::vector<std::string> args) {

@@ -128,6 +128,19 @@ class FourPartCheckpoint {
     EXPECT_EQ(merged->num_shards, 4);
   }
 
+  // Corrupts the stored data of tensor `name` (its first byte).
+  bool FlipFirstByteOf(const std::string& name) {
+    auto reader = BundleReader::Open(storage_.get(), "job/ckpt-5/variables");
+    if (!reader.ok()) return false;
+    auto entry = (*reader)->Lookup(name);
+    if (!entry.ok()) return false;
+    const std::string file = dir_.Join(DataFileName("job/ckpt-5/variables", entry->shard_id, 4));
+    std::string data = testing::ReadFile(file);
+    data[static_cast<size_t>(entry->offset)] ^= 1;
+    testing::WriteFile(file, data);
+    return true;
+  }
+
   std::string prefix() const { return dir_.Join("job/ckpt-5/variables"); }
   std::string uri() const { return "file://" + prefix(); }
   const std::string& emb() const { return emb_; }
@@ -269,17 +282,7 @@ TEST(RestoreFromPrefix, BadSlicesAreInvalidArgument) {
 
 TEST(RestoreFromPrefix, CorruptDataIsDataLossNamingTheTensor) {
   FourPartCheckpoint ckpt;
-  auto storage = OpenStorage(ckpt.dir().path());
-  ASSERT_TRUE(storage.ok());
-  auto reader = BundleReader::Open(storage->get(), "job/ckpt-5/variables");
-  ASSERT_TRUE(reader.ok());
-  auto entry = (*reader)->Lookup("w_2");
-  ASSERT_TRUE(entry.ok());
-  const std::string file =
-      ckpt.dir().Join(DataFileName("job/ckpt-5/variables", entry->shard_id, 4));
-  std::string data = testing::ReadFile(file);
-  data[static_cast<size_t>(entry->offset)] ^= 1;
-  testing::WriteFile(file, data);
+  ASSERT_TRUE(ckpt.FlipFirstByteOf("w_2"));
   auto r = RestoreFromPrefix(ckpt.prefix(), {}, 4);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_TRUE(Contains(r.status().message(), "w_2")) << r.status();
@@ -351,16 +354,7 @@ TEST(Progress, RestoreFromPrefixCountsEachTensorAsItIsRead) {
 
 TEST(Progress, AFailedRestoreNeverReportsTheTotal) {
   FourPartCheckpoint ckpt;
-  auto storage = OpenStorage(ckpt.dir().path());
-  ASSERT_TRUE(storage.ok());
-  auto reader = BundleReader::Open(storage->get(), "job/ckpt-5/variables");
-  ASSERT_TRUE(reader.ok());
-  auto entry = (*reader)->Lookup("w_2");
-  ASSERT_TRUE(entry.ok());
-  const std::string file = ckpt.dir().Join(DataFileName("job/ckpt-5/variables", entry->shard_id, 4));
-  std::string data = testing::ReadFile(file);
-  data[static_cast<size_t>(entry->offset)] ^= 1;
-  testing::WriteFile(file, data);
+  ASSERT_TRUE(ckpt.FlipFirstByteOf("w_2"));
   ProgressLog log;
   ASSERT_FALSE(RestoreFromPrefix(ckpt.prefix(), {}, 1, log.Fn()).ok());
   ASSERT_FALSE(log.calls().empty());

@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,32 +95,37 @@ std::vector<Vector> TfVectors() {
 
 std::string BinPath(const std::string& name) { return std::string(CAIRN_BIN_DIR) + "/" + name; }
 
-RunResult Run(const std::vector<std::string>& argv) {
-  int out_pipe[2], err_pipe[2];
-  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
+namespace {
+
+// Spawns argv with stdin from /dev/null and stdout/stderr on `child_out` /
+// `child_err` (closed here once the child holds them), and collects what
+// arrives on `read_out` / `read_err` until both report EOF (or EIO: a
+// terminal nobody holds any more), then waits for the child.
+RunResult SpawnAndCollect(const std::vector<std::string>& argv, int child_out, int child_err,
+                          int read_out, int read_err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
-  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
+  posix_spawn_file_actions_adddup2(&actions, child_out, 1);
+  posix_spawn_file_actions_adddup2(&actions, child_err, 2);
+  posix_spawn_file_actions_addclose(&actions, read_out);
+  posix_spawn_file_actions_addclose(&actions, read_err);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid;
-  int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  const int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
+  ::close(child_out);
+  ::close(child_err);
   RunResult result;
   if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
+    ::close(read_out);
+    ::close(read_err);
     result.err = std::string("spawn failed: ") + std::strerror(rc);
     return result;
   }
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  struct pollfd fds[2] = {{read_out, POLLIN, 0}, {read_err, POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open_fds = 2;
   char buf[65536];
@@ -129,9 +136,11 @@ RunResult Run(const std::vector<std::string>& argv) {
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
       if (n > 0) {
         sinks[i]->append(buf, static_cast<size_t>(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
       } else {
         ::close(fds[i].fd);
         fds[i].fd = -1;
@@ -140,9 +149,35 @@ RunResult Run(const std::vector<std::string>& argv) {
     }
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+}  // namespace
+
+RunResult Run(const std::vector<std::string>& argv) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
+  return SpawnAndCollect(argv, out_pipe[1], err_pipe[1], out_pipe[0], err_pipe[0]);
+}
+
+RunResult RunWithStderrOnTerminal(const std::vector<std::string>& argv, int columns) {
+  int master = -1, slave = -1;
+  struct winsize ws {};
+  ws.ws_col = static_cast<unsigned short>(columns);
+  ws.ws_row = 24;
+  if (::openpty(&master, &slave, nullptr, nullptr, &ws) != 0) {
+    throw std::runtime_error(std::string("openpty: ") + std::strerror(errno));
+  }
+  struct termios raw;
+  ::tcgetattr(slave, &raw);
+  ::cfmakeraw(&raw);
+  ::tcsetattr(slave, TCSANOW, &raw);
+  int out_pipe[2];
+  if (::pipe(out_pipe) != 0) throw std::runtime_error("pipe failed");
+  return SpawnAndCollect(argv, out_pipe[1], slave, out_pipe[0], master);
 }
 
 std::string ReadFile(const std::string& path) {

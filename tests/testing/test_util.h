@@ -43,6 +43,9 @@ struct RunResult {
 };
 // Runs argv[0] with arguments (no shell), capturing stdout and stderr.
 RunResult Run(const std::vector<std::string>& argv);
+// Run, but with stderr on a pseudo-terminal of `columns` columns in raw mode
+// (bytes pass unchanged): `err` is what the terminal received.
+RunResult RunWithStderrOnTerminal(const std::vector<std::string>& argv, int columns);
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& data);
