@@ -89,6 +89,32 @@ struct RestoreItem {
   uint64_t cost = 0;
 };
 
+// Restores one item into caller memory of exactly item.cost bytes: whole
+// stored tensors straight from the file (checksummed), anything assembled
+// from slices or cut from a tensor through a temporary.
+absl::StatusOr<Tensor> ReadInto(const BundleReader& reader, const RestoreItem& item,
+                                absl::Span<char> dst) {
+  Tensor t;
+  t.dtype = item.entry.data_type();
+  if (!item.slice.has_value() && !item.entry.is_sliced()) {
+    RETURN_IF_ERROR(reader.ReadEntryInto(item.entry, dst.data()));
+    t.shape = item.entry.shape;
+  } else {
+    ASSIGN_OR_RETURN(Tensor read, item.slice.has_value() ? reader.ReadSlice(item.entry.key, *item.slice)
+                                                         : reader.ReadTensor(item.entry.key));
+    if (read.data.size() != dst.size()) {
+      return absl::InternalError(absl::StrCat("tensor \"", item.entry.key, "\": read ",
+                                              read.data.size(), " bytes for a ", dst.size(),
+                                              "-byte destination"));
+    }
+    std::memcpy(dst.data(), read.data.data(), dst.size());
+    t.shape = std::move(read.shape);
+  }
+  // A view of the caller's memory: nothing to free.
+  t.data = Buffer(std::shared_ptr<char>(dst.data(), [](char*) {}), dst.size());
+  return t;
+}
+
 }  // namespace
 
 struct SaveHandle::Rep {
@@ -608,6 +634,26 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
     item.entry = std::move(e);
     items.push_back(std::move(item));
   }
+  // Destinations in the caller's memory: every name selected, every size
+  // right, before anything is read or written.
+  for (const auto& [name, dst] : request.into) {
+    auto item = std::find_if(items.begin(), items.end(),
+                             [&](const RestoreItem& i) { return i.entry.key == name; });
+    if (item == items.end()) {
+      if (request.tensors.empty()) return not_found(name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" has a destination but is not among the tensors requested"));
+    }
+    if (item->entry.data_type() == DataType::kString || DataTypeSize(item->entry.data_type()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" has dtype ", DataTypeName(item->entry.data_type()),
+          ", which cannot be restored into caller memory"));
+    }
+    if (dst.size() != item->cost) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" takes ", item->cost,
+                                                     " bytes but its destination holds ", dst.size()));
+    }
+  }
   // Largest first, so the pool finishes together.
   std::stable_sort(items.begin(), items.end(),
                    [](const RestoreItem& a, const RestoreItem& b) { return a.cost > b.cost; });
@@ -629,9 +675,12 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
       const size_t i = next.fetch_add(1);
       if (i >= items.size()) return;
       const RestoreItem& item = items[i];
-      absl::StatusOr<Tensor> t = item.slice.has_value() && item.entry.data_type() != DataType::kString
-                                     ? reader->ReadSlice(item.entry.key, *item.slice)
-                                     : reader->ReadTensor(item.entry.key);
+      auto dst = request.into.find(item.entry.key);
+      absl::StatusOr<Tensor> t =
+          dst != request.into.end() ? ReadInto(*reader, item, dst->second)
+          : item.slice.has_value() && item.entry.data_type() != DataType::kString
+              ? reader->ReadSlice(item.entry.key, *item.slice)
+              : reader->ReadTensor(item.entry.key);
       if (!t.ok()) {
         std::lock_guard<std::mutex> lock(error_mu);
         if (first_error.ok()) first_error = t.status();

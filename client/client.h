@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "client/progress.h"
 #include "proto/tls_options.h"
 #include "storage/dtype.h"
@@ -111,6 +112,14 @@ struct RestoreRequest {
   // (BundleReaderOptions::map_files), every checksum still verified. The
   // fastest restore; the files must not be rewritten in place meanwhile.
   bool map_files = false;
+  // Tensors restored into the caller's memory instead of new buffers (say,
+  // a model's existing parameters, as PyTorch's load_state_dict does): name
+  // -> exactly the bytes of what is restored for that name (its slice, if
+  // one is asked). Every size is checked before anything is read or
+  // written; the RestoredTensor's data then views that memory. Fixed-size
+  // dtypes only. If the restore fails midway (a corrupt tensor), some
+  // destinations may hold new data.
+  std::map<std::string, absl::Span<char>> into;
 };
 
 struct RestoredTensor {

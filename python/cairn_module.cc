@@ -241,20 +241,44 @@ py::object ToArray(cairn::Tensor& tensor) {
 }
 
 // {name: (array, full_shape, slice_text or None)}
-py::dict RestoredToDict(cairn::RestoredTensors restored) {
+// Destinations restored into (Client.restore(into=...)) come back as the
+// caller's own objects.
+using IntoMap = std::map<std::string, py::buffer>;
+
+py::dict RestoredToDict(cairn::RestoredTensors restored, const std::optional<IntoMap>& into) {
   py::dict out;
   for (auto& [name, r] : restored) {
     py::object slice = r.slice ? py::object(py::str(r.slice->ToString())) : py::object(py::none());
-    out[py::str(name)] = py::make_tuple(ToArray(r.tensor), py::tuple(py::cast(r.full_shape)), slice);
+    py::object value;
+    if (into && into->count(name)) {
+      value = into->at(name);
+    } else {
+      value = ToArray(r.tensor);
+    }
+    out[py::str(name)] = py::make_tuple(value, py::tuple(py::cast(r.full_shape)), slice);
   }
   return out;
 }
 
 cairn::RestoreRequest ToRestoreRequest(const std::optional<std::vector<std::string>>& tensors,
                                        const std::optional<std::map<std::string, std::string>>& slices,
-                                       bool map_files) {
+                                       bool map_files, const std::optional<IntoMap>& into) {
   cairn::RestoreRequest request;
   request.map_files = map_files;
+  if (into) {
+    for (const auto& [name, buffer] : *into) {
+      py::buffer_info info = buffer.request(/*writable=*/true);
+      ssize_t expect = info.itemsize;
+      for (ssize_t i = info.ndim - 1; i >= 0; --i) {
+        if (info.strides[i] != expect) {
+          throw std::invalid_argument("into[\"" + name + "\"] must be C-contiguous");
+        }
+        expect *= info.shape[i];
+      }
+      request.into[name] = absl::Span<char>(static_cast<char*>(info.ptr),
+                                            static_cast<size_t>(info.size * info.itemsize));
+    }
+  }
   if (tensors) request.tensors = *tensors;
   if (slices) {
     for (const auto& [name, text] : *slices) {
@@ -384,14 +408,14 @@ class PyClient {
   py::dict Restore(const std::string& job, std::optional<int64_t> step,
                    const std::optional<std::vector<std::string>>& tensors,
                    const std::optional<std::map<std::string, std::string>>& slices,
-                   bool map_files) {
-    cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files);
+                   bool map_files, const std::optional<IntoMap>& into) {
+    cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files, into);
     absl::StatusOr<cairn::RestoredTensors> result;
     {
       py::gil_scoped_release release;
       result = client_->Restore(job, step, request);
     }
-    return RestoredToDict(Unwrap(std::move(result)));
+    return RestoredToDict(Unwrap(std::move(result)), into);
   }
 
   void Pin(const std::string& job, int64_t step, bool pinned) {
@@ -451,14 +475,14 @@ class PyClient {
 py::dict RestoreFromPrefix(const std::string& prefix_uri,
                            const std::optional<std::vector<std::string>>& tensors,
                            const std::optional<std::map<std::string, std::string>>& slices,
-                           int threads, bool map_files) {
-  cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files);
+                           int threads, bool map_files, const std::optional<IntoMap>& into) {
+  cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, map_files, into);
   absl::StatusOr<cairn::RestoredTensors> result;
   {
     py::gil_scoped_release release;
     result = cairn::RestoreFromPrefix(prefix_uri, request, threads);
   }
-  return RestoredToDict(Unwrap(std::move(result)));
+  return RestoredToDict(Unwrap(std::move(result)), into);
 }
 
 }  // namespace
@@ -486,7 +510,7 @@ PYBIND11_MODULE(_cairn, m) {
       .def("list", &PyClient::List, "job"_a)
       .def("get", &PyClient::Get, "job"_a, "step"_a = py::none())
       .def("restore", &PyClient::Restore, "job"_a, "step"_a = py::none(), "tensors"_a = py::none(),
-           "slices"_a = py::none(), "map_files"_a = false)
+           "slices"_a = py::none(), "map_files"_a = false, "into"_a = py::none())
       .def("pin", &PyClient::Pin, "job"_a, "step"_a, "pinned"_a = true)
       .def("set_policy", &PyClient::SetPolicy, "job"_a, "keep_last"_a = 0,
            "keep_every_steps"_a = 0, "keep_every_hours"_a = 0.0, "keep_best"_a = 0,
@@ -494,5 +518,5 @@ PYBIND11_MODULE(_cairn, m) {
       .def("gc", &PyClient::Gc, "job"_a, "dry_run"_a = false);
 
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),
-        "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false);
+        "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false, "into"_a = py::none());
 }

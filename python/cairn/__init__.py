@@ -190,23 +190,27 @@ class Client:
 
     def restore(self, job: str, step: Optional[int] = None, tensors: Optional[Sequence[str]] = None,
                 slices: Optional[Mapping[str, str]] = None,
-                map_files: bool = False) -> Dict[str, _np.ndarray]:
+                map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
         """Restores `step` (default: the newest) into NumPy arrays, without
         copies: every tensor, or those named in `tensors`; a tensor named in
         `slices` ({name: "0,250:-"}) is restored as that slice of its full
         shape, whatever partitioning it was saved with. map_files=True (local
         checkpoints): arrays are copy-on-write views of the files' pages, the
         fastest restore, every checksum still verified; the files must not be
-        rewritten in place while the arrays live (Cairn never does)."""
+        rewritten in place while the arrays live (Cairn never does).
+        into={name: array}: restores those tensors into the given writable,
+        C-contiguous buffers (e.g. a model's parameters via .numpy()) and
+        returns them; every size is checked before anything is written."""
         return _arrays(self._c.restore(job, None if step is None else int(step),
                                        None if tensors is None else list(tensors),
-                                       None if slices is None else dict(slices), bool(map_files)))
+                                       None if slices is None else dict(slices), bool(map_files),
+                                       None if into is None else dict(into)))
 
     def restore_from(self, prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                      slices: Optional[Mapping[str, str]] = None,
-                     map_files: bool = False) -> Dict[str, _np.ndarray]:
+                     map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
         """restore_from (the module function), for convenience."""
-        return restore_from(prefix_uri, tensors, slices, map_files=map_files)
+        return restore_from(prefix_uri, tensors, slices, map_files=map_files, into=into)
 
     def pin(self, job: str, step: int, pinned: bool = True) -> None:
         self._c.pin(job, int(step), bool(pinned))
@@ -238,11 +242,11 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
 
 def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                  slices: Optional[Mapping[str, str]] = None, threads: int = 4,
-                 map_files: bool = False) -> Dict[str, _np.ndarray]:
+                 map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
     """Restores straight from a checkpoint prefix (no coordinator), e.g.
-    "/data/job/ckpt-100/variables" or a file:// / s3:// URI. map_files: see
-    Client.restore."""
+    "/data/job/ckpt-100/variables" or a file:// / s3:// URI. map_files, into:
+    see Client.restore."""
     return _arrays(_cairn.restore_from_prefix(prefix_uri,
                                               None if tensors is None else list(tensors),
                                               None if slices is None else dict(slices), int(threads),
-                                              bool(map_files)))
+                                              bool(map_files), None if into is None else dict(into)))

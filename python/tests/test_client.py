@@ -165,6 +165,27 @@ class ClientTest(unittest.TestCase):
         np.testing.assert_array_equal(again["emb"], self.emb)
         np.testing.assert_array_equal(self.client.restore("py-mapped")["emb"], self.emb)
 
+    def test_restore_into_existing_arrays(self):
+        self.save_two_workers("py-into", 6)
+        emb = np.zeros_like(self.emb)
+        rows = np.zeros((2, self.emb.shape[1]), dtype=self.emb.dtype)
+        got = self.client.restore("py-into", tensors=["emb"], into={"emb": emb})
+        self.assertIs(got["emb"], emb)  # the caller's own array, filled in place
+        np.testing.assert_array_equal(emb, self.emb)
+        part = cairn.restore_from(self.client.latest("py-into").prefix_uri, tensors=["emb"],
+                                  slices={"emb": "8,2:-"}, into={"emb": rows})
+        self.assertIs(part["emb"], rows)
+        np.testing.assert_array_equal(rows, self.emb[8:])
+        # A wrong size is refused before anything is written.
+        short = np.full(self.emb.size - 1, 7, dtype=self.emb.dtype)
+        with self.assertRaises(cairn.Error):
+            self.client.restore("py-into", tensors=["emb"], into={"emb": short})
+        self.assertTrue((short == 7).all())
+        with self.assertRaises(Exception):  # not writable
+            ro = np.zeros_like(self.emb)
+            ro.flags.writeable = False
+            self.client.restore("py-into", tensors=["emb"], into={"emb": ro})
+
     def test_async_save_copies_before_returning(self):
         original = np.arange(1 << 16, dtype=np.float32).reshape(256, 256)
         arr = original.copy()

@@ -280,6 +280,62 @@ TEST(RestoreFromPrefix, BadSlicesAreInvalidArgument) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RestoreFromPrefix, IntoCallerMemoryWholeAndSliced) {
+  FourPartCheckpoint ckpt;
+  std::string w1(ckpt.w(1).size(), '\0');
+  std::string rows(10 * 6 * 4, '\0');  // emb rows 20-29: across two stored slices
+  RestoreRequest request;
+  request.tensors = {"w_1", "emb", "names"};
+  request.slices["emb"] = Slice("20,10:-");
+  request.into["w_1"] = absl::MakeSpan(w1);
+  request.into["emb"] = absl::MakeSpan(rows);
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(w1, ckpt.w(1));
+  EXPECT_EQ(rows, SubMatrix(ckpt.emb(), 6, 20, 10, 0, 6));
+  // The results view the caller's memory; the others are as usual.
+  EXPECT_EQ(r->at("w_1").tensor.data.data(), w1.data());
+  EXPECT_EQ(r->at("emb").tensor.data.data(), rows.data());
+  EXPECT_EQ(r->at("emb").tensor.shape, (std::vector<int64_t>{10, 6}));
+  EXPECT_EQ(r->at("names").tensor.strings, (std::vector<std::string>{"alpha", "", "gamma"}));
+}
+
+TEST(RestoreFromPrefix, IntoCallerMemoryChecksEveryDestinationBeforeWriting) {
+  FourPartCheckpoint ckpt;
+  std::string w0(ckpt.w(0).size(), 'x');
+  std::string small(ckpt.w(2).size() - 4, 'x');
+  RestoreRequest request;
+  request.into["w_0"] = absl::MakeSpan(w0);
+  request.into["w_2"] = absl::MakeSpan(small);  // one float short
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "\"w_2\"")) << r.status();
+  EXPECT_EQ(w0, std::string(w0.size(), 'x')) << "written before every size was checked";
+
+  request.into.erase("w_2");
+  request.into["nope"] = absl::MakeSpan(small);
+  EXPECT_EQ(RestoreFromPrefix(ckpt.prefix(), request).status().code(), absl::StatusCode::kNotFound);
+  request.into.erase("nope");
+  request.tensors = {"w_1"};  // w_0 has a destination but is not requested
+  EXPECT_EQ(RestoreFromPrefix(ckpt.prefix(), request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.tensors.clear();
+  request.into.clear();
+  std::string strings(16, 'x');
+  request.into["names"] = absl::MakeSpan(strings);
+  auto s = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(s.status().message(), "string")) << s.status();
+
+  // A corrupt tensor restored into caller memory is DataLoss all the same.
+  ASSERT_TRUE(ckpt.FlipFirstByteOf("w_0"));
+  request.into.clear();
+  request.into["w_0"] = absl::MakeSpan(w0);
+  auto c = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(c.status().message(), "w_0")) << c.status();
+}
+
 TEST(RestoreFromPrefix, CorruptDataIsDataLossNamingTheTensor) {
   FourPartCheckpoint ckpt;
   ASSERT_TRUE(ckpt.FlipFirstByteOf("w_2"));
