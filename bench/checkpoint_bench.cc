@@ -25,15 +25,18 @@
 //  2 restore  Client::Restore of that whole step into memory (every CRC
 //             checked), copying and with map_files (copy-on-write views of
 //             the page cache), vs read() of the same checkpoint files into
-//             one fresh buffer from the same allocator (cairn::Buffer); and
-//             torch.load of torch's files (figure 3b), in rotating order.
+//             one fresh buffer from the same allocator (cairn::Buffer); also
+//             restoring into memory already in use (RestoreRequest::into) vs
+//             read() into a reused buffer; and torch.load of torch's files
+//             (figure 3b), in rotating order.
 //  4 async    SaveShardAsync of one worker's state (--gib/--workers, one
 //             shard): time the call blocks vs one memcpy of the same bytes
 //             into a warmed buffer; plus durable_after_micros.
 //  5 partial  BundleReader::bytes_read() after Open + ReadTensor of one
 //             tensor of a --partial-tensors checkpoint vs tensor + index size.
 //  6 memory   writer VmHWM (reset through /proc/PID/clear_refs) while it
-//             ingests one shard of --big-shard-gib and of --small-shard-gib
+//             ingests a shard of --big-shard-gib and of --small-shard-gib
+//             (the highest of three each)
 //             (256 MiB tensors all pointing at one buffer).
 //  7 scale    SaveShard wall time (stream + merge + catalog commit) of one
 //             shard of --tiny-large vs --tiny scalar float tensors.
@@ -307,12 +310,16 @@ std::vector<std::string> CheckpointFiles(const std::string& dir) {
 }
 
 // The restore baseline: read() of every file of the checkpoint, one after
-// the other, into one fresh buffer.
-double PlainRead(const std::vector<std::string>& files, uint64_t* bytes) {
+// the other, into one fresh buffer, or into `reuse` (memory already in use,
+// the baseline of restoring into existing memory).
+double PlainRead(const std::vector<std::string>& files, uint64_t* bytes,
+                 cairn::Buffer* reuse = nullptr) {
   uint64_t total = 0;
   for (const auto& p : files) total += fs::file_size(p);
   const double t0 = Now();
-  cairn::Buffer buf(total);
+  cairn::Buffer fresh(reuse == nullptr ? total : 0);
+  cairn::Buffer& buf = reuse == nullptr ? fresh : *reuse;
+  if (buf.size() < total) Die("PlainRead: buffer too small");
   uint64_t off = 0;
   for (const auto& p : files) {
     const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
@@ -471,13 +478,32 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
     VerifyRestore(Check(client->Restore(job, step, mapped), "restore"), state);
     if (torch != nullptr) torch->Run("load");
   }
-  std::vector<double> restore_s, mapped_s, read_s, load_s;
+  std::vector<double> restore_s, mapped_s, read_s, load_s, into_s, warm_read_s;
+  // Restoring into memory already in use (a model's parameters): every
+  // tensor into its place in one buffer, against read() into another.
+  cairn::Buffer into_buf(bytes);
+  cairn::RestoreRequest into;
+  {
+    uint64_t off = 0;
+    for (const auto& ws : state) {
+      for (const auto& t : ws.tensors) {
+        into.into[t.name] = absl::Span<char>(into_buf.data() + off, t.data.size());
+        off += t.data.size();
+      }
+    }
+  }
+  std::memset(into_buf.data(), 0, into_buf.size());
+  VerifyRestore(Check(client->Restore(job, step, into), "restore"), state);
   uint64_t file_bytes = 0;
   const auto files = CheckpointFiles(absl::StrCat(storage, "/", job, "/ckpt-", step));
+  uint64_t files_total = 0;
+  for (const auto& p : files) files_total += fs::file_size(p);
+  cairn::Buffer warm(files_total);
+  std::memset(warm.data(), 0, warm.size());
   // Restores take a second or so but swing widely here (memory another
   // process just freed, or pages idle for 30 s, come back slowly from the
   // host): three rounds per repeat.
-  const int restore_rounds = RoundUp(3 * f.repeats, torch != nullptr ? 4 : 3);
+  const int restore_rounds = RoundUp(3 * f.repeats, torch != nullptr ? 6 : 5);
   for (int r = 0; r < restore_rounds; ++r) {
     auto cairn_restore = [&](const cairn::RestoreRequest& request, std::vector<double>* out) {
       const double t0 = Now();
@@ -490,16 +516,21 @@ void FigureSaveRestore(const Flags& f, std::vector<WorkerState>& state, const st
     std::vector<std::function<void()>> steps = {
         [&] { cairn_restore({}, &restore_s); },
         [&] { cairn_restore(mapped, &mapped_s); },
-        [&] { read_s.push_back(PlainRead(files, &file_bytes)); }};
+        [&] { read_s.push_back(PlainRead(files, &file_bytes)); },
+        [&] { cairn_restore(into, &into_s); },
+        [&] { warm_read_s.push_back(PlainRead(files, &file_bytes, &warm)); }};
     if (torch != nullptr) steps.push_back([&] { load_s.push_back(torch->Run("load")); });
     RunRotated(steps, r);
     Progress(absl::StrCat("restore run ", r + 1, ": cairn ", restore_s.back(), " s, mapped ",
-                          mapped_s.back(), " s, plain ", read_s.back(), " s",
+                          mapped_s.back(), " s, into ", into_s.back(), " s, plain ", read_s.back(),
+                          " s, plain into ", warm_read_s.back(), " s",
                           load_s.empty() ? "" : absl::StrCat(", torch.load ", load_s.back(), " s")));
   }
   Emit("restore_file_bytes", file_bytes);
   EmitRuns("restore_cairn_s", restore_s);
   EmitRuns("restore_mapped_s", mapped_s);
+  EmitRuns("restore_into_s", into_s);
+  EmitRuns("restore_plain_warm_s", warm_read_s);
   EmitRuns("restore_plain_s", read_s);
   if (torch != nullptr) EmitRuns("load_torch_s", load_s);
 }
@@ -681,8 +712,13 @@ void FigureMemory(const Flags& f) {
   cairn::Buffer chunk(256 * kMiB);
   Fill(chunk.data(), chunk.size(), 99);
   auto client = Connect(f);
-  const int64_t small = PeakForShard(client.get(), chunk, f.small_shard_gib, 1, pids);
-  const int64_t big = PeakForShard(client.get(), chunk, f.big_shard_gib, 2, pids);
+  // The peak depends on how many chunks happen to be in flight: the highest
+  // of three shards of each size, alternating.
+  int64_t small = 0, big = 0;
+  for (int round = 0; round < 3; ++round) {
+    small = std::max(small, PeakForShard(client.get(), chunk, f.small_shard_gib, 1 + 2 * round, pids));
+    big = std::max(big, PeakForShard(client.get(), chunk, f.big_shard_gib, 2 + 2 * round, pids));
+  }
   Emit("memory_small_gib", f.small_shard_gib);
   Emit("memory_big_gib", f.big_shard_gib);
   Emit("memory_small_peak_kib", small);

@@ -90,6 +90,11 @@ if "restore_cairn_s" in r:
     ratio = paired("restore_plain_s", "restore_cairn_s")
     row("2 restore, every CRC checked (copies)", gbs(b, f("restore_cairn_s")),
         gbs(f("restore_file_bytes"), p) + " read()", ratio, ">= 0.8", ratio >= 0.8)
+    if "restore_into_s" in r:
+        ratio = paired("restore_plain_warm_s", "restore_into_s")
+        row("2i restore into memory in use (into)", gbs(b, f("restore_into_s")),
+            gbs(f("restore_file_bytes"), f("restore_plain_warm_s")) + " read() into it",
+            ratio, ">= 0.8", ratio >= 0.8)
     ratio = paired("restore_plain_s", "restore_mapped_s")
     row("2m restore, every CRC checked (map_files)", gbs(b, f("restore_mapped_s")),
         gbs(f("restore_file_bytes"), p) + " read()", ratio, ">= 0.8", ratio >= 0.8)
