@@ -14,6 +14,7 @@
 # Quick run: bench/run.sh --gib=0.25 --repeats=1 --big-shard-gib=1
 #   --small-shard-gib=0.25 --tiny=10000 --tiny-large=100000
 # Figure 3 needs Debian's python3-torch (bench/install-bench-deps.sh).
+# CAIRN_WRITER_FLAGS="--inventory-sha256=false" runs the writers with flags.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}

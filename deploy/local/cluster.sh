@@ -3,6 +3,7 @@
 # on 127.0.0.1, local storage and the RocksDB catalog under one data folder.
 #
 #   deploy/local/cluster.sh start DATA_DIR [WRITERS]   prints the coordinator address
+#   (CAIRN_WRITER_FLAGS="--inventory-sha256=false ..." adds flags to every writer)
 #   deploy/local/cluster.sh stop DATA_DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,7 +29,8 @@ case "$cmd" in
     echo $! >"$DATA/coordinator.pid"
     COORD=$(wait_listening "$DATA/logs/coordinator.out")
     for i in $(seq 0 $((WRITERS - 1))); do
-      "$BIN/cairn-writer" --coordinator="$COORD" --listen=127.0.0.1:0 \
+      # shellcheck disable=SC2086  # CAIRN_WRITER_FLAGS: extra flags, split on spaces
+      "$BIN/cairn-writer" --coordinator="$COORD" --listen=127.0.0.1:0 ${CAIRN_WRITER_FLAGS:-} \
         >"$DATA/logs/writer$i.out" 2>"$DATA/logs/writer$i.log" &
       echo $! >"$DATA/writer$i.pid"
       wait_listening "$DATA/logs/writer$i.out" >/dev/null
