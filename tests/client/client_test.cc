@@ -937,6 +937,16 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::function<void()> on_acquire_, on_release_;
 };
 
+// One retention decision in a canned GcResponse.
+void AddDecision(v1::GcResponse* response, int64_t step, bool keep,
+                 const std::vector<std::string>& kept_by, const std::string& reason) {
+  v1::RetentionDecision* d = response->add_decisions();
+  d->set_step(step);
+  d->set_keep(keep);
+  for (const std::string& rule : kept_by) d->add_kept_by(rule);
+  d->set_reason(reason);
+}
+
 class FakeService : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -1387,17 +1397,9 @@ TEST_F(FakeService, RetentionCallsMapToRequests) {
 
   // Gc: decisions come back ascending by step, whatever the wire order.
   v1::GcResponse canned;
-  auto add = [&canned](int64_t step, bool keep, std::vector<std::string> kept_by,
-                       const std::string& reason) {
-    v1::RetentionDecision* d = canned.add_decisions();
-    d->set_step(step);
-    d->set_keep(keep);
-    for (const std::string& rule : kept_by) d->add_kept_by(rule);
-    d->set_reason(reason);
-  };
-  add(200, true, {"newest"}, "kept by newest");
-  add(50, false, {}, "no rule keeps it");
-  add(100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
+  AddDecision(&canned, 200, true, {"newest"}, "kept by newest");
+  AddDecision(&canned, 50, false, {}, "no rule keeps it");
+  AddDecision(&canned, 100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
   canned.set_deleted(1);
   coordinator_.set_gc_response(canned);
   auto gc = client_->Gc("j", false);
@@ -1583,17 +1585,9 @@ TEST_F(FakeService, CliPinUnpin) {
 TEST_F(FakeService, CliGcTextAndJson) {
   const std::string coord = "--coordinator=" + coordinator_address_;
   v1::GcResponse canned;
-  auto add = [&canned](int64_t step, bool keep, std::vector<std::string> kept_by,
-                       const std::string& reason) {
-    v1::RetentionDecision* d = canned.add_decisions();
-    d->set_step(step);
-    d->set_keep(keep);
-    for (const std::string& rule : kept_by) d->add_kept_by(rule);
-    d->set_reason(reason);
-  };
-  add(200, true, {"newest"}, "kept by newest");
-  add(50, false, {}, "no rule keeps it (policy: keep-last=1)");
-  add(100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
+  AddDecision(&canned, 200, true, {"newest"}, "kept by newest");
+  AddDecision(&canned, 50, false, {}, "no rule keeps it (policy: keep-last=1)");
+  AddDecision(&canned, 100, true, {"keep-last", "pinned"}, "kept by keep-last, pinned");
   canned.set_deleted(1);
   coordinator_.set_gc_response(canned);
 
