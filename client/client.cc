@@ -635,16 +635,17 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
     items.push_back(std::move(item));
   }
   // Destinations in the caller's memory: every name selected, every size
-  // right, before anything is read or written.
+  // right, before anything is read or written. `items` is still in key order
+  // here (the index's, or the set of names asked for): binary search.
   for (const auto& [name, dst] : request.into) {
-    auto item = std::find_if(items.begin(), items.end(),
-                             [&](const RestoreItem& i) { return i.entry.key == name; });
-    if (item == items.end()) {
+    auto item = std::lower_bound(items.begin(), items.end(), name,
+                                 [](const RestoreItem& i, const std::string& key) { return i.entry.key < key; });
+    if (item == items.end() || item->entry.key != name) {
       if (request.tensors.empty()) return not_found(name);
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor \"", name, "\" has a destination but is not among the tensors requested"));
     }
-    if (item->entry.data_type() == DataType::kString || DataTypeSize(item->entry.data_type()) == 0) {
+    if (DataTypeSize(item->entry.data_type()) == 0) {  // strings, unknown dtypes
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor \"", name, "\" has dtype ", DataTypeName(item->entry.data_type()),
           ", which cannot be restored into caller memory"));
