@@ -221,75 +221,92 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
                                         options.num_shards, " of ", options.job, "/",
                                         options.step);
 
-  // 1. The coordinator assigns a writer and an attempt.
-  v1::BeginShardRequest begin;
-  begin.set_job(options.job);
-  begin.set_step(options.step);
-  begin.set_shard_index(options.shard_index);
-  begin.set_num_shards(options.num_shards);
-  begin.mutable_metrics()->insert(options.metrics.begin(), options.metrics.end());
-  v1::BeginShardResponse assigned;
-  {
-    auto ctx = rep_->UnaryContext();
-    grpc::Status s = rep_->coordinator->BeginShard(ctx.get(), begin, &assigned);
-    if (!s.ok()) {
-      return RpcError(s, rep_->CoordinatorName(), what);
-    }
-  }
-  if (assigned.writer_address().empty()) {
-    return absl::InternalError(absl::StrCat(what, ": ", rep_->CoordinatorName(),
-                                            " assigned no shard writer"));
-  }
-  const std::string writer_name = absl::StrCat("shard writer ", assigned.writer_address());
-
-  // 2. Stream the shard to that writer.
-  ASSIGN_OR_RETURN(auto writer_channel, rep_->WriterChannel(assigned.writer_address()));
-  auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
+  // A writer that cannot be reached (it died, or is cut off) costs one more
+  // attempt, not the save: the shard is begun again on another writer, and
+  // the coordinator is told which ones failed so it skips them until they
+  // heartbeat again.
+  constexpr int kMaxWriterAttempts = 4;
+  std::vector<std::string> unreachable;
   v1::SaveShardResponse response;
-  auto stream = std::make_unique<internal::ShardStream>(writer_channel, ctx.get(), &response);
-
-  uint64_t data_bytes = 0;
-  for (const SaveTensor& t : tensors) data_bytes += t.data.size();
-  internal::ProgressCounter progress(options.progress, data_bytes);
-  bool sent = [&] {
-    progress.Begin();
-    v1::SaveShardMessage msg;
-    v1::SaveShardHeader* header = msg.mutable_header();
-    header->set_job(options.job);
-    header->set_step(options.step);
-    header->set_shard_index(options.shard_index);
-    header->set_num_shards(options.num_shards);
-    header->set_token(assigned.token());
-    header->set_staging_prefix(assigned.staging_prefix());
-    if (!stream->Write(msg)) return false;
-
-    // Data chunks go out straight from the tensors' memory (ShardStream).
-    for (const SaveTensor& t : tensors) {
-      v1::SaveShardMessage tensor_msg;
-      v1::TensorHeader* th = tensor_msg.mutable_tensor();
-      th->set_name(t.name);
-      th->set_dtype(static_cast<int32_t>(t.dtype));
-      th->mutable_shape()->Add(t.shape.begin(), t.shape.end());
-      if (t.slice.has_value()) th->set_slice(t.slice->ToString());
-      for (const std::string& value : t.strings) th->add_string_values(value);
-      if (!stream->Write(tensor_msg)) return false;
-      for (size_t pos = 0; pos < t.data.size(); pos += rpc::kChunkBytes) {
-        const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);
-        if (!stream->WriteData(t.data.data() + pos, n)) return false;
-        progress.Add(n);
+  for (int attempt = 1;; ++attempt) {
+    // 1. The coordinator assigns a writer and an attempt.
+    v1::BeginShardRequest begin;
+    begin.set_job(options.job);
+    begin.set_step(options.step);
+    begin.set_shard_index(options.shard_index);
+    begin.set_num_shards(options.num_shards);
+    begin.mutable_metrics()->insert(options.metrics.begin(), options.metrics.end());
+    for (const std::string& w : unreachable) begin.add_unreachable_writers(w);
+    v1::BeginShardResponse assigned;
+    {
+      auto ctx = rep_->UnaryContext();
+      grpc::Status s = rep_->coordinator->BeginShard(ctx.get(), begin, &assigned);
+      if (!s.ok()) {
+        absl::Status error = RpcError(s, rep_->CoordinatorName(), what);
+        if (unreachable.empty()) return error;
+        return absl::Status(error.code(), absl::StrCat(error.message(), " (after shard writer ",
+                                                       unreachable.back(), " was unreachable)"));
       }
     }
-    progress.Finish();
-    return stream->WritesDone();
-  }();
-  grpc::Status finished = stream->Finish();
-  if (!finished.ok()) {
-    return RpcError(finished, writer_name, what);
-  }
-  if (!sent) {
-    // The stream broke but the server reported success: should not happen.
-    return absl::UnavailableError(
-        absl::StrCat(what, ": the stream to ", writer_name, " broke off"));
+    if (assigned.writer_address().empty()) {
+      return absl::InternalError(absl::StrCat(what, ": ", rep_->CoordinatorName(),
+                                              " assigned no shard writer"));
+    }
+    const std::string writer_name = absl::StrCat("shard writer ", assigned.writer_address());
+
+    // 2. Stream the shard to that writer.
+    ASSIGN_OR_RETURN(auto writer_channel, rep_->WriterChannel(assigned.writer_address()));
+    auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
+    auto stream = std::make_unique<internal::ShardStream>(writer_channel, ctx.get(), &response);
+
+    uint64_t data_bytes = 0;
+    for (const SaveTensor& t : tensors) data_bytes += t.data.size();
+    internal::ProgressCounter progress(options.progress, data_bytes);
+    bool sent = [&] {
+      progress.Begin();
+      v1::SaveShardMessage msg;
+      v1::SaveShardHeader* header = msg.mutable_header();
+      header->set_job(options.job);
+      header->set_step(options.step);
+      header->set_shard_index(options.shard_index);
+      header->set_num_shards(options.num_shards);
+      header->set_token(assigned.token());
+      header->set_staging_prefix(assigned.staging_prefix());
+      if (!stream->Write(msg)) return false;
+
+      // Data chunks go out straight from the tensors' memory (ShardStream).
+      for (const SaveTensor& t : tensors) {
+        v1::SaveShardMessage tensor_msg;
+        v1::TensorHeader* th = tensor_msg.mutable_tensor();
+        th->set_name(t.name);
+        th->set_dtype(static_cast<int32_t>(t.dtype));
+        th->mutable_shape()->Add(t.shape.begin(), t.shape.end());
+        if (t.slice.has_value()) th->set_slice(t.slice->ToString());
+        for (const std::string& value : t.strings) th->add_string_values(value);
+        if (!stream->Write(tensor_msg)) return false;
+        for (size_t pos = 0; pos < t.data.size(); pos += rpc::kChunkBytes) {
+          const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);
+          if (!stream->WriteData(t.data.data() + pos, n)) return false;
+          progress.Add(n);
+        }
+      }
+      progress.Finish();
+      return stream->WritesDone();
+    }();
+    grpc::Status finished = stream->Finish();
+    if (finished.error_code() == grpc::StatusCode::UNAVAILABLE && attempt < kMaxWriterAttempts) {
+      unreachable.push_back(assigned.writer_address());
+      continue;
+    }
+    if (!finished.ok()) {
+      return RpcError(finished, writer_name, what);
+    }
+    if (!sent) {
+      // The stream broke but the server reported success: should not happen.
+      return absl::UnavailableError(
+          absl::StrCat(what, ": the stream to ", writer_name, " broke off"));
+    }
+    break;
   }
   SaveShardResult result;
   result.committed = response.committed();
@@ -434,6 +451,7 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
   // Hold a lease on the resolved step while reading, so retention cannot
   // delete the files under us; released (best effort) on every path below.
   ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, job, ckpt.step));
+  RETURN_IF_ERROR(internal::CheckInventorySizes(ckpt));
   absl::StatusOr<RestoredTensors> restored =
       RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress);
   lease.Release();
@@ -460,6 +478,27 @@ absl::Status Client::SetPolicy(const std::string& job, const RetentionPolicy& po
                     absl::StrCat("setting the retention policy of job ", job));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<RollbackResult> Client::Rollback(const std::string& job, int64_t to_step,
+                                                bool dry_run) {
+  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(internal::ValidateStep(to_step));
+  v1::RollbackRequest request;
+  request.set_job(job);
+  request.set_to_step(to_step);
+  request.set_dry_run(dry_run);
+  v1::RollbackResponse response;
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->Rollback(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(),
+                    absl::StrCat("rolling job ", job, " back to step ", to_step));
+  }
+  RollbackResult out;
+  out.deleted_steps.assign(response.deleted_steps().begin(), response.deleted_steps().end());
+  out.aborted_steps.assign(response.aborted_steps().begin(), response.aborted_steps().end());
+  return out;
 }
 
 absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {

@@ -153,6 +153,11 @@ struct GcResult {
   int deleted = 0;
 };
 
+struct RollbackResult {
+  std::vector<int64_t> deleted_steps;  // committed checkpoints above the step, removed
+  std::vector<int64_t> aborted_steps;  // pending ones above it, aborted
+};
+
 class Client;
 
 // A save running in the background (Client::SaveShardAsync). Wait() returns
@@ -186,7 +191,12 @@ class Client {
   // Streams this worker's tensors as shard `shard_index` of `num_shards` of
   // `step`. Returns once the shard is durable; the call that completes the
   // last shard returns once the checkpoint is committed. Saving a shard again
-  // (a retry) replaces the earlier attempt.
+  // (a retry) replaces the earlier attempt while the step is pending; once
+  // all its shards are durable and the merge has begun, a retry is refused
+  // (FailedPrecondition). A step below the job's newest committed step is
+  // refused (see Rollback), and so is a checkpoint with no tensors at all.
+  // If the assigned writer cannot be reached, the shard is begun again on
+  // another (a few attempts) before the call fails.
   absl::StatusOr<SaveShardResult> SaveShard(const SaveShardOptions& options,
                                             const std::vector<SaveTensor>& tensors);
 
@@ -209,7 +219,9 @@ class Client {
 
   // Restores from a committed checkpoint (std::nullopt = the newest). Holds
   // a lease on the checkpoint while reading, so retention cannot delete it
-  // mid-restore. `progress` as for RestoreFromPrefix.
+  // mid-restore, and first checks every file's size against the catalog's
+  // inventory (DataLoss if the storage holds other files than were
+  // committed). `progress` as for RestoreFromPrefix.
   absl::StatusOr<RestoredTensors> Restore(const std::string& job, std::optional<int64_t> step,
                                           const RestoreRequest& request,
                                           const ProgressFn& progress = nullptr);
@@ -222,6 +234,14 @@ class Client {
   absl::Status Pin(const std::string& job, int64_t step, bool pinned);
   // Applies retention now (or, with dry_run, only reports what it would do).
   absl::StatusOr<GcResult> Gc(const std::string& job, bool dry_run);
+
+  // Makes `to_step` (a committed checkpoint) the newest of `job`: deletes
+  // every committed checkpoint above it and aborts every pending one,
+  // rewriting the `checkpoint` state file; refused (FailedPrecondition,
+  // naming them) if any above is pinned or leased. Saves move forward: a
+  // step below the newest committed one is refused until a rollback makes
+  // room. With dry_run, only reports what it would do.
+  absl::StatusOr<RollbackResult> Rollback(const std::string& job, int64_t to_step, bool dry_run);
 
   // Leases: while held (until released or `ttl_ms` passes), retention keeps
   // the checkpoint. Returns the lease id.

@@ -16,6 +16,7 @@
 #include "proto/auth.h"
 #include "proto/rpc_util.h"
 #include "storage/status_macros.h"
+#include "storage/layout.h"
 #include "storage/storage.h"
 
 namespace cairn {
@@ -39,10 +40,20 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorOptions& options) {
   if (options.db_path.empty()) return absl::InvalidArgumentError("--db is required");
   if (options.storage_uri.empty()) return absl::InvalidArgumentError("--storage is required");
+  if (options.heartbeat_interval_ms <= 0 ||
+      options.writer_timeout_ms < 3 * options.heartbeat_interval_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the writer timeout (", options.writer_timeout_ms, " ms) must be at least 3 heartbeat "
+        "intervals (", options.heartbeat_interval_ms,
+        " ms each): a shorter one declares healthy writers dead between their beats"));
+  }
   auto rep = std::make_unique<Rep>();
   Clock* clock = options.clock ? options.clock : &rep->real_clock;
   ASSIGN_OR_RETURN(auto catalog, internal::Catalog::Open(options.db_path));
-  ASSIGN_OR_RETURN(auto storage, OpenStorage(options.storage_uri));
+  // Writers are handed this root: a relative path would mean another
+  // directory in each process (or be refused there).
+  ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));
+  ASSIGN_OR_RETURN(auto storage, OpenStorage(storage_uri));
   rep->service = std::make_unique<internal::CoordinatorService>(options, std::move(catalog),
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());
@@ -59,6 +70,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(options.listen, *credentials, &port);
   builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
   builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
+  rpc::RefusePortSharing(&builder);
   if (options.auth_key.empty()) {
     builder.RegisterService(rep->service.get());
   } else {
@@ -81,29 +93,52 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       if (body.ok()) {
         out.body = *body;
       } else {
-        out.status = absl::IsInvalidArgument(body.status()) ? 400 : 500;
+        out.status = absl::IsInvalidArgument(body.status()) ? 400
+                     : absl::IsNotFound(body.status())      ? 404
+                                                            : 500;
         out.body = absl::StrCat("{\"error\": \"", absl::CEscape(body.status().message()), "\"}");
       }
       return out;
     };
+    const std::string auth_key = options.auth_key;
+    // With authorization on, every page needs a read token for what it
+    // shows (the overview: a token for every job, "*"): as a bearer header,
+    // or ?token= for a browser.
+    auto denied = [auth_key](const HttpRequest& request, const std::string& job) {
+      std::optional<HttpResponseBody> out;
+      if (auth_key.empty()) return out;
+      std::string token = request.bearer_token;
+      if (token.empty() && request.query.count("token")) token = request.query.at("token");
+      absl::Status s = auth::Authorize(auth_key, token, job, auth::Scope::kRead, auth::NowUnixSeconds());
+      if (s.ok()) return out;
+      out.emplace();
+      out->status = absl::IsPermissionDenied(s) ? 403 : 401;
+      out->content_type = "application/json";
+      out->body = absl::StrCat("{\"error\": \"", absl::CEscape(s.message()), "\"}");
+      return out;
+    };
     std::map<std::string, HttpHandler> handlers;
-    handlers["/"] = [](const std::string& path, const std::map<std::string, std::string>&) {
+    handlers["/"] = [denied](const HttpRequest& request) {
       HttpResponseBody out;
-      if (path != "/" && path != "/index.html") {
+      if (request.path != "/" && request.path != "/index.html") {
         out.status = 404;
         out.body = "not found\n";
         return out;
       }
+      if (auto refused = denied(request, auth::kAnyJob)) return *refused;
       out.content_type = "text/html; charset=utf-8";
       out.body = internal::kStatusPageHtml;
       return out;
     };
-    handlers["/api/jobs"] = [service, json](const std::string&, const std::map<std::string, std::string>&) {
+    handlers["/api/jobs"] = [service, json, denied](const HttpRequest& request) {
+      if (auto refused = denied(request, auth::kAnyJob)) return *refused;
       return json(service->JobsJson());
     };
-    handlers["/api/jobs/"] = [service, json](const std::string& path,
-                                             const std::map<std::string, std::string>&) {
-      return json(service->JobJson(path.substr(std::string("/api/jobs/").size())));
+    handlers["/api/jobs/"] = [service, json, denied](const HttpRequest& request) {
+      const std::string job = request.path.substr(std::string("/api/jobs/").size());
+      if (absl::Status s = ValidateJobName(job); !s.ok()) return json(s);
+      if (auto refused = denied(request, job)) return *refused;
+      return json(service->JobJson(job));
     };
     ASSIGN_OR_RETURN(rep->http, HttpEndpoint::Start(options.metrics_listen, std::move(handlers)));
     logging::Log(absl::StrCat("status page and metrics on http://", rep->http->address(),

@@ -43,6 +43,8 @@ struct CoordinatorOptions {
   // is aborted and its files removed.
   int64_t pending_timeout_ms = 10 * 60 * 1000;
   // A writer silent this long is considered dead and gets no new shards.
+  // At least 3 heartbeat intervals (Start refuses less): liveness needs
+  // margin for a late beat.
   int64_t writer_timeout_ms = 5000;
   // How often writers should heartbeat.
   int64_t heartbeat_interval_ms = 1000;
@@ -60,16 +62,13 @@ struct CoordinatorOptions {
   std::string metrics_listen;
   // Time source; nullptr = the real clock. Not owned; must outlive the server.
   Clock* clock = nullptr;
-  // Testing only: exit the process abruptly (as a crash would) when the
-  // commit protocol reaches this point: "after_all_durable", "after_merge",
-  // "after_decide", "after_publish", "after_state_file"; and of retention:
-  // "after_mark_deleting", "mid_delete". Empty = never.
-  std::string crash_point;
 };
 
 class CoordinatorServer {
  public:
-  // Opens the catalog, recovers unfinished commits, and starts serving.
+  // Opens the catalog, claims the storage root (FailedPrecondition if a
+  // marker there names another catalog), recovers unfinished commits, and
+  // starts serving.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const CoordinatorOptions& options);
   // Shuts down if still running.
   ~CoordinatorServer();

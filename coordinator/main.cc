@@ -5,13 +5,16 @@
 #include "client/internal/flags.h"
 #include "observability/log.h"
 #include "client/internal/server_flags.h"
+#include "absl/strings/numbers.h"
 #include "coordinator/coordinator.h"
+#include "observability/sync_point.h"
 
 namespace {
 
 constexpr char kUsage[] =
     R"(usage: cairn-coordinator --db=DIR --storage=URI [--listen=HOST:PORT]
                          [--pending-timeout=SECONDS] [--writer-timeout=SECONDS]
+                         [--heartbeat-interval=SECONDS] [--metrics-listen=HOST:PORT]
                          [--tls-cert=FILE --tls-key=FILE [--tls-ca=FILE]
                           [--tls-client-auth]] [--insecure] [--auth-key-file=FILE]
 
@@ -22,7 +25,8 @@ shard writers and commits checkpoints under the storage root URI.
   --pending-timeout  abort a checkpoint whose shards have not all arrived after
                      this many seconds (default 600)
   --writer-timeout   consider a writer dead after this many seconds without a
-                     heartbeat (default 5)
+                     heartbeat (default 5; at least 3 heartbeat intervals)
+  --heartbeat-interval  seconds between a writer's heartbeats (default 1)
   --metrics-listen   HOST:PORT for the status page (/), its JSON (/api/jobs) and
                      Prometheus metrics (/metrics); port 0 picks one (logged)
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
@@ -41,7 +45,7 @@ int main(int argc, char** argv) {
   cairn::cli::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout",
+                            {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
                              "crash-at", "s3-endpoint", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
                              "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
@@ -61,17 +65,29 @@ int main(int argc, char** argv) {
   options.db_path = flags->Get("db").value_or("");
   options.storage_uri = flags->Get("storage").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
-  options.crash_point = flags->Get("crash-at").value_or("");
+  // Testing: end the process abruptly at this named sync point (see
+  // observability/sync_point.h and the CAIRN_SYNC_POINT names in coordinator/).
+  if (auto point = flags->Get("crash-at"); point.has_value()) cairn::sync_point::InstallCrash(*point);
   options.metrics_listen = flags->Get("metrics-listen").value_or("");
   auto pending = flags->GetInt("pending-timeout", 1, 365LL * 86400);
-  auto writer = flags->GetInt("writer-timeout", 1, 86400);
-  if (!pending.ok() || !writer.ok()) {
-    std::cerr << "cairn-coordinator: "
-              << (!pending.ok() ? pending.status().message() : writer.status().message()) << "\n";
+  if (!pending.ok()) {
+    std::cerr << "cairn-coordinator: " << pending.status().message() << "\n";
     return 2;
   }
   if (pending->has_value()) options.pending_timeout_ms = **pending * 1000;
-  if (writer->has_value()) options.writer_timeout_ms = **writer * 1000;
+  // Fractions of a second allowed ("0.2"), in [10 ms, 1 day].
+  for (auto [name, ms] : {std::pair<const char*, int64_t*>{"writer-timeout", &options.writer_timeout_ms},
+                          {"heartbeat-interval", &options.heartbeat_interval_ms}}) {
+    const std::optional<std::string> text = flags->Get(name);
+    if (!text.has_value()) continue;
+    double seconds = 0;
+    if (!absl::SimpleAtod(*text, &seconds) || !(seconds >= 0.01 && seconds <= 86400)) {
+      std::cerr << "cairn-coordinator: --" << name << "=" << *text
+                << ": expected seconds between 0.01 and 86400\n";
+      return 2;
+    }
+    *ms = static_cast<int64_t>(seconds * 1000 + 0.5);
+  }
   if (options.db_path.empty() || options.storage_uri.empty()) {
     std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
     return 2;

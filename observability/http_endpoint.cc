@@ -53,8 +53,13 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
       res.set_content("not found\n", "text/plain");
       return;
     }
-    std::map<std::string, std::string> query(req.params.begin(), req.params.end());
-    HttpResponseBody out = (*best)(req.path, query);
+    HttpRequest request;
+    request.path = req.path;
+    request.query.insert(req.params.begin(), req.params.end());
+    const std::string authorization = req.get_header_value("Authorization");
+    constexpr char kBearer[] = "Bearer ";
+    if (authorization.rfind(kBearer, 0) == 0) request.bearer_token = authorization.substr(sizeof(kBearer) - 1);
+    HttpResponseBody out = (*best)(request);
     res.status = out.status;
     res.set_content(out.body, out.content_type.c_str());
   });

@@ -18,9 +18,14 @@ struct HttpResponseBody {
   std::string body;
 };
 
-// A GET handler: receives the path (without query) and the query parameters.
-using HttpHandler =
-    std::function<HttpResponseBody(const std::string& path, const std::map<std::string, std::string>& query)>;
+struct HttpRequest {
+  std::string path;                          // without the query
+  std::map<std::string, std::string> query;  // decoded parameters
+  std::string bearer_token;                  // from "Authorization: Bearer T", else ""
+};
+
+// A GET handler.
+using HttpHandler = std::function<HttpResponseBody(const HttpRequest& request)>;
 
 class HttpEndpoint {
  public:

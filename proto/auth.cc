@@ -165,5 +165,45 @@ absl::Status Authorize(const std::string& key, const std::string& token, const s
   return absl::OkStatus();
 }
 
+namespace {
+std::string AttemptPayload(const Attempt& a, absl::string_view nonce) {
+  // NUL cannot occur in a job name or a staging prefix.
+  return absl::StrCat(nonce, std::string(1, '\0'), a.job, std::string(1, '\0'), a.step, "/",
+                      a.shard_index, "/", a.num_shards, std::string(1, '\0'), a.staging_prefix);
+}
+}  // namespace
+
+std::string RandomKey() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    // Never weaker than no check at all; distinct per process.
+    return absl::StrCat("fallback-", std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  return std::string(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+}
+
+std::string MintAttemptToken(const std::string& key, const Attempt& attempt) {
+  const std::string nonce = Nonce();
+  return absl::StrCat(nonce, ".",
+                      absl::WebSafeBase64Escape(Hmac(key, AttemptPayload(attempt, nonce))));
+}
+
+absl::Status VerifyAttemptToken(const std::string& key, const std::string& token,
+                                const Attempt& attempt) {
+  const size_t dot = token.find('.');
+  std::string mac;
+  if (key.empty() || dot == std::string::npos ||
+      !absl::WebSafeBase64Unescape(absl::string_view(token).substr(dot + 1), &mac)) {
+    return absl::PermissionDeniedError("malformed attempt token (not issued by the coordinator)");
+  }
+  const std::string expected = Hmac(key, AttemptPayload(attempt, token.substr(0, dot)));
+  if (mac.size() != expected.size() ||
+      CRYPTO_memcmp(mac.data(), expected.data(), expected.size()) != 0) {
+    return absl::PermissionDeniedError(
+        "attempt token does not match this shard (not issued by this coordinator for it)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace auth
 }  // namespace cairn

@@ -66,6 +66,27 @@ absl::StatusOr<Claims> VerifyToken(const std::string& key, const std::string& to
 absl::Status Authorize(const std::string& key, const std::string& token, const std::string& job,
                        Scope needed, int64_t now_unix_seconds);
 
+// Attempt tokens: the coordinator issues one per shard attempt
+// (BeginShard), bound to what the attempt may write; a writer checks it
+// before it writes a byte, so nobody without a BeginShard from this
+// coordinator can make a writer fill its disk. The key is the coordinator's
+// (RandomKey(), kept in its catalog) and is handed to writers when they
+// register and heartbeat.
+struct Attempt {
+  std::string job;
+  int64_t step = 0;
+  int32_t shard_index = 0;
+  int32_t num_shards = 0;
+  std::string staging_prefix;
+};
+// 32 random bytes.
+std::string RandomKey();
+// "NONCE.MAC" (web-safe base64 parts).
+std::string MintAttemptToken(const std::string& key, const Attempt& attempt);
+// PermissionDenied unless `token` was minted with `key` for exactly `attempt`.
+absl::Status VerifyAttemptToken(const std::string& key, const std::string& token,
+                                const Attempt& attempt);
+
 }  // namespace auth
 }  // namespace cairn
 

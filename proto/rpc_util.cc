@@ -141,5 +141,9 @@ std::string BearerToken(const grpc::ServerContext& ctx) {
   return value.substr(sizeof(kBearer) - 1);
 }
 
+void RefusePortSharing(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
+
 }  // namespace rpc
 }  // namespace cairn

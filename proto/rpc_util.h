@@ -34,6 +34,11 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& address);
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& address,
                                                           const TlsOptions& tls);
 
+// Makes BuildAndStart fail on a port another process is bound to. gRPC
+// sets SO_REUSEPORT by default, so a second server would share the port
+// and split the clients' calls between two catalogs.
+void RefusePortSharing(grpc::ServerBuilder* builder);
+
 // Plaintext server credentials.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials();
 // TLS server credentials if tls.server_enabled() (mutual TLS with

@@ -467,6 +467,19 @@ class PyClient {
     return out;
   }
 
+  py::dict Rollback(const std::string& job, int64_t to_step, bool dry_run) {
+    absl::StatusOr<cairn::RollbackResult> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->Rollback(job, to_step, dry_run);
+    }
+    cairn::RollbackResult r = Unwrap(std::move(result));
+    py::dict out;
+    out["deleted_steps"] = r.deleted_steps;
+    out["aborted_steps"] = r.aborted_steps;
+    return out;
+  }
+
  private:
   explicit PyClient(std::unique_ptr<cairn::Client> client) : client_(std::move(client)) {}
   std::unique_ptr<cairn::Client> client_;
@@ -515,7 +528,8 @@ PYBIND11_MODULE(_cairn, m) {
       .def("set_policy", &PyClient::SetPolicy, "job"_a, "keep_last"_a = 0,
            "keep_every_steps"_a = 0, "keep_every_hours"_a = 0.0, "keep_best"_a = 0,
            "metric"_a = "", "maximize"_a = false)
-      .def("gc", &PyClient::Gc, "job"_a, "dry_run"_a = false);
+      .def("gc", &PyClient::Gc, "job"_a, "dry_run"_a = false)
+      .def("rollback", &PyClient::Rollback, "job"_a, "to_step"_a, "dry_run"_a = false);
 
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),
         "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false, "into"_a = py::none());

@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -48,6 +49,10 @@ class WriterService final : public v1::ShardWriter::Service {
       : options_(options), coordinator_(v1::Coordinator::NewStub(coordinator)) {}
 
   void SetStorage(std::unique_ptr<Storage> storage) { storage_ = std::move(storage); }
+  void SetAttemptKey(const std::string& key) {
+    std::lock_guard<std::mutex> lock(key_mu_);
+    attempt_key_ = key;
+  }
   int active_streams() const { return active_.load(); }
 
   grpc::Status SaveShard(grpc::ServerContext* ctx, grpc::ServerReader<v1::SaveShardMessage>* reader,
@@ -85,14 +90,12 @@ class WriterService final : public v1::ShardWriter::Service {
       return rpc::ToGrpc(s);
     }
     std::vector<std::string> parts(req->part_prefixes().begin(), req->part_prefixes().end());
-    for (const std::string& p : parts) {
-      if (!absl::StrContains(p, "/.cairn-staging/")) {
-        return rpc::ToGrpc(absl::InvalidArgumentError(
-            absl::StrCat("merge input ", p, " is outside a staging area")));
-      }
+    if (absl::Status s = ValidateMergePaths(parts, req->output_prefix()); !s.ok()) {
+      return rpc::ToGrpc(s);
     }
     auto files = MergeBundleParts(storage_.get(), parts, req->output_prefix());
     if (!files.ok()) return rpc::ToGrpc(files.status());
+    Log(absl::StrCat("merged ", parts.size(), " index parts into ", req->output_prefix()));
     for (const MergedFile& f : *files) {
       auto* info = resp->add_files();
       info->set_path(f.path);
@@ -112,6 +115,39 @@ class WriterService final : public v1::ShardWriter::Service {
                            auth::NowUnixSeconds());
   }
 
+  // A merge reads the parts of one checkpoint's staging area and writes its
+  // merged files there, nowhere else: output JOB/.cairn-staging/ckpt-STEP/
+  // merged/variables, parts JOB/.cairn-staging/ckpt-STEP/shard-*.
+  static absl::Status ValidateMergePaths(const std::vector<std::string>& parts,
+                                         const std::string& output) {
+    constexpr char kMerged[] = "/merged/variables";
+    auto refuse = [](const std::string& what, const std::string& path) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("merge ", what, " \"", path, "\" is not in a checkpoint's staging area"));
+    };
+    if (!absl::EndsWith(output, kMerged) || absl::StrContains(output, "..") ||
+        absl::StrContains(output, "//")) {
+      return refuse("output", output);
+    }
+    const std::string dir = output.substr(0, output.size() - std::strlen(kMerged));
+    const size_t staging = dir.find("/.cairn-staging/ckpt-");
+    if (staging == std::string::npos || !ValidateJobName(dir.substr(0, staging)).ok()) {
+      return refuse("output", output);
+    }
+    const std::string step = dir.substr(staging + std::strlen("/.cairn-staging/ckpt-"));
+    if (step.empty() || step.size() > 19 || step.find_first_not_of("0123456789") != std::string::npos) {
+      return refuse("output", output);
+    }
+    if (parts.empty()) return absl::InvalidArgumentError("merge of no parts");
+    for (const std::string& p : parts) {
+      if (!absl::StartsWith(p, dir + "/shard-") || absl::StrContains(p, "..") ||
+          absl::StrContains(p, "//")) {
+        return refuse("input", p);
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status ValidateHeader(const v1::SaveShardHeader& h) {
     RETURN_IF_ERROR(ValidateJobName(h.job()));
     RETURN_IF_ERROR(ValidateStep(h.step()));
@@ -122,11 +158,20 @@ class WriterService final : public v1::ShardWriter::Service {
     // Writers only ever write inside the job's own staging area.
     const std::string staging = StagingDir(h.job(), h.step()) + "/";
     if (!absl::StartsWith(h.staging_prefix(), staging) ||
-        absl::StrContains(h.staging_prefix(), "..") || h.token().empty()) {
+        absl::StrContains(h.staging_prefix().substr(staging.size()), "..") || h.token().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("staging prefix \"", h.staging_prefix(), "\" is not in ", staging));
     }
-    return absl::OkStatus();
+    // The coordinator issued this attempt for exactly this shard and
+    // prefix: checked before a byte is written.
+    std::string key;
+    {
+      std::lock_guard<std::mutex> lock(key_mu_);
+      key = attempt_key_;
+    }
+    return auth::VerifyAttemptToken(
+        key, h.token(),
+        {h.job(), h.step(), h.shard_index(), h.num_shards(), h.staging_prefix()});
   }
 
   absl::Status BeginTensor(BundleWriter* writer, const v1::TensorHeader& t, bool* streaming) {
@@ -180,6 +225,7 @@ class WriterService final : public v1::ShardWriter::Service {
                      BundleWriter::Create(storage_.get(), header.staging_prefix(), writer_options));
     bool in_tensor = false;
     int64_t tensors = 0;
+    uint64_t received = 0;
     while (reader->Read(&msg)) {
       switch (msg.kind_case()) {
         case v1::SaveShardMessage::kTensor: {
@@ -192,6 +238,12 @@ class WriterService final : public v1::ShardWriter::Service {
         }
         case v1::SaveShardMessage::kData:
           if (!in_tensor) return absl::InvalidArgumentError("data before any tensor header");
+          received += msg.data().size();
+          if (received > options_.max_shard_bytes) {
+            return absl::ResourceExhaustedError(absl::StrCat(
+                what, ": more than ", options_.max_shard_bytes,
+                " bytes (this writer's --max-shard-bytes); the shard was not saved"));
+          }
           RETURN_IF_ERROR(writer->AppendData(msg.data()));
           BytesReceived().Add(static_cast<double>(msg.data().size()));
           break;
@@ -280,6 +332,8 @@ class WriterService final : public v1::ShardWriter::Service {
   std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   std::unique_ptr<Storage> storage_;
   std::atomic<int> active_{0};
+  std::mutex key_mu_;
+  std::string attempt_key_;  // guarded by key_mu_
 };
 
 }  // namespace
@@ -311,31 +365,46 @@ struct WriterServer::Rep {
                                   absl::StrCat("coordinator ", options.coordinator)));
     writer_id = resp.writer_id();
     heartbeat_ms = std::max<int64_t>(resp.heartbeat_interval_ms(), 50);
+    service->SetAttemptKey(resp.attempt_key());
     if (!service->active_streams() && options.storage_uri.empty()) {
       options.storage_uri = resp.storage_uri();
     }
     return absl::OkStatus();
   }
 
+  // One heartbeat; re-registers if the coordinator no longer knows us.
+  void Beat(v1::Coordinator::Stub& stub) {
+    v1::HeartbeatRequest req;
+    req.set_writer_id(writer_id);
+    req.set_active_streams(service->active_streams());
+    v1::HeartbeatResponse resp;
+    auto ctx = rpc::Context(std::chrono::milliseconds(std::max<int64_t>(heartbeat_ms, 1000)));
+    if (!options.auth_key.empty()) {
+      rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options.auth_key));
+    }
+    grpc::Status s = stub.Heartbeat(ctx.get(), req, &resp);
+    if (s.ok() && resp.known()) service->SetAttemptKey(resp.attempt_key());
+    if (s.ok() && !resp.known()) {
+      absl::Status r = Register();
+      if (!r.ok()) Log(absl::StrCat("re-registering: ", r.message()));
+    }
+  }
+
+  // Beats every heartbeat_ms from the start of the previous beat (not from
+  // its end), so the coordinator sees a steady rhythm.
   void HeartbeatLoop() {
     v1::Coordinator::Stub stub(channel);
+    auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(heartbeat_ms);
     std::unique_lock<std::mutex> lock(mu);
-    while (!cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms), [this] { return stop; })) {
+    cv.wait_until(lock, next, [this] { return stop; });
+    while (!stop) {
       lock.unlock();
-      v1::HeartbeatRequest req;
-      req.set_writer_id(writer_id);
-      req.set_active_streams(service->active_streams());
-      v1::HeartbeatResponse resp;
-      auto ctx = rpc::Context(std::chrono::seconds(5));
-      if (!options.auth_key.empty()) {
-        rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options.auth_key));
-      }
-      grpc::Status s = stub.Heartbeat(ctx.get(), req, &resp);
-      if (s.ok() && !resp.known()) {
-        absl::Status r = Register();
-        if (!r.ok()) Log(absl::StrCat("re-registering: ", r.message()));
-      }
+      Beat(stub);
+      next += std::chrono::milliseconds(heartbeat_ms);
+      const auto now = std::chrono::steady_clock::now();
+      if (next < now) next = now;
       lock.lock();
+      cv.wait_until(lock, next, [this] { return stop; });
     }
   }
 };
@@ -359,6 +428,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   builder.AddListeningPort(options.listen, *credentials, &port);
   builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
   builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
+  rpc::RefusePortSharing(&builder);
   builder.RegisterService(rep->service.get());
   rep->server = builder.BuildAndStart();
   if (!rep->server || port == 0) {
@@ -381,6 +451,11 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   storage_options.local_direct_io = rep->options.direct_io;
   ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri, storage_options));
   rep->service->SetStorage(std::move(storage));
+  // The first beat makes this writer live; only now can it take shards.
+  {
+    v1::Coordinator::Stub stub(rep->channel);
+    rep->Beat(stub);
+  }
   Rep* raw = rep.get();
   rep->heartbeat = std::thread([raw] { raw->HeartbeatLoop(); });
   if (!options.metrics_listen.empty()) {

@@ -41,6 +41,9 @@ struct WriterOptions {
   // Write local shard files with O_DIRECT (StorageOptions::local_direct_io):
   // a fraction of the CPU time of writing through the page cache.
   bool direct_io = true;
+  // Largest shard (tensor bytes) one stream may bring; a stream past it is
+  // refused (its partial files go with the checkpoint's staging area).
+  uint64_t max_shard_bytes = uint64_t{1} << 40;
   // HOST:PORT of an HTTP endpoint serving /metrics (Prometheus); empty = none.
   std::string metrics_listen;
   // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with

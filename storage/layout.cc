@@ -5,20 +5,26 @@
 namespace cairn {
 
 absl::Status ValidateJobName(absl::string_view job) {
-  if (job.empty() || job.size() > 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job name \"", absl::string_view(job.data(), std::min<size_t>(job.size(), 140)),
-                     "\" must be 1 to 128 characters"));
+  constexpr size_t kMaxJobNameLength = 128;
+  if (job.empty()) return absl::InvalidArgumentError("job name is empty");
+  if (job.size() > kMaxJobNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("job name \"", job.substr(0, 32), "...\" has ",
+                                                   job.size(), " characters; at most ",
+                                                   kMaxJobNameLength, " are allowed"));
   }
   if (job[0] == '.') {
     return absl::InvalidArgumentError(absl::StrCat("job name \"", job, "\" must not start with '.'"));
+  }
+  if (job.find("..") != absl::string_view::npos) {
+    // Paths under the job would read as parent-directory steps.
+    return absl::InvalidArgumentError(absl::StrCat("job name \"", job, "\" must not contain \"..\""));
   }
   for (char c : job) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
     if (!ok) {
       return absl::InvalidArgumentError(
-          absl::StrCat("job name \"", job, "\" may contain only letters, digits, '.', '_' and '-'"));
+          absl::StrCat("job name \"", job, "\" may hold only letters, digits, '.', '_' and '-'"));
     }
   }
   return absl::OkStatus();

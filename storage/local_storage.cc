@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -636,6 +637,18 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri) {
   return OpenStorage(uri, DefaultStorageOptions());
+}
+
+absl::StatusOr<std::string> AbsoluteStorageUri(absl::string_view uri) {
+  if (uri.empty()) return absl::InvalidArgumentError("empty storage URI");
+  if (absl::StrContains(uri, "://") || absl::StartsWith(uri, "/")) return std::string(uri);
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof(cwd)) == nullptr) {
+    return absl::InternalError(absl::StrCat("storage URI \"", uri, "\": cannot read the working directory"));
+  }
+  std::string path(uri);
+  while (absl::StartsWith(path, "./")) path = path.substr(2);
+  return absl::StrCat(cwd, "/", path);
 }
 
 namespace {

@@ -152,6 +152,10 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
                                                      const StorageOptions& options);
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri);
 
+// `uri` with a relative local path made absolute against the working
+// directory (other URIs unchanged): for a root handed to other processes.
+absl::StatusOr<std::string> AbsoluteStorageUri(absl::string_view uri);
+
 // Splits a checkpoint prefix URI ("/d/ckpt-1/variables", "s3://b/x/variables")
 // into the storage root holding it and the prefix relative to that root.
 struct SplitPrefix {

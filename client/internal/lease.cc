@@ -2,6 +2,12 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "storage/layout.h"
+#include "storage/status_macros.h"
+#include "storage/storage.h"
+
 namespace cairn {
 namespace internal {
 
@@ -31,6 +37,35 @@ absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const std::string& j
   if (absl::IsUnimplemented(lease.status())) return ScopedLease();
   if (!lease.ok()) return lease.status();
   return ScopedLease(client, *std::move(lease));
+}
+
+absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
+  // Inventory paths are relative to the storage root: the prefix URI is
+  // ROOT/JOB/ckpt-STEP/variables.
+  const std::string suffix = absl::StrCat("/", CheckpointPrefix(checkpoint.job, checkpoint.step));
+  if (!absl::EndsWith(checkpoint.prefix_uri, suffix)) {
+    return absl::InternalError(absl::StrCat("checkpoint ", checkpoint.job, "/", checkpoint.step,
+                                            ": unexpected prefix ", checkpoint.prefix_uri));
+  }
+  const std::string root =
+      checkpoint.prefix_uri.substr(0, checkpoint.prefix_uri.size() - suffix.size());
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(root.empty() ? "/" : root));
+  for (const CheckpointFile& f : checkpoint.files) {
+    auto file = storage->NewReadableFile(f.path);
+    if (!file.ok()) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", checkpoint.job, "/", checkpoint.step,
+                                              ": file ", f.path, " of its inventory: ",
+                                              file.status().message()));
+    }
+    if ((*file)->Size() != f.size) {
+      return absl::DataLossError(absl::StrCat(
+          "checkpoint ", checkpoint.job, "/", checkpoint.step, ": ", f.path, " is ",
+          (*file)->Size(), " bytes, but ", f.size,
+          " were committed: the storage holds other files than this coordinator's catalog "
+          "recorded (rewritten, or another catalog over the same root?)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace internal

@@ -1,6 +1,7 @@
-// The lease a restore holds on its checkpoint, so that retention cannot
-// delete the files while they are read. Shared by Client::Restore and
-// `cairn restore --coordinator`.
+// What a restore through the coordinator does before reading: the lease it
+// holds on its checkpoint, so that retention cannot delete the files while
+// they are read, and the check that the files are the ones the catalog
+// recorded. Shared by Client::Restore and `cairn restore --coordinator`.
 #ifndef CAIRN_CLIENT_INTERNAL_LEASE_H_
 #define CAIRN_CLIENT_INTERNAL_LEASE_H_
 
@@ -47,6 +48,12 @@ class ScopedLease {
 // ScopedLease; any other failure is returned, e.g. NotFound when the
 // checkpoint is gone.
 absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const std::string& job, int64_t step);
+
+// DataLoss unless every file of the checkpoint's inventory exists with the
+// size the catalog recorded at commit (one metadata read per file): a root
+// rewritten by something else (another catalog, a person) is caught before
+// its bytes are taken for this checkpoint's.
+absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint);
 
 }  // namespace internal
 }  // namespace cairn

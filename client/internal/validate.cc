@@ -7,22 +7,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/rpc_util.h"
+#include "storage/layout.h"
 #include "storage/status_macros.h"
 
 namespace cairn {
 namespace internal {
 namespace {
 
-constexpr size_t kMaxJobNameLength = 128;
-
 // A DT_STRING tensor travels in one TensorHeader message; leave room for the
 // name, shape and framing below the gRPC message limit.
 constexpr uint64_t kMaxStringTensorBytes = rpc::kMaxMessageBytes - (1 << 20);
-
-bool IsJobChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
-}
 
 // What one name has been given as so far, to refuse duplicates.
 struct Seen {
@@ -39,23 +33,9 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }
 
 absl::Status ValidateJobName(absl::string_view job) {
-  if (job.empty()) return absl::InvalidArgumentError("job name is empty");
-  if (job.size() > kMaxJobNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat("job name \"", job.substr(0, 32), "...\" has ",
-                                                   job.size(), " characters; at most ",
-                                                   kMaxJobNameLength, " are allowed"));
-  }
-  if (job[0] == '.') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job name \"", job, "\" must not start with '.'"));
-  }
-  for (char c : job) {
-    if (!IsJobChar(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "job name \"", job, "\" may hold only letters, digits, '.', '_' and '-'"));
-    }
-  }
-  return absl::OkStatus();
+  // One rule for every process (storage/layout.h): the coordinator and the
+  // writers apply the same one.
+  return cairn::ValidateJobName(job);
 }
 
 absl::Status ValidateStep(int64_t step) {

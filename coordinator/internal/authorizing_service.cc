@@ -103,6 +103,12 @@ grpc::Status AuthorizingCoordinatorService::ReleaseLease(grpc::ServerContext* ct
   CAIRN_AUTHORIZED(ReleaseLease, job, auth::Scope::kRead);
 }
 
+grpc::Status AuthorizingCoordinatorService::Rollback(grpc::ServerContext* ctx,
+                                                     const v1::RollbackRequest* req,
+                                                     v1::RollbackResponse* resp) {
+  CAIRN_AUTHORIZED(Rollback, req->job(), auth::Scope::kWrite);
+}
+
 #undef CAIRN_AUTHORIZED
 
 }  // namespace internal

@@ -43,6 +43,8 @@ class AuthorizingCoordinatorService final : public v1::Coordinator::Service {
                             v1::AcquireLeaseResponse*) override;
   grpc::Status ReleaseLease(grpc::ServerContext*, const v1::ReleaseLeaseRequest*,
                             v1::ReleaseLeaseResponse*) override;
+  grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest*,
+                        v1::RollbackResponse*) override;
 
  private:
   absl::Status Check(const grpc::ServerContext& ctx, const std::string& job, auth::Scope scope);

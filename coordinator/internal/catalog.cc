@@ -127,6 +127,20 @@ absl::StatusOr<std::vector<v1::LeaseRecord>> Catalog::ListLeases() {
   return out;
 }
 
+absl::StatusOr<std::string> Catalog::GetMeta(const std::string& name) {
+  const std::string key = absl::StrCat("meta/", name);
+  std::string value;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), key, &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("catalog has no ", name));
+  if (!s.ok()) return FromRocks(s, key);
+  return value;
+}
+
+absl::Status Catalog::PutMeta(const std::string& name, const std::string& value) {
+  const std::string key = absl::StrCat("meta/", name);
+  return FromRocks(rep_->db->Put(rep_->sync_write, key, value), key);
+}
+
 absl::Status Catalog::PutWriter(const v1::WriterInfo& writer) {
   return rep_->Put(absl::StrCat("writer/", writer.writer_id()), writer);
 }

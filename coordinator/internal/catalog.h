@@ -4,6 +4,7 @@
 //
 // Keys:  ckpt/<job>/<step, 20 digits>  → cairn.v1.CheckpointRecord
 //        writer/<id>                   → cairn.v1.WriterInfo
+//        meta/<name>                   → raw bytes (catalog_id, attempt_key)
 #ifndef CAIRN_COORDINATOR_INTERNAL_CATALOG_H_
 #define CAIRN_COORDINATOR_INTERNAL_CATALOG_H_
 
@@ -39,6 +40,11 @@ class Catalog {
   absl::Status PutLease(const v1::LeaseRecord& lease);
   absl::Status DeleteLease(const std::string& lease_id);
   absl::StatusOr<std::vector<v1::LeaseRecord>> ListLeases();
+
+  // Small named values of the catalog itself (its identity, the attempt
+  // key). NotFound if absent.
+  absl::StatusOr<std::string> GetMeta(const std::string& name);
+  absl::Status PutMeta(const std::string& name, const std::string& value);
 
   absl::Status PutWriter(const v1::WriterInfo& writer);
   absl::StatusOr<std::vector<v1::WriterInfo>> ListWriters();

@@ -14,8 +14,13 @@ absl::Status ValidatePolicy(const v1::RetentionPolicy& p) {
   if (p.keep_last() < 0 || p.keep_every_steps() < 0 || p.keep_best() < 0) {
     return absl::InvalidArgumentError("retention counts must not be negative");
   }
-  if (!std::isfinite(p.keep_every_hours()) || p.keep_every_hours() < 0) {
-    return absl::InvalidArgumentError("keep-every-hours must be a non-negative number");
+  // Windows of at least a second and at most ~114 years: their count and
+  // index always fit an int64 (1e-300 hours would overflow the cast).
+  constexpr double kMinHours = 1.0 / 3600, kMaxHours = 1e6;
+  if (!std::isfinite(p.keep_every_hours()) || p.keep_every_hours() < 0 ||
+      (p.keep_every_hours() > 0 && (p.keep_every_hours() < kMinHours || p.keep_every_hours() > kMaxHours))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keep-every-hours must be 0 (off) or between ", kMinHours, " (one second) and ", kMaxHours));
   }
   if (p.keep_best() > 0 && p.metric().empty()) {
     return absl::InvalidArgumentError("keep-best needs a metric name");

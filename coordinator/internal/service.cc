@@ -1,7 +1,5 @@
 #include "coordinator/internal/service.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -10,12 +8,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/internal/commit_state.h"
 #include "storage/checkpoint_state.h"
 #include "proto/auth.h"
 #include <nlohmann/json.hpp>
 
 #include "observability/log.h"
 #include "observability/metrics.h"
+#include "observability/sync_point.h"
 #include "proto/rpc_util.h"
 #include "storage/layout.h"
 #include "storage/status_macros.h"
@@ -26,6 +27,10 @@ namespace internal {
 namespace {
 
 constexpr int kMaxShards = 100000;
+// At most this many unreachable writers reported by one BeginShard.
+constexpr int kMaxUnreachableReports = 64;
+// The file at the storage root naming the catalog that owns the root.
+constexpr char kRootMarker[] = ".cairn-catalog";
 
 std::string Name(const std::string& job, int64_t step) { return absl::StrCat(job, "/", step); }
 
@@ -39,9 +44,10 @@ Where At(const std::string& job, int64_t step) {
   return w;
 }
 
-bool AllDurable(const v1::CheckpointRecord& r) {
-  return std::all_of(r.shards().begin(), r.shards().end(),
-                     [](const v1::ShardRecord& s) { return s.durable(); });
+// Merge failures that no retry can fix: the checkpoint is aborted.
+bool PermanentMergeFailure(const absl::Status& s) {
+  return absl::IsInvalidArgument(s) || absl::IsDataLoss(s) || absl::IsNotFound(s) ||
+         absl::IsFailedPrecondition(s);
 }
 
 }  // namespace
@@ -53,6 +59,7 @@ CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
       catalog_(std::move(catalog)),
       storage_(std::move(storage)),
       clock_(clock),
+      writers_(clock, options.writer_timeout_ms),
       rng_(std::random_device{}()) {}
 
 CoordinatorService::~CoordinatorService() { StopBackground(); }
@@ -63,86 +70,120 @@ static void RegisterMetrics() {
   metrics::Counter("cairn_commits_total", "Checkpoints committed.");
   metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.");
   metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.");
+  metrics::Counter("cairn_local_merges_total",
+                   "Merges the coordinator did itself because no writer could.");
   metrics::LatencyHistogram("cairn_commit_seconds",
                             "Time from all shards durable to committed (merge, publish, catalog).");
   metrics::Gauge("cairn_checkpoints_pending", "Checkpoints not yet committed.");
   metrics::Gauge("cairn_writers_live", "Shard writers heartbeating.");
 }
 
-void CoordinatorService::CrashPoint(const char* name) {
-  if (options_.crash_point == name) {
-    Log(absl::StrCat("crash point ", name, " reached: exiting abruptly (testing)"));
-    ::_exit(86);
-  }
-}
-
-std::string CoordinatorService::NewToken() {
-  return absl::StrFormat("%016x%016x", rng_(), rng_());
-}
-
-std::mutex& CoordinatorService::JobLock(const std::string& job) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = job_locks_[job];
-  if (!slot) slot = std::make_unique<std::mutex>();
-  return *slot;
-}
-
-std::vector<std::string> CoordinatorService::LiveWriterIds() {
-  const int64_t now = clock_->NowMicros();
-  std::vector<std::string> out;
-  for (const auto& [id, w] : writers_) {
-    if (now - w.last_heartbeat_micros <= options_.writer_timeout_ms * 1000) out.push_back(id);
-  }
-  return out;
+std::string CoordinatorService::NewNonce() {
+  return absl::StrFormat("%016x", rng_()).substr(0, 12);
 }
 
 // ----------------------------------------------------------------- recovery
 
-absl::Status CoordinatorService::Recover() {
-  ASSIGN_OR_RETURN(auto writers, catalog_->ListWriters());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    // Writers known before a restart get one timeout's grace to heartbeat.
-    for (const auto& w : writers) {
-      writers_[w.writer_id()] = Writer{w.address(), clock_->NowMicros(), 0};
-    }
+absl::Status CoordinatorService::ClaimStorageRoot() {
+  std::string id;
+  if (auto stored = catalog_->GetMeta("catalog_id"); stored.ok()) {
+    id = *stored;
+  } else if (absl::IsNotFound(stored.status())) {
+    id = absl::StrFormat("%016x%016x", std::random_device{}(), rng_());
+    RETURN_IF_ERROR(catalog_->PutMeta("catalog_id", id));
+  } else {
+    return stored.status();
   }
+  if (auto key = catalog_->GetMeta("attempt_key"); key.ok()) {
+    attempt_key_ = *key;
+  } else if (absl::IsNotFound(key.status())) {
+    attempt_key_ = auth::RandomKey();
+    RETURN_IF_ERROR(catalog_->PutMeta("attempt_key", attempt_key_));
+  } else {
+    return key.status();
+  }
+  ASSIGN_OR_RETURN(bool marked, storage_->Exists(kRootMarker));
+  if (marked) {
+    ASSIGN_OR_RETURN(auto file, storage_->NewReadableFile(kRootMarker));
+    std::string owner(std::min<uint64_t>(file->Size(), 256), '\0');
+    RETURN_IF_ERROR(file->ReadAt(0, owner.size(), owner.data()));
+    while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+    if (owner != id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage root ", storage_->uri(), " belongs to another catalog (", kRootMarker, " names ",
+          owner, "; this catalog is ", id,
+          "): two catalogs over one root would overwrite each other's checkpoints. Use the "
+          "coordinator (--db / --catalog) that owns this root, or another --storage"));
+    }
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(auto file, storage_->NewWritableFile(kRootMarker));
+  RETURN_IF_ERROR(file->Append(absl::StrCat(id, "\n")));
+  return file->Close();
+}
+
+absl::Status CoordinatorService::Recover() {
+  RETURN_IF_ERROR(ClaimStorageRoot());
+  ASSIGN_OR_RETURN(auto writers, catalog_->ListWriters());
+  for (const auto& w : writers) writers_.Recover(w.writer_id(), w.address());
   ASSIGN_OR_RETURN(auto leases, catalog_->ListLeases());
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& l : leases) leases_[l.lease_id()] = std::move(l);
   }
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
-  std::vector<Key> to_complete, to_finish, to_abort;
+  std::vector<Key> to_complete, to_finish;
+  std::set<std::string> deleted_in;
   for (auto& r : records) {
     const Key key{r.job(), r.step()};
-    if (r.state() == v1::DELETING) {
-      Log(At(r.job(), r.step()), "recovery: finishing the deletion");
-      RETURN_IF_ERROR(FinishDeletion(r));
-      continue;
-    }
     switch (r.state()) {
+      case v1::DELETING:
+        Log(At(r.job(), r.step()), "recovery: finishing the deletion");
+        RETURN_IF_ERROR(FinishDeletion(r));
+        deleted_in.insert(r.job());
+        continue;
+      case v1::ABORTING:
+        Log(At(r.job(), r.step()), "recovery: finishing the abort");
+        RETURN_IF_ERROR(FinishAbort(r));
+        continue;
       case v1::PENDING:
-        if (AllDurable(r)) to_complete.push_back(key);
+        if (AllShardsDurable(r)) {
+          // Written by a version that merged straight from PENDING.
+          RETURN_IF_ERROR(Transition(&r, v1::MERGING));
+          RETURN_IF_ERROR(catalog_->PutCheckpoint(r));
+        }
         break;
+      case v1::MERGING:
       case v1::COMMITTING:
-        to_finish.push_back(key);
         break;
       default:
         continue;
     }
+    if (r.state() == v1::MERGING) to_complete.push_back(key);
+    if (r.state() == v1::COMMITTING) to_finish.push_back(key);
     std::lock_guard<std::mutex> lock(mu_);
     live_[key] = std::move(r);
   }
+  // A deletion interrupted after its records were marked may have left the
+  // state file naming steps whose files are gone.
+  for (const std::string& job : deleted_in) RETURN_IF_ERROR(WriteStateFile(job));
   for (const Key& key : to_finish) {
     Log(At(key.first, key.second), "recovery: finishing the decided commit");
     absl::Status s = FinishCommit(key);
-    if (!s.ok()) Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message(), " (will retry)"));
+    if (s.ok()) {
+      RetainAfterCommit(key.first, key.second);
+    } else {
+      Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message(), " (will retry)"));
+    }
   }
   for (const Key& key : to_complete) {
     Log(At(key.first, key.second), "recovery: all shards are durable; committing");
     absl::Status s = CompleteCheckpoint(key);
-    if (!s.ok()) Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message()));
+    if (s.ok()) {
+      RetainAfterCommit(key.first, key.second);
+    } else {
+      Log(At(key.first, key.second), absl::StrCat("recovery: ", s.message()));
+    }
   }
   return absl::OkStatus();
 }
@@ -155,46 +196,37 @@ grpc::Status CoordinatorService::RegisterWriter(grpc::ServerContext*,
   if (req->address().empty() || req->address().size() > 256) {
     return rpc::ToGrpc(absl::InvalidArgumentError("writer address must be HOST:PORT"));
   }
-  v1::WriterInfo info;
+  std::string new_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // A writer re-registering from the same address keeps its id.
-    std::string id;
-    for (const auto& [wid, w] : writers_) {
-      if (w.address == req->address()) id = wid;
-    }
-    if (id.empty()) id = absl::StrCat("w-", NewToken().substr(0, 12));
-    writers_[id].address = req->address();
-    writers_[id].last_heartbeat_micros = clock_->NowMicros();
-    info.set_writer_id(id);
-    info.set_address(req->address());
+    new_id = absl::StrCat("w-", NewNonce());
   }
+  v1::WriterInfo info;
+  info.set_writer_id(writers_.Register(req->address(), new_id));
+  info.set_address(req->address());
   if (absl::Status s = catalog_->PutWriter(info); !s.ok()) return rpc::ToGrpc(s);
   Log(absl::StrCat("writer ", info.writer_id(), " registered at ", info.address()));
   resp->set_writer_id(info.writer_id());
   resp->set_storage_uri(storage_->uri());
   resp->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  resp->set_attempt_key(attempt_key_);
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                                            v1::HeartbeatResponse* resp) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = writers_.find(req->writer_id());
-  resp->set_known(it != writers_.end());
-  if (it != writers_.end()) it->second.last_heartbeat_micros = clock_->NowMicros();
+  resp->set_known(writers_.Heartbeat(req->writer_id()));
+  if (resp->known()) resp->set_attempt_key(attempt_key_);
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::ListWriters(grpc::ServerContext*, const v1::ListWritersRequest*,
                                              v1::ListWritersResponse* resp) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::vector<std::string> live = LiveWriterIds();
-  for (const auto& [id, w] : writers_) {
+  for (const auto& w : writers_.Snapshot()) {
     auto* info = resp->add_writers();
-    info->set_writer_id(id);
+    info->set_writer_id(w.id);
     info->set_address(w.address);
-    info->set_live(std::find(live.begin(), live.end(), id) != live.end());
+    info->set_live(w.live);
     info->set_active_shards(w.active_shards);
   }
   return grpc::Status::OK;
@@ -217,6 +249,21 @@ grpc::Status CoordinatorService::BeginShard(grpc::ServerContext*, const v1::Begi
   return grpc::Status::OK;
 }
 
+absl::Status CoordinatorService::CheckStepMovesForward(const std::string& job, int64_t step) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    if (it->state() != v1::COMMITTED) continue;
+    if (it->step() > step) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "step ", step, " of job ", job, " is below its newest committed step ", it->step(),
+          ": saves must move forward. To resume from an older step, first run `cairn rollback "
+          "--job=", job, " --to=STEP`, which deletes the checkpoints above STEP"));
+    }
+    break;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
     const v1::BeginShardRequest& req) {
   RETURN_IF_ERROR(ValidateJobName(req.job()));
@@ -234,17 +281,28 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
       return absl::InvalidArgumentError("metric names must be 1 to 128 characters");
     }
   }
+  if (req.unreachable_writers_size() > kMaxUnreachableReports) {
+    return absl::InvalidArgumentError("too many unreachable writers reported");
+  }
+  for (const std::string& address : req.unreachable_writers()) writers_.MarkUnreachable(address);
   const Key key{req.job(), req.step()};
   const std::string name = Name(req.job(), req.step());
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(key);
+  std::optional<v1::CheckpointRecord> created;
   if (it == live_.end()) {
     auto existing = catalog_->GetCheckpoint(req.job(), req.step());
-    if (existing.ok() && existing->state() != v1::ABORTED) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", name, " is already committed; steps cannot be overwritten"));
-    }
     if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+    if (existing.ok() && existing->state() == v1::ABORTING) {
+      return absl::UnavailableError(
+          absl::StrCat("checkpoint ", name, " is being aborted; try again in a moment"));
+    }
+    if (existing.ok() && existing->state() != v1::ABORTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", name, " is already ", StateName(existing->state()),
+          "; steps cannot be overwritten"));
+    }
+    RETURN_IF_ERROR(CheckStepMovesForward(req.job(), req.step()));
     v1::CheckpointRecord record;
     record.set_job(req.job());
     record.set_step(req.step());
@@ -253,59 +311,58 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
     record.set_created_at_micros(clock_->NowMicros());
     record.set_staging_dir(StagingDir(req.job(), req.step()));
     for (int i = 0; i < req.num_shards(); ++i) record.add_shards()->set_index(i);
-    it = live_.emplace(key, std::move(record)).first;
+    created = std::move(record);
   }
-  v1::CheckpointRecord& record = it->second;
+  const v1::CheckpointRecord& record = created ? *created : it->second;
+  if (record.state() == v1::MERGING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, ": all its shards were durable and their merge has begun, so shard ",
+        req.shard_index(), " can no longer be replaced (this retry was not saved)"));
+  }
   if (record.state() != v1::PENDING) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint ", name, " is being committed; steps cannot be overwritten"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, " is ", StateName(record.state()), "; steps cannot be overwritten"));
   }
   if (record.num_shards() != req.num_shards()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint ", name, " was begun with ", record.num_shards(), " shards; shard ",
         req.shard_index(), " says ", req.num_shards()));
   }
-  std::vector<std::string> live = LiveWriterIds();
-  if (live.empty()) return absl::UnavailableError("no live shard writers are registered");
-  // Least loaded live writer; ties go round-robin.
-  std::string chosen;
-  for (size_t k = 0; k < live.size(); ++k) {
-    const std::string& id = live[(next_writer_ + k) % live.size()];
-    if (chosen.empty() || writers_[id].active_shards < writers_[chosen].active_shards) chosen = id;
-  }
-  next_writer_ = static_cast<int>((next_writer_ + 1) % live.size());
+  ASSIGN_OR_RETURN(WriterRegistry::Choice chosen, writers_.Assign());
 
   v1::CheckpointRecord updated = record;
   v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+  const std::string released = !shard->token().empty() && !shard->durable() ? shard->writer_id() : "";
   if (!shard->token().empty()) {
-    // A retry replaces the earlier attempt, durable or not.
+    // A retry supersedes the earlier attempt, durable or not.
     shard->add_old_staging_prefixes(shard->staging_prefix());
-    if (!shard->durable() && writers_.count(shard->writer_id())) {
-      --writers_[shard->writer_id()].active_shards;
-    }
   }
-  const std::string token = NewToken();
-  shard->set_token(token);
-  shard->set_writer_id(chosen);
+  shard->set_writer_id(chosen.id);
   shard->set_durable(false);
   shard->clear_files();
   shard->set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", updated.staging_dir(),
-                                            req.shard_index(), token.substr(0, 12)));
+                                            req.shard_index(), NewNonce()));
+  auth::Attempt attempt{req.job(), req.step(), req.shard_index(), req.num_shards(),
+                        shard->staging_prefix()};
+  shard->set_token(auth::MintAttemptToken(attempt_key_, attempt));
   for (const auto& [m, v] : req.metrics()) (*updated.mutable_metrics())[m] = v;
-  RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
-  record = std::move(updated);
-  ++writers_[chosen].active_shards;
+  if (absl::Status s = catalog_->PutCheckpoint(updated); !s.ok()) {
+    writers_.Release(chosen.id);
+    return s;
+  }
+  if (!released.empty()) writers_.Release(released);
+  live_[key] = updated;
   {
     Where where = At(req.job(), req.step());
     where.shard = req.shard_index();
     where.num_shards = req.num_shards();
-    Log(where, absl::StrCat("shard assigned to writer ", chosen));
+    Log(where, absl::StrCat("shard assigned to writer ", chosen.id));
   }
 
   v1::BeginShardResponse resp;
-  resp.set_writer_address(writers_[chosen].address);
-  resp.set_token(token);
-  resp.set_staging_prefix(record.shards(req.shard_index()).staging_prefix());
+  resp.set_writer_address(chosen.address);
+  resp.set_token(updated.shards(req.shard_index()).token());
+  resp.set_staging_prefix(updated.shards(req.shard_index()).staging_prefix());
   return resp;
 }
 
@@ -323,25 +380,25 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
     const v1::ShardDurableRequest& req) {
   const Key key{req.job(), req.step()};
   const std::string name = Name(req.job(), req.step());
-  bool complete = false;
+  auto current_attempt = [&req](const v1::CheckpointRecord& r) {
+    return req.shard_index() >= 0 && req.shard_index() < r.num_shards() &&
+           r.shards(req.shard_index()).token() == req.token();
+  };
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it != live_.end() && it->second.state() == v1::COMMITTING &&
-        req.shard_index() >= 0 && req.shard_index() < it->second.num_shards() &&
-        it->second.shards(req.shard_index()).token() == req.token()) {
-      v1::ShardDurableResponse resp;  // decided: the commit will complete
-      resp.set_committed(true);
-      resp.set_state(v1::COMMITTING);
+    if (it != live_.end() && it->second.state() != v1::PENDING && current_attempt(it->second)) {
+      // A repeated report of an attempt already in the merge or commit.
+      v1::ShardDurableResponse resp;
+      resp.set_committed(it->second.state() == v1::COMMITTING);
+      resp.set_state(it->second.state());
       return resp;
     }
-    if (it == live_.end() || it->second.state() != v1::PENDING) {
+    if (it == live_.end()) {
       // A report repeated after a coordinator restart: the recovery may have
       // committed the checkpoint already, with this very attempt in it.
       auto done = catalog_->GetCheckpoint(req.job(), req.step());
-      if (done.ok() && done->state() == v1::COMMITTED && req.shard_index() >= 0 &&
-          req.shard_index() < done->num_shards() &&
-          done->shards(req.shard_index()).token() == req.token()) {
+      if (done.ok() && done->state() == v1::COMMITTED && current_attempt(*done)) {
         v1::ShardDurableResponse resp;
         resp.set_committed(true);
         resp.set_state(v1::COMMITTED);
@@ -359,6 +416,10 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
       return absl::FailedPreconditionError(absl::StrCat(
           "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
     }
+    if (record.state() != v1::PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is ", StateName(record.state())));
+    }
     if (current.durable()) {
       v1::ShardDurableResponse resp;
       resp.set_state(record.state());
@@ -370,27 +431,30 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
     *shard->mutable_files() = req.files();
     shard->set_bytes(req.bytes());
     shard->set_num_tensors(req.num_tensors());
+    // The last durable shard starts the merge in the same synced write: from
+    // here on no attempt of this checkpoint can change.
+    const bool complete = AllShardsDurable(updated);
+    if (complete) RETURN_IF_ERROR(Transition(&updated, v1::MERGING));
     RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    const std::string writer_id = current.writer_id();
     record = std::move(updated);
-    auto w = writers_.find(current.writer_id());
-    if (w != writers_.end()) --w->second.active_shards;
-    complete = AllDurable(record);
-    // Claimed here, under the same lock, so the background retry never
-    // races this thread for the commit.
-    if (complete) complete = completing_.insert(key).second;
+    writers_.Release(writer_id);
+    if (!complete) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(v1::PENDING);
+      return resp;
+    }
+    completing_.insert(key);  // this thread merges; the background loop skips it
   }
-  v1::ShardDurableResponse resp;
-  if (!complete) {
-    resp.set_state(v1::PENDING);
-    return resp;
-  }
-  CrashPoint("after_all_durable");
-  absl::Status s = CompleteCheckpointLocked(key);
+  CAIRN_SYNC_POINT("after_all_durable");
+  absl::Status s = CompleteCheckpointClaimed(key);
   {
     std::lock_guard<std::mutex> lock(mu_);
     completing_.erase(key);
   }
   RETURN_IF_ERROR(s);
+  RetainAfterCommit(key.first, key.second);
+  v1::ShardDurableResponse resp;
   resp.set_committed(true);
   resp.set_state(v1::COMMITTED);
   return resp;
@@ -400,15 +464,10 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
 
 absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
     const Key& key, const std::vector<std::string>& parts, const std::string& output) {
-  std::vector<std::string> addresses;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const std::string& id : LiveWriterIds()) addresses.push_back(writers_[id].address);
-  }
   v1::MergeRequest req;
   for (const std::string& p : parts) req.add_part_prefixes(p);
   req.set_output_prefix(output);
-  for (const std::string& address : addresses) {
+  for (const std::string& address : writers_.LiveAddresses()) {
     auto channel = rpc::NewChannel(address, options_.tls);
     if (!channel.ok()) {
       Log(At(key.first, key.second), absl::StrCat("merge on writer ", address, ": ", channel.status().message()));
@@ -426,10 +485,15 @@ absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
       for (const auto& f : resp.files()) files.push_back({f.path(), f.size(), f.crc32c(), f.sha256()});
       return files;
     }
-    if (absl::IsInvalidArgument(s) || absl::IsDataLoss(s)) return s;
-    Log(At(key.first, key.second), absl::StrCat("merge on writer ", address, " failed: ", s.message()));
+    if (PermanentMergeFailure(s)) return s;
+    Log(At(key.first, key.second), absl::StrCat("WARNING: merge on writer ", address, " failed: ", s.message()));
   }
   // No writer could do it: the coordinator reaches the same storage.
+  Log(At(key.first, key.second),
+      "WARNING: no writer could merge the index parts; merging them in the coordinator");
+  metrics::Counter("cairn_local_merges_total",
+                   "Merges the coordinator did itself because no writer could.")
+      .Add(1);
   return MergeBundleParts(storage_.get(), parts, output);
 }
 
@@ -441,23 +505,35 @@ absl::Status CoordinatorService::CompleteCheckpoint(const Key& key) {
           absl::StrCat("checkpoint ", Name(key.first, key.second), " is being committed"));
     }
   }
-  absl::Status s = CompleteCheckpointLocked(key);
+  absl::Status s = CompleteCheckpointClaimed(key);
   std::lock_guard<std::mutex> lock(mu_);
   completing_.erase(key);
   return s;
 }
 
-absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
+absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
+  const std::string name = Name(key.first, key.second);
   v1::CheckpointRecord record;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it == live_.end() || it->second.state() != v1::PENDING || !AllDurable(it->second)) {
-      return absl::OkStatus();  // committed or aborted meanwhile
+    if (it == live_.end() || it->second.state() == v1::COMMITTING) {
+      return absl::OkStatus();  // finished (or being finished) already
+    }
+    if (it->second.state() != v1::MERGING) {
+      return absl::InternalError(absl::StrCat("checkpoint ", name, " is ",
+                                              StateName(it->second.state()), ", not merging"));
     }
     record = it->second;
   }
-  const std::string name = Name(key.first, key.second);
+  int64_t tensors = 0;
+  for (const auto& shard : record.shards()) tensors += shard.num_tensors();
+  if (tensors == 0) {
+    const std::string why = absl::StrCat("checkpoint ", name,
+                                         " holds no tensors: an empty save cannot be committed");
+    RETURN_IF_ERROR(Abort(key, why));
+    return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+  }
   std::vector<std::string> parts;
   for (const auto& shard : record.shards()) parts.push_back(shard.staging_prefix());
   const std::string merged_prefix = absl::StrCat(record.staging_dir(), "/merged/variables");
@@ -470,9 +546,10 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
       h.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   } observe{commit_start};
+  CAIRN_SYNC_POINT("before_merge");
   auto merged = Merge(key, parts, merged_prefix);
   if (!merged.ok()) {
-    if (absl::IsInvalidArgument(merged.status()) || absl::IsDataLoss(merged.status())) {
+    if (PermanentMergeFailure(merged.status())) {
       const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
                                            merged.status().message());
       RETURN_IF_ERROR(Abort(key, why));
@@ -480,15 +557,25 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
     }
     return merged.status();
   }
-  CrashPoint("after_merge");
+  CAIRN_SYNC_POINT("after_merge");
 
   // The decision: from here on the checkpoint will be committed, whatever
-  // crashes. Data files keep the CRCs their writers computed.
+  // crashes. Only if nothing changed while the parts were merged.
   {
     std::lock_guard<std::mutex> lock(mu_);
-    v1::CheckpointRecord& live = live_.at(key);
-    v1::CheckpointRecord updated = live;
-    updated.set_state(v1::COMMITTING);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::MERGING) {
+      return absl::AbortedError(
+          absl::StrCat("checkpoint ", name, " was aborted while its parts were merged"));
+    }
+    for (int i = 0; i < record.num_shards(); ++i) {
+      if (it->second.shards(i).token() != record.shards(i).token()) {
+        return absl::InternalError(absl::StrCat("checkpoint ", name, ": shard ", i,
+                                                " changed during its merge (a bug); not committed"));
+      }
+    }
+    v1::CheckpointRecord updated = it->second;
+    RETURN_IF_ERROR(Transition(&updated, v1::COMMITTING));
     updated.clear_files();
     uint64_t bytes = 0;
     for (size_t i = 0; i < merged->size(); ++i) {
@@ -498,6 +585,7 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
       info->set_size(f.size);
       info->set_crc32c(f.crc32c);
       info->set_sha256(f.sha256);
+      // Data files keep the CRCs their writers computed.
       if (i < static_cast<size_t>(updated.num_shards())) {
         for (const auto& sf : updated.shards(static_cast<int>(i)).files()) {
           if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) {
@@ -510,14 +598,14 @@ absl::Status CoordinatorService::CompleteCheckpointLocked(const Key& key) {
     }
     updated.set_bytes(bytes);
     RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
-    live = std::move(updated);
+    it->second = std::move(updated);
   }
-  CrashPoint("after_decide");
+  CAIRN_SYNC_POINT("after_decide");
   return FinishCommit(key);
 }
 
 absl::Status CoordinatorService::FinishCommit(const Key& key) {
-  std::lock_guard<std::mutex> job_lock(JobLock(key.first));
+  JobLocks::Guard job_lock = job_locks_.Lock(key.first);
   v1::CheckpointRecord record;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -550,8 +638,8 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
       f.set_path(dst);
     }
   }
-  CrashPoint("after_publish");
-  updated.set_state(v1::COMMITTED);
+  CAIRN_SYNC_POINT("after_publish");
+  RETURN_IF_ERROR(Transition(&updated, v1::COMMITTED));
   updated.set_committed_at_micros(clock_->NowMicros());
   {
     // The state file lists this checkpoint as committed.
@@ -559,7 +647,7 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
     live_.at(key) = updated;
   }
   RETURN_IF_ERROR(WriteStateFile(record.job()));
-  CrashPoint("after_state_file");
+  CAIRN_SYNC_POINT("after_state_file");
   RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -578,14 +666,15 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
     j.set_first_commit_micros(updated.committed_at_micros());
     RETURN_IF_ERROR(catalog_->PutJob(j));
   }
-  // Retention runs right after each commit. Its failure does not undo the
-  // commit; the next commit or gc retries.
-  int deleted = 0;
-  auto retained = ApplyRetentionLocked(record.job(), /*dry_run=*/false, &deleted);
-  if (!retained.ok()) {
-    Log(At(record.job(), -1), absl::StrCat("retention: ", retained.status().message()));
-  }
   return absl::OkStatus();
+}
+
+void CoordinatorService::RetainAfterCommit(const std::string& job, int64_t step) {
+  // Its failure does not undo the commit; the next commit or gc retries.
+  JobLocks::Guard job_lock = job_locks_.Lock(job);
+  int deleted = 0;
+  auto retained = ApplyRetentionLocked(job, /*dry_run=*/false, &deleted, /*protect_step=*/step);
+  if (!retained.ok()) Log(At(job, -1), absl::StrCat("retention: ", retained.status().message()));
 }
 
 bool CoordinatorService::Leased(const std::string& job, int64_t step) {
@@ -598,7 +687,7 @@ bool CoordinatorService::Leased(const std::string& job, int64_t step) {
 }
 
 absl::StatusOr<std::vector<Decision>> CoordinatorService::ApplyRetentionLocked(
-    const std::string& job, bool dry_run, int* deleted) {
+    const std::string& job, bool dry_run, int* deleted, int64_t protect_step) {
   *deleted = 0;
   v1::RetentionPolicy policy;
   int64_t first_commit = 0;
@@ -625,25 +714,42 @@ absl::StatusOr<std::vector<Decision>> CoordinatorService::ApplyRetentionLocked(
   }
   std::vector<Decision> decisions = EvaluateRetention(policy, std::move(candidates), first_commit);
   if (dry_run) return decisions;
-  std::vector<v1::CheckpointRecord> doomed;
+  std::vector<std::pair<v1::CheckpointRecord, std::string>> doomed;
   for (const Decision& d : decisions) {
     if (d.keep) continue;
-    v1::CheckpointRecord r = committed.at(d.step);
-    r.set_state(v1::DELETING);
-    RETURN_IF_ERROR(catalog_->PutCheckpoint(r));
-    Log(At(job, d.step), absl::StrCat("retention: deleting: ", d.reason));
-    doomed.push_back(std::move(r));
+    if (d.step == protect_step) {
+      // Reported committed by the call that runs this: never removed by it.
+      Log(At(job, d.step), absl::StrCat("retention: kept until the next pass (just committed): ",
+                                        d.reason));
+      continue;
+    }
+    doomed.emplace_back(committed.at(d.step), absl::StrCat("retention: ", d.reason));
   }
-  if (doomed.empty()) return decisions;
-  CrashPoint("after_mark_deleting");
+  const int n = static_cast<int>(doomed.size());
+  RETURN_IF_ERROR(DeleteCommitted(job, std::move(doomed), /*by_retention=*/true));
+  *deleted = n;
+  return decisions;
+}
+
+absl::Status CoordinatorService::DeleteCommitted(
+    const std::string& job, std::vector<std::pair<v1::CheckpointRecord, std::string>> doomed,
+    bool by_retention) {
+  if (doomed.empty()) return absl::OkStatus();
+  for (auto& [r, why] : doomed) {
+    RETURN_IF_ERROR(Transition(&r, v1::DELETING));
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(r));
+    Log(At(job, r.step()), absl::StrCat("deleting: ", why));
+  }
+  CAIRN_SYNC_POINT("after_mark_deleting");
   // The state file stops naming them before any of their files go.
   RETURN_IF_ERROR(WriteStateFile(job));
-  for (const auto& r : doomed) {
+  for (const auto& [r, why] : doomed) {
     RETURN_IF_ERROR(FinishDeletion(r));
-    ++*deleted;
-    metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.").Add(1);
+    if (by_retention) {
+      metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.").Add(1);
+    }
   }
-  return decisions;
+  return absl::OkStatus();
 }
 
 absl::Status CoordinatorService::FinishDeletion(const v1::CheckpointRecord& record) {
@@ -652,7 +758,7 @@ absl::Status CoordinatorService::FinishDeletion(const v1::CheckpointRecord& reco
   bool first = true;
   for (const auto& f : record.files()) {
     RETURN_IF_ERROR(storage_->Delete(f.path()));
-    if (first) CrashPoint("mid_delete");
+    if (first) CAIRN_SYNC_POINT("mid_delete");
     first = false;
   }
   storage_->RemoveDirIfEmpty(CheckpointDir(record.job(), record.step())).IgnoreError();
@@ -688,19 +794,26 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it == live_.end() || it->second.state() != v1::PENDING) return absl::OkStatus();
+    if (it == live_.end() || !Undecided(it->second.state())) return absl::OkStatus();
     record = it->second;
-    record.set_state(v1::ABORTED);
+    RETURN_IF_ERROR(Transition(&record, v1::ABORTING));
+    record.set_abort_reason(why);
     RETURN_IF_ERROR(catalog_->PutCheckpoint(record));
     for (const auto& shard : record.shards()) {
-      auto w = writers_.find(shard.writer_id());
-      if (!shard.durable() && !shard.token().empty() && w != writers_.end()) --w->second.active_shards;
+      if (!shard.durable() && !shard.token().empty()) writers_.Release(shard.writer_id());
     }
     live_.erase(it);
   }
   Log(At(key.first, key.second), absl::StrCat("aborted: ", why));
+  metrics::Counter("cairn_aborts_total", "Checkpoints aborted.").Add(1);
+  return FinishAbort(std::move(record));
+}
+
+absl::Status CoordinatorService::FinishAbort(v1::CheckpointRecord record) {
+  CAIRN_SYNC_POINT("abort_before_cleanup");
   RemoveStaging(record);
-  return absl::OkStatus();
+  RETURN_IF_ERROR(Transition(&record, v1::ABORTED));
+  return catalog_->PutCheckpoint(record);
 }
 
 // Removes a staging directory. Only Cairn's own staging area (a directory
@@ -761,7 +874,7 @@ grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListReques
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
   std::map<int64_t, std::vector<std::string>> kept_by;
   {
-    std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+    JobLocks::Guard job_lock = job_locks_.Lock(req->job());
     int deleted;
     auto decisions = ApplyRetentionLocked(req->job(), /*dry_run=*/true, &deleted);
     if (!decisions.ok()) return rpc::ToGrpc(decisions.status());
@@ -809,7 +922,7 @@ grpc::Status CoordinatorService::SetPolicy(grpc::ServerContext*, const v1::SetPo
   absl::Status s = ValidateJobName(req->job());
   if (s.ok()) s = ValidatePolicy(req->policy());
   if (!s.ok()) return rpc::ToGrpc(s);
-  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  JobLocks::Guard job_lock = job_locks_.Lock(req->job());
   auto job = catalog_->GetJob(req->job());
   if (!job.ok() && !absl::IsNotFound(job.status())) return rpc::ToGrpc(job.status());
   v1::JobRecord record = job.ok() ? *job : v1::JobRecord();
@@ -832,7 +945,7 @@ grpc::Status CoordinatorService::GetPolicy(grpc::ServerContext*, const v1::GetPo
 grpc::Status CoordinatorService::Pin(grpc::ServerContext*, const v1::PinRequest* req,
                                      v1::PinResponse*) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
-  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  JobLocks::Guard job_lock = job_locks_.Lock(req->job());
   auto record = catalog_->GetCheckpoint(req->job(), req->step());
   if (!record.ok() || record->state() != v1::COMMITTED) {
     return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
@@ -847,7 +960,7 @@ grpc::Status CoordinatorService::Pin(grpc::ServerContext*, const v1::PinRequest*
 grpc::Status CoordinatorService::Gc(grpc::ServerContext*, const v1::GcRequest* req,
                                     v1::GcResponse* resp) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
-  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  JobLocks::Guard job_lock = job_locks_.Lock(req->job());
   int deleted = 0;
   auto decisions = ApplyRetentionLocked(req->job(), req->dry_run(), &deleted);
   if (!decisions.ok()) return rpc::ToGrpc(decisions.status());
@@ -872,7 +985,7 @@ grpc::Status CoordinatorService::AcquireLease(grpc::ServerContext*,
   }
   // Under the job lock: retention either saw this lease or already marked
   // the checkpoint DELETING, in which case it is not found here.
-  std::lock_guard<std::mutex> job_lock(JobLock(req->job()));
+  JobLocks::Guard job_lock = job_locks_.Lock(req->job());
   auto record = catalog_->GetCheckpoint(req->job(), req->step());
   if (!record.ok() || record->state() != v1::COMMITTED) {
     return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
@@ -881,7 +994,7 @@ grpc::Status CoordinatorService::AcquireLease(grpc::ServerContext*,
   v1::LeaseRecord lease;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    lease.set_lease_id(absl::StrCat("l-", NewToken()));
+    lease.set_lease_id(absl::StrCat("l-", NewNonce(), NewNonce(), NewNonce()));
   }
   lease.set_job(req->job());
   lease.set_step(req->step());
@@ -922,20 +1035,83 @@ std::optional<std::string> CoordinatorService::LeaseJob(const std::string& lease
   return it->second.job();
 }
 
+// ----------------------------------------------------------------- rollback
+
+grpc::Status CoordinatorService::Rollback(grpc::ServerContext*, const v1::RollbackRequest* req,
+                                          v1::RollbackResponse* resp) {
+  auto r = DoRollback(*req);
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::RollbackResponse> CoordinatorService::DoRollback(const v1::RollbackRequest& req) {
+  RETURN_IF_ERROR(ValidateJobName(req.job()));
+  RETURN_IF_ERROR(ValidateStep(req.to_step()));
+  const std::string& job = req.job();
+  JobLocks::Guard job_lock = job_locks_.Lock(job);
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  bool target = false;
+  std::vector<v1::CheckpointRecord> above;
+  std::vector<std::string> blocked;
+  for (auto& r : records) {
+    if (r.step() == req.to_step() && r.state() == v1::COMMITTED) target = true;
+    if (r.step() <= req.to_step() || r.state() != v1::COMMITTED) continue;
+    if (r.pinned()) blocked.push_back(absl::StrCat("step ", r.step(), " is pinned"));
+    if (Leased(job, r.step())) blocked.push_back(absl::StrCat("step ", r.step(), " is leased"));
+    above.push_back(std::move(r));
+  }
+  if (!target) {
+    return absl::NotFoundError(absl::StrCat("cannot roll back job ", job, " to step ",
+                                            req.to_step(), ": it has no committed checkpoint there"));
+  }
+  if (!blocked.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot roll back job ", job, " to step ", req.to_step(), ": ", absl::StrJoin(blocked, ", "),
+        " (unpin them, or wait for the restores holding leases to finish)"));
+  }
+  std::vector<Key> undecided;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, r] : live_) {
+      if (key.first != job || key.second <= req.to_step()) continue;
+      if (!Undecided(r.state()) || completing_.count(key)) {
+        return absl::UnavailableError(absl::StrCat(
+            "cannot roll back job ", job, " now: step ", key.second,
+            " is being committed; try again once it is"));
+      }
+      undecided.push_back(key);
+    }
+  }
+  v1::RollbackResponse resp;
+  for (const auto& r : above) resp.add_deleted_steps(r.step());
+  for (const Key& key : undecided) resp.add_aborted_steps(key.second);
+  if (req.dry_run()) return resp;
+  for (const Key& key : undecided) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!completing_.insert(key).second) continue;  // its merge just began: decided soon
+    }
+    absl::Status s = Abort(key, absl::StrCat("rolled back to step ", req.to_step()));
+    std::lock_guard<std::mutex> lock(mu_);
+    completing_.erase(key);
+    RETURN_IF_ERROR(s);
+  }
+  std::vector<std::pair<v1::CheckpointRecord, std::string>> doomed;
+  for (auto& r : above) {
+    doomed.emplace_back(std::move(r), absl::StrCat("rollback to step ", req.to_step()));
+  }
+  RETURN_IF_ERROR(DeleteCommitted(job, std::move(doomed), /*by_retention=*/false));
+  // The state file names `to_step` as the newest even when nothing was above.
+  RETURN_IF_ERROR(WriteStateFile(job));
+  Log(At(job, req.to_step()), absl::StrCat("rolled back: ", resp.deleted_steps_size(),
+                                            " checkpoints deleted, ", resp.aborted_steps_size(),
+                                            " pending aborted"));
+  return resp;
+}
+
 // ----------------------------------------------------------------- status
 
-namespace {
-const char* StateText(v1::CheckpointState s) {
-  switch (s) {
-    case v1::PENDING: return "pending";
-    case v1::COMMITTING: return "committing";
-    case v1::COMMITTED: return "committed";
-    case v1::ABORTED: return "aborted";
-    case v1::DELETING: return "deleting";
-    default: return "unknown";
-  }
-}
-}  // namespace
 
 absl::StatusOr<std::string> CoordinatorService::JobsJson() {
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
@@ -944,12 +1120,12 @@ absl::StatusOr<std::string> CoordinatorService::JobsJson() {
     auto& j = jobs[r.job()];
     if (j.is_null()) j = {{"job", r.job()}, {"committed", 0}, {"pending", 0}, {"aborted", 0},
                           {"bytes", 0}, {"newest_step", nullptr}};
-    const std::string state = StateText(r.state());
+    const std::string state = StateName(r.state());
     if (state == "committed") {
       j["committed"] = j["committed"].get<int>() + 1;
       j["bytes"] = j["bytes"].get<uint64_t>() + r.bytes();
       j["newest_step"] = r.step();
-    } else if (state == "aborted") {
+    } else if (state == "aborted" || state == "aborting") {
       j["aborted"] = j["aborted"].get<int>() + 1;
     } else {
       j["pending"] = j["pending"].get<int>() + 1;
@@ -960,11 +1136,22 @@ absl::StatusOr<std::string> CoordinatorService::JobsJson() {
   return out.dump();
 }
 
+absl::StatusOr<bool> CoordinatorService::JobExists(const std::string& job) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  if (!records.empty()) return true;
+  auto record = catalog_->GetJob(job);
+  if (record.ok()) return true;
+  if (absl::IsNotFound(record.status())) return false;
+  return record.status();
+}
+
 absl::StatusOr<std::string> CoordinatorService::JobJson(const std::string& job) {
   RETURN_IF_ERROR(ValidateJobName(job));
+  ASSIGN_OR_RETURN(bool exists, JobExists(job));
+  if (!exists) return absl::NotFoundError(absl::StrCat("no job named ", job));
   std::map<int64_t, std::vector<std::string>> kept_by;
   {
-    std::lock_guard<std::mutex> job_lock(JobLock(job));
+    JobLocks::Guard job_lock = job_locks_.Lock(job);
     int deleted;
     ASSIGN_OR_RETURN(auto decisions, ApplyRetentionLocked(job, /*dry_run=*/true, &deleted));
     for (const Decision& d : decisions) kept_by[d.step] = d.kept_by;
@@ -976,13 +1163,14 @@ absl::StatusOr<std::string> CoordinatorService::JobJson(const std::string& job) 
                         {"checkpoints", nlohmann::json::array()}};
   for (const auto& r : records) {
     nlohmann::json c = {{"step", r.step()},
-                        {"state", StateText(r.state())},
+                        {"state", StateName(r.state())},
                         {"created_at", r.created_at_micros() / 1e6},
                         {"committed_at", r.committed_at_micros() / 1e6},
                         {"bytes", r.bytes()},
                         {"num_shards", r.num_shards()},
                         {"pinned", r.pinned()},
                         {"kept_by", kept_by[r.step()]},
+                        {"abort_reason", r.abort_reason()},
                         {"metrics", nlohmann::json::object()}};
     for (const auto& [m, v] : r.metrics()) c["metrics"][m] = v;
     out["checkpoints"].push_back(std::move(c));
@@ -1017,23 +1205,23 @@ void CoordinatorService::BackgroundLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       const int64_t now = clock_->NowMicros();
       for (const auto& [key, r] : live_) {
-        if (r.state() == v1::PENDING && !AllDurable(r) &&
-            now - r.created_at_micros() > options_.pending_timeout_ms * 1000) {
-          expired.push_back(key);
-        } else if (r.state() == v1::PENDING && AllDurable(r) && !completing_.count(key)) {
-          uncompleted.push_back(key);  // an earlier commit attempt failed
+        if (completing_.count(key)) continue;  // a merge is running; decided after it
+        const bool timed_out = now - r.created_at_micros() > options_.pending_timeout_ms * 1000;
+        if (Undecided(r.state()) && timed_out) {
+          expired.push_back(key);  // shards missing, or a merge that keeps failing
+        } else if (r.state() == v1::MERGING) {
+          uncompleted.push_back(key);  // an earlier merge attempt failed
         } else if (r.state() == v1::COMMITTING) {
           unfinished.push_back(key);
         }
       }
-    }
-    for (const Key& key : uncompleted) CompleteCheckpoint(key).IgnoreError();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
       static auto& pending = metrics::Gauge("cairn_checkpoints_pending", "Checkpoints not yet committed.");
       pending.Set(static_cast<double>(live_.size()));
-      static auto& live_writers = metrics::Gauge("cairn_writers_live", "Shard writers heartbeating.");
-      live_writers.Set(static_cast<double>(LiveWriterIds().size()));
+    }
+    static auto& live_writers = metrics::Gauge("cairn_writers_live", "Shard writers heartbeating.");
+    live_writers.Set(static_cast<double>(writers_.LiveAddresses().size()));
+    for (const Key& key : uncompleted) {
+      if (CompleteCheckpoint(key).ok()) RetainAfterCommit(key.first, key.second);
     }
     std::vector<std::string> expired_leases;
     {
@@ -1050,11 +1238,20 @@ void CoordinatorService::BackgroundLoop() {
     }
     for (const std::string& id : expired_leases) catalog_->DeleteLease(id).IgnoreError();
     for (const Key& key : expired) {
-      Abort(key, absl::StrCat("not all shards arrived within ", options_.pending_timeout_ms,
-                              " ms"))
+      {
+        // Claim it, so no merge starts while it is being aborted.
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!completing_.insert(key).second) continue;
+      }
+      Abort(key, absl::StrCat("not committed within the pending timeout of ",
+                              options_.pending_timeout_ms, " ms (shards missing or merge failing)"))
           .IgnoreError();
+      std::lock_guard<std::mutex> lock(mu_);
+      completing_.erase(key);
     }
-    for (const Key& key : unfinished) FinishCommit(key).IgnoreError();
+    for (const Key& key : unfinished) {
+      if (FinishCommit(key).ok()) RetainAfterCommit(key.first, key.second);
+    }
     bg_lock.lock();
   }
 }

@@ -16,7 +16,9 @@
 #include "absl/base/thread_annotations.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/internal/catalog.h"
+#include "coordinator/internal/job_locks.h"
 #include "coordinator/internal/retention.h"
+#include "coordinator/internal/writer_registry.h"
 #include "proto/cairn.grpc.pb.h"
 #include "storage/bundle_merge.h"
 #include "storage/storage.h"
@@ -30,8 +32,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
                      std::unique_ptr<Storage> storage, Clock* clock);
   ~CoordinatorService() override;
 
-  // Loads the catalog and finishes or re-arms every unfinished checkpoint.
-  // Called once before serving.
+  // Claims the storage root for this catalog (FailedPrecondition if it
+  // belongs to another one), loads the catalog and finishes or re-arms
+  // every unfinished checkpoint. Called once before serving.
   absl::Status Recover();
 
   // For the status page: every job with counts, or one job's checkpoints
@@ -65,6 +68,13 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::AcquireLeaseResponse*) override;
   grpc::Status ReleaseLease(grpc::ServerContext*, const v1::ReleaseLeaseRequest*,
                             v1::ReleaseLeaseResponse*) override;
+  grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest*,
+                        v1::RollbackResponse*) override;
+
+  // Whether `job` has any record (checkpoint or job record).
+  absl::StatusOr<bool> JobExists(const std::string& job);
+  // Jobs with a per-job lock allocated right now (for tests).
+  size_t job_locks_in_use() { return job_locks_.size(); }
 
   // The job a live lease is on, if it exists (for authorization).
   std::optional<std::string> LeaseJob(const std::string& lease_id);
@@ -72,32 +82,44 @@ class CoordinatorService final : public v1::Coordinator::Service {
  private:
   using Key = std::pair<std::string, int64_t>;  // (job, step)
 
-  struct Writer {
-    std::string address;
-    int64_t last_heartbeat_micros = 0;
-    int active_shards = 0;
-  };
-
+  absl::Status ClaimStorageRoot();
   absl::StatusOr<v1::BeginShardResponse> DoBeginShard(const v1::BeginShardRequest& req);
   absl::StatusOr<v1::ShardDurableResponse> DoShardDurable(const v1::ShardDurableRequest& req);
+  absl::StatusOr<v1::RollbackResponse> DoRollback(const v1::RollbackRequest& req);
+  // FailedPrecondition if `step` is below the newest committed step of
+  // `job` (saves move forward; a rollback makes room for older steps).
+  absl::Status CheckStepMovesForward(const std::string& job, int64_t step);
 
-  // Phase 1 (record PENDING, all shards durable): merge the parts in the
-  // staging area, then decide (COMMITTING) and finish. Aborts the checkpoint
-  // if the parts cannot be merged (e.g. two shards saved one tensor).
+  // MERGING → merge the parts in the staging area → COMMITTING → finish.
+  // Aborts the checkpoint if its parts can never be merged (two shards
+  // saved one tensor, a staged part is gone, no tensors at all). Returns
+  // OK once committed; the step then needs RetainAfterCommit.
   absl::Status CompleteCheckpoint(const Key& key);
-  absl::Status CompleteCheckpointLocked(const Key& key);
-  // Phase 2 (record COMMITTING): publish, state file, COMMITTED. Idempotent.
+  // REQUIRES: `key` claimed in completing_ by this thread.
+  absl::Status CompleteCheckpointClaimed(const Key& key);
+  // COMMITTING → publish, state file → COMMITTED. Idempotent.
   absl::Status FinishCommit(const Key& key);
-  // Marks ABORTED, then removes every staged file of the checkpoint.
+  // Applies retention after `step` committed; never deletes that step.
+  void RetainAfterCommit(const std::string& job, int64_t step);
+  // PENDING/MERGING → ABORTING (synced, with the reason) → staged files
+  // removed → ABORTED. OK if the checkpoint is no longer undecided.
   absl::Status Abort(const Key& key, const std::string& why);
+  // ABORTING → remove staging → ABORTED. Idempotent.
+  absl::Status FinishAbort(v1::CheckpointRecord record);
 
   // Retention for `job`: evaluates the policy over its committed
-  // checkpoints and (unless dry_run) deletes what no rule keeps: marks them
-  // DELETING (synced), rewrites the state file without them, deletes exactly
-  // the files of their inventory, then drops their records.
-  // REQUIRES: JobLock(job) held.
+  // checkpoints and (unless dry_run) deletes what no rule keeps, except
+  // `protect_step` (the step whose commit called it).
+  // REQUIRES: the job's lock held.
   absl::StatusOr<std::vector<Decision>> ApplyRetentionLocked(const std::string& job, bool dry_run,
-                                                             int* deleted);
+                                                             int* deleted,
+                                                             int64_t protect_step = -1);
+  // Deletes committed checkpoints: marks each DELETING (synced), rewrites
+  // the state file without them, deletes exactly their inventory files,
+  // then drops their records. REQUIRES: the job's lock held.
+  absl::Status DeleteCommitted(const std::string& job,
+                               std::vector<std::pair<v1::CheckpointRecord, std::string>> doomed,
+                               bool by_retention);
   // Deletes a DELETING checkpoint's files (idempotent) and then its record.
   absl::Status FinishDeletion(const v1::CheckpointRecord& record);
   bool Leased(const std::string& job, int64_t step);
@@ -107,28 +129,27 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::Status WriteStateFile(const std::string& job);
   // Removes the staging area of a checkpoint (every attempt's files).
   void RemoveStaging(const v1::CheckpointRecord& record);
-  void CrashPoint(const char* name);
   void BackgroundLoop();
-  std::string NewToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<std::string> LiveWriterIds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewNonce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info) const;
-  std::mutex& JobLock(const std::string& job);
 
   const CoordinatorOptions options_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Storage> storage_;
   Clock* clock_;
+  WriterRegistry writers_;
+  JobLocks job_locks_;
+  // Key of attempt tokens (catalog meta "attempt_key"); set by Recover.
+  std::string attempt_key_;
 
   std::mutex mu_;
-  std::map<std::string, Writer> writers_ ABSL_GUARDED_BY(mu_);
-  // Checkpoints not yet committed or aborted (PENDING / COMMITTING).
+  // Checkpoints not yet decided or not yet finished (PENDING, MERGING,
+  // COMMITTING).
   std::map<Key, v1::CheckpointRecord> live_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<std::mutex>> job_locks_ ABSL_GUARDED_BY(mu_);
-  // Checkpoints some thread is merging right now (CompleteCheckpoint).
+  // MERGING checkpoints some thread is merging right now.
   std::set<Key> completing_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::LeaseRecord> leases_ ABSL_GUARDED_BY(mu_);
-  int next_writer_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

@@ -43,8 +43,14 @@ function human(b) {
   return (i ? b.toFixed(1) : b) + " " + u[i];
 }
 function cell(tr, text) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+// With authorization on, the page is opened as /?token=TOKEN; its API calls
+// carry the token as a bearer header.
+const TOKEN = new URLSearchParams(location.search).get("token");
+function api(path) {
+  return fetch(path, TOKEN ? {headers: {"Authorization": "Bearer " + TOKEN}} : {});
+}
 async function loadJobs() {
-  const data = await (await fetch("/api/jobs")).json();
+  const data = await (await api("/api/jobs")).json();
   const body = document.querySelector("#jobs tbody");
   body.innerHTML = "";
   for (const j of data.jobs) {
@@ -61,7 +67,7 @@ async function loadJobs() {
   document.body.dataset.ready = "1";
 }
 async function showJob(job) {
-  const data = await (await fetch("/api/jobs/" + encodeURIComponent(job))).json();
+  const data = await (await api("/api/jobs/" + encodeURIComponent(job))).json();
   document.getElementById("job").hidden = false;
   document.getElementById("job-title").textContent = "Job " + data.job;
   document.getElementById("policy").textContent = "retention policy: " + data.policy;

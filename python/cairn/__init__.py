@@ -224,6 +224,16 @@ class Client:
     def gc(self, job: str, dry_run: bool = False) -> Dict[str, Any]:
         return self._c.gc(job, dry_run)
 
+    def rollback(self, job: str, to_step: int, dry_run: bool = False) -> Dict[str, List[int]]:
+        """Makes committed step `to_step` the newest of `job`, so training can
+        resume from it: deletes every committed checkpoint above it and aborts
+        every pending one (the TensorFlow `checkpoint` file then names
+        `to_step`). Raises if a checkpoint above is pinned or leased. Saves
+        move forward: a step below the newest committed one is refused until
+        a rollback makes room. Returns {"deleted_steps": [...],
+        "aborted_steps": [...]} (with dry_run, what it would do)."""
+        return self._c.rollback(job, int(to_step), bool(dry_run))
+
 
 def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None,
             tls_cert: Optional[str] = None, tls_key: Optional[str] = None,

@@ -17,14 +17,32 @@ namespace {
 
 using testing::Cluster;
 
-v1::SaveShardMessage Header(const std::string& job, const std::string& staging) {
+// A real attempt (job "job", step 1, shard 0 of 1) from the coordinator:
+// streams with its token get past the writer's attempt check, so what they
+// test is the writer's parsing of the rest.
+v1::BeginShardResponse BeginAttempt(const std::string& coordinator) {
+  auto stub = v1::Coordinator::NewStub(rpc::NewChannel(coordinator));
+  auto ctx = rpc::Context(std::chrono::seconds(10));
+  v1::BeginShardRequest req;
+  req.set_job("job");
+  req.set_step(1);
+  req.set_shard_index(0);
+  req.set_num_shards(1);
+  v1::BeginShardResponse resp;
+  grpc::Status s = stub->BeginShard(ctx.get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return resp;
+}
+
+v1::SaveShardMessage Header(const std::string& job, const std::string& staging,
+                            const std::string& token = "t") {
   v1::SaveShardMessage m;
   auto* h = m.mutable_header();
   h->set_job(job);
   h->set_step(1);
   h->set_shard_index(0);
   h->set_num_shards(1);
-  h->set_token("t");
+  h->set_token(token);
   h->set_staging_prefix(staging);
   return m;
 }
@@ -64,7 +82,23 @@ TEST(HostileInput, MalformedSaveStreamsAreRefusedAndTheWriterKeepsServing) {
   Cluster cluster(dir.path(), 1);
   ASSERT_TRUE(cluster.ok());
   const std::string writer = cluster.writer_process(0).address();
-  const std::string ok_staging = "job/.cairn-staging/ckpt-1/shard-00000-x/part";
+  const v1::BeginShardResponse attempt = BeginAttempt(cluster.coordinator());
+  const std::string ok_staging = attempt.staging_prefix();
+  const auto OkHeader = [&](const std::string& job, const std::string& staging) {
+    return Header(job, staging, attempt.token());
+  };
+  // Without a token the coordinator issued for exactly this shard, nothing
+  // is written: forged, for another staging prefix, or for another shard.
+  for (const auto& forged : {Header("job", ok_staging, "t"),
+                             Header("job", ok_staging, attempt.token() + "x"),
+                             Header("job", ok_staging + "2", attempt.token())}) {
+    grpc::Status s = Send(writer, {forged, Tensor("w", 1, {1}), Data("abcd")});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  }
+  auto other_shard = Header("job", ok_staging, attempt.token());
+  other_shard.mutable_header()->set_step(2);
+  other_shard.mutable_header()->set_staging_prefix("job/.cairn-staging/ckpt-2/shard-00000-x/part");
+  EXPECT_EQ(Send(writer, {other_shard}).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   struct Case {
     const char* what;
     std::vector<v1::SaveShardMessage> messages;
@@ -75,19 +109,19 @@ TEST(HostileInput, MalformedSaveStreamsAreRefusedAndTheWriterKeepsServing) {
       {"staging prefix at final names", {Header("job", "job/ckpt-1/variables")}},
       {"staging prefix escaping", {Header("job", "job/.cairn-staging/ckpt-1/../../../../x")}},
       {"another job's staging", {Header("job", "other/.cairn-staging/ckpt-1/x/part")}},
-      {"rank 100", {Header("job", ok_staging), Tensor("w", 1, std::vector<int64_t>(100, 1))}},
-      {"unknown dtype", {Header("job", ok_staging), Tensor("w", 999, {1})}},
-      {"variant dtype", {Header("job", ok_staging), Tensor("w", 21, {1})}},
-      {"overflowing shape", {Header("job", ok_staging), Tensor("w", 1, {1LL << 40, 1LL << 40})}},
-      {"negative dimension", {Header("job", ok_staging), Tensor("w", 1, {-5})}},
-      {"more data than the shape", {Header("job", ok_staging), Tensor("w", 1, {1}), Data("abcdefgh")}},
-      {"less data than the shape", {Header("job", ok_staging), Tensor("w", 1, {4}), Data("abcd")}},
-      {"bad slice spec", {Header("job", ok_staging), Tensor("w", 1, {10}, "0,5:x")}},
-      {"slice out of bounds", {Header("job", ok_staging), Tensor("w", 1, {10}, "8,5")}},
-      {"empty name", {Header("job", ok_staging), Tensor("", 1, {1})}},
-      {"NUL-led name", {Header("job", ok_staging), Tensor(std::string("\0x", 2), 1, {1})}},
-      {"data before a tensor", {Header("job", ok_staging), Data("abcd")}},
-      {"duplicate tensor", {Header("job", ok_staging), Tensor("w", 1, {1}), Data("abcd"),
+      {"rank 100", {OkHeader("job", ok_staging), Tensor("w", 1, std::vector<int64_t>(100, 1))}},
+      {"unknown dtype", {OkHeader("job", ok_staging), Tensor("w", 999, {1})}},
+      {"variant dtype", {OkHeader("job", ok_staging), Tensor("w", 21, {1})}},
+      {"overflowing shape", {OkHeader("job", ok_staging), Tensor("w", 1, {1LL << 40, 1LL << 40})}},
+      {"negative dimension", {OkHeader("job", ok_staging), Tensor("w", 1, {-5})}},
+      {"more data than the shape", {OkHeader("job", ok_staging), Tensor("w", 1, {1}), Data("abcdefgh")}},
+      {"less data than the shape", {OkHeader("job", ok_staging), Tensor("w", 1, {4}), Data("abcd")}},
+      {"bad slice spec", {OkHeader("job", ok_staging), Tensor("w", 1, {10}, "0,5:x")}},
+      {"slice out of bounds", {OkHeader("job", ok_staging), Tensor("w", 1, {10}, "8,5")}},
+      {"empty name", {OkHeader("job", ok_staging), Tensor("", 1, {1})}},
+      {"NUL-led name", {OkHeader("job", ok_staging), Tensor(std::string("\0x", 2), 1, {1})}},
+      {"data before a tensor", {OkHeader("job", ok_staging), Data("abcd")}},
+      {"duplicate tensor", {OkHeader("job", ok_staging), Tensor("w", 1, {1}), Data("abcd"),
                             Tensor("w", 1, {1}), Data("abcd")}},
   };
   for (const Case& c : cases) {
@@ -96,12 +130,14 @@ TEST(HostileInput, MalformedSaveStreamsAreRefusedAndTheWriterKeepsServing) {
     EXPECT_FALSE(s.error_message().empty()) << c.what;
   }
   // A message beyond gRPC's limit is refused by the transport.
-  grpc::Status big = Send(writer, {Header("job", ok_staging), Tensor("w", 4, {80 << 20}),
+  grpc::Status big = Send(writer, {OkHeader("job", ok_staging), Tensor("w", 4, {80 << 20}),
                                    Data(std::string(80 << 20, 'x'))});
   EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << big.error_message();
   EXPECT_TRUE(cluster.writer_process(0).running());
   // Nothing was written by any of them.
-  auto leftovers = testing::Run({"/usr/bin/find", cluster.storage_dir(), "-type", "f"});
+  // (Only the root's marker naming its catalog.)
+  auto leftovers = testing::Run({"/usr/bin/find", cluster.storage_dir(), "-type", "f", "!", "-name",
+                                 ".cairn-catalog"});
   EXPECT_EQ(leftovers.out, "");
 
   // Still serving: a valid save.

@@ -154,7 +154,7 @@ TEST_F(FaultTest, RandomizedFaultLoopLosesNothing) {
   std::mt19937_64 rng(seed);
   std::cout << "fault loop: seed " << seed << " (CAIRN_FAULT_SEED to replay), " << seconds << " s\n";
 
-  Cluster cluster(dir_.path(), 3, {"--pending-timeout=6", "--writer-timeout=1"});
+  Cluster cluster(dir_.path(), 3, {"--pending-timeout=6", "--writer-timeout=1", "--heartbeat-interval=0.25"});
   ASSERT_TRUE(cluster.ok());
   const std::string job = "faulty";
   std::map<std::string, int> faults;
@@ -196,11 +196,11 @@ TEST_F(FaultTest, RandomizedFaultLoopLosesNothing) {
     } else {  // the coordinator dies at a phase of the commit
       const char* point = kPoints[rng() % 5];
       ++faults[absl::StrCat("coordinator crash ", point)];
-      cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1", absl::StrCat("--crash-at=", point)});
+      cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1", "--heartbeat-interval=0.25", absl::StrCat("--crash-at=", point)});
       std::vector<pid_t> pids;
       for (int w = 0; w < kWorkers; ++w) pids.push_back(Spawn(SaveArgv(cluster, job, step, w)));
       cluster.coordinator_process().WaitExit(30000);
-      cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1"});
+      cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1", "--heartbeat-interval=0.25"});
       for (int w = 0; w < kWorkers; ++w) {
         if (Wait(pids[w]) != 0) failed.push_back(w);
       }

@@ -388,7 +388,7 @@ TEST_F(ServiceTest, TwoShardsSavingTheSameTensorAbortTheStepClearly) {
 }
 
 TEST_F(ServiceTest, ShardsGoOnlyToWritersThatStillHeartbeat) {
-  Cluster cluster(dir_.path(), 2, {"--writer-timeout=1"});
+  Cluster cluster(dir_.path(), 2, {"--writer-timeout=1", "--heartbeat-interval=0.25"});
   ASSERT_TRUE(cluster.ok());
   cluster.writer_process(0).Kill();
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
