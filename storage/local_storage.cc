@@ -79,10 +79,13 @@ absl::Status MakeDirs(const std::string& dir) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " exists and is not a directory"));
   }
   RETURN_IF_ERROR(MakeDirs(DirName(dir)));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    if (errno == EEXIST) return absl::OkStatus();  // made by a racing writer, who syncs it
     return ErrnoStatus("mkdir", dir, errno);
   }
-  return absl::OkStatus();
+  // A new directory's entry lives in its parent: without this, a crash can
+  // lose the directory, and with it every file later made durable inside.
+  return SyncDir(DirName(dir));
 }
 
 class PosixReadableFile : public ReadableFile {

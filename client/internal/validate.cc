@@ -95,6 +95,13 @@ absl::Status ValidateSaveShard(const SaveShardOptions& options,
                                                    " is outside 0..", options.num_shards - 1,
                                                    " (num_shards ", options.num_shards, ")"));
   }
+  if (tensors.empty() && options.num_shards == 1) {
+    // (With several shards, some may be empty; the coordinator refuses a
+    // checkpoint whose shards are all empty.)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nothing to save in ", options.job, "/", options.step,
+        ": a checkpoint needs at least one tensor"));
+  }
   RETURN_IF_ERROR(ValidateMetrics(options.metrics));
   return ValidateSaveTensors(tensors);
 }
