@@ -1,6 +1,7 @@
 // cairn-writer: a shard writer node. See README.md.
 #include <malloc.h>
 
+#include <cstdint>
 #include <iostream>
 
 #include "client/internal/flags.h"
@@ -21,6 +22,11 @@ Receives workers' tensor streams and writes checkpoint shards.
                  port, printed as "listening on HOST:PORT")
   --advertise    address clients should use (default: the listening address)
   --storage      storage root (default: the coordinator's)
+  --report-timeout=SECONDS
+                 how long to keep retrying a durability report while the
+                 coordinator does not answer (default 60)
+  --max-shard-bytes=N
+                 refuse a shard stream bringing more tensor bytes (default 1 TiB)
   --metrics-listen=HOST:PORT
                  serve Prometheus metrics over HTTP at /metrics (port 0: any)
   --direct-io=false
@@ -54,7 +60,7 @@ int main(int argc, char** argv) {
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "direct-io", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
-                             "auth-key-file"});
+                             "auth-key-file", "report-timeout", "max-shard-bytes"});
   if (!flags.ok()) {
     std::cerr << "cairn-writer: " << flags.status().message() << "\n" << kUsage;
     return 2;
@@ -68,6 +74,15 @@ int main(int argc, char** argv) {
   options.coordinator = flags->Get("coordinator").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
   options.advertise = flags->Get("advertise").value_or("");
+  auto report_timeout = flags->GetInt("report-timeout", 1, 86400);
+  auto max_shard = flags->GetInt("max-shard-bytes", 1, INT64_MAX);
+  if (!report_timeout.ok() || !max_shard.ok()) {
+    std::cerr << "cairn-writer: "
+              << (!report_timeout.ok() ? report_timeout.status() : max_shard.status()).message() << "\n";
+    return 2;
+  }
+  if (report_timeout->has_value()) options.report_timeout_ms = **report_timeout * 1000;
+  if (max_shard->has_value()) options.max_shard_bytes = static_cast<uint64_t>(**max_shard);
   options.storage_uri = flags->Get("storage").value_or("");
   options.metrics_listen = flags->Get("metrics-listen").value_or("");
   if (auto sha = flags->Get("inventory-sha256")) options.inventory_sha256 = *sha != "false" && *sha != "0";

@@ -314,12 +314,20 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
     created = std::move(record);
   }
   const v1::CheckpointRecord& record = created ? *created : it->second;
+#ifdef CAIRN_PLANTED_BUG
+  // Testing only (cairn-coordinator-planted, for the model checker): the
+  // defect this state machine exists to prevent, a retry during the merge
+  // taken and acknowledged without re-merging.
+  const bool planted_retry = record.state() == v1::MERGING;
+#else
+  constexpr bool planted_retry = false;
   if (record.state() == v1::MERGING) {
     return absl::FailedPreconditionError(absl::StrCat(
         "checkpoint ", name, ": all its shards were durable and their merge has begun, so shard ",
         req.shard_index(), " can no longer be replaced (this retry was not saved)"));
   }
-  if (record.state() != v1::PENDING) {
+#endif
+  if (record.state() != v1::PENDING && !planted_retry) {
     return absl::FailedPreconditionError(absl::StrCat(
         "checkpoint ", name, " is ", StateName(record.state()), "; steps cannot be overwritten"));
   }
@@ -474,7 +482,9 @@ absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
       continue;
     }
     auto stub = v1::ShardWriter::NewStub(*channel);
-    auto ctx = rpc::Context(std::chrono::minutes(10));
+    // A writer that hangs must not hold the step past its pending timeout.
+    auto ctx = rpc::Context(std::chrono::milliseconds(
+        std::clamp<int64_t>(options_.pending_timeout_ms / 2, 1000, 10 * 60 * 1000)));
     if (!options_.auth_key.empty()) {
       rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options_.auth_key));
     }
@@ -569,6 +579,9 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
           absl::StrCat("checkpoint ", name, " was aborted while its parts were merged"));
     }
     for (int i = 0; i < record.num_shards(); ++i) {
+#ifdef CAIRN_PLANTED_BUG
+      break;
+#endif
       if (it->second.shards(i).token() != record.shards(i).token()) {
         return absl::InternalError(absl::StrCat("checkpoint ", name, ": shard ", i,
                                                 " changed during its merge (a bug); not committed"));
