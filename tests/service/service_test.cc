@@ -291,7 +291,8 @@ TEST_F(ServiceTest, CoordinatorCrashAtEveryCommitPhaseEndsCommittedNeverHalfVisi
     cluster.RestartCoordinator({std::string("--crash-at=") + point});
     ASSERT_FALSE(cluster.coordinator().empty());
     auto saves = std::async(std::launch::async, [&] { return SaveAll(cluster, "crashy", 2, 2); });
-    ASSERT_NE(cluster.coordinator_process().WaitExit(30000), -1000) << "crash point not reached";
+    ASSERT_EQ(cluster.coordinator_process().WaitExit(30000), testing::kCrashPointExitCode)
+        << "crash point " << point << " not reached (-1000: still running after 30 s)";
     EXPECT_FALSE(Exists(cluster.storage_dir() + "/crashy/ckpt-2/variables.index") &&
                  std::string(point) == "after_merge")
         << "nothing is published before the commit is decided";
