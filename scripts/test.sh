@@ -60,8 +60,23 @@ configure_and_build() {
 # a fault-injecting proxy in front of it, and nginx. Stopped on exit.
 SERVERS=$(mktemp -d /tmp/cairn-test-servers.XXXXXX)
 PROXY_PID=""
+# The proxy's fault draws are seeded: the seed is printed here and in the
+# summary (rerun with CAIRN_FAULT_SEED=N; the draw order still follows the
+# order requests arrive, so a rerun replays the faults only approximately).
+FAULT_SEED=${CAIRN_FAULT_SEED:-$RANDOM}
+# stop_proxy: stops the fault proxy and shows its seed and counts by fault
+# kind; its request log is kept as build/fault_proxy.log.
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  PROXY_PID=""
+  echo "fault proxy (seed $FAULT_SEED): $(grep '^fault_proxy: .* requests' "$SERVERS/proxy.err" 2>/dev/null || echo 'no counts (it did not exit cleanly)')"
+  if [ -f "$SERVERS/proxy.log" ]; then
+    mkdir -p build && cp "$SERVERS/proxy.log" build/fault_proxy.log && echo "fault proxy log: build/fault_proxy.log"
+  fi
+}
 stop_servers() {
-  [ -n "$PROXY_PID" ] && kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  stop_proxy >/dev/null
   tests/servers/nginx.sh stop "$SERVERS/nginx" >/dev/null 2>&1 || true
   tests/servers/ceph_rgw.sh stop "$SERVERS/rgw" >/dev/null 2>&1 || true
   rm -rf "$SERVERS"
@@ -77,7 +92,7 @@ start_servers() {
   eval "$out"
   export CAIRN_HTTP_ROOT="$SERVERS/http-root"
   /usr/bin/python3 tests/servers/fault_proxy.py --listen-port=0 --upstream="$AWS_ENDPOINT_URL" \
-    --fault-rate=0.2 --seed=$RANDOM --log="$SERVERS/proxy.log" >"$SERVERS/proxy.out" 2>"$SERVERS/proxy.err" &
+    --fault-rate=0.2 --seed="$FAULT_SEED" --log="$SERVERS/proxy.log" >"$SERVERS/proxy.out" 2>"$SERVERS/proxy.err" &
   PROXY_PID=$!
   for _ in $(seq 1 50); do
     grep -q '^listening on ' "$SERVERS/proxy.out" 2>/dev/null && break
@@ -85,7 +100,10 @@ start_servers() {
   done
   grep -q '^listening on ' "$SERVERS/proxy.out" || return 1
   export CAIRN_TEST_S3_FAULT_ENDPOINT="http://$(sed -n 's/^listening on //p' "$SERVERS/proxy.out")"
-  echo "test servers: S3 $AWS_ENDPOINT_URL (faulty: $CAIRN_TEST_S3_FAULT_ENDPOINT), HTTP $CAIRN_HTTP_URL"
+  # The proxy logs every request (path, fault kind) as it ends: the tests
+  # that use it check in it that faults were really injected into their requests.
+  export CAIRN_TEST_S3_FAULT_LOG="$SERVERS/proxy.log"
+  echo "test servers: S3 $AWS_ENDPOINT_URL (faulty: $CAIRN_TEST_S3_FAULT_ENDPOINT, seed $FAULT_SEED), HTTP $CAIRN_HTTP_URL"
 }
 if ! start_servers; then
   echo "could not start the S3/HTTP test servers: their tests will skip, and this counts as a failure"
@@ -135,6 +153,7 @@ else
 fi
 
 echo
+stop_proxy
 echo "=== summary ==="
 for s in "${summary[@]}"; do echo "  $s"; done
 echo "$total_pass passed, $total_fail failed"
