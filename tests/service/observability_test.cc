@@ -202,7 +202,8 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   // The page itself, rendered by headless Chromium: DOM checks and a screenshot.
   struct stat st;
   if (::stat("/usr/bin/chromium", &st) != 0) {
-    GTEST_SKIP() << "chromium not installed (scripts/install-deps.sh installs it): page not rendered";
+    GTEST_SKIP() << "missing dependency: chromium (/usr/bin/chromium; scripts/install-deps.sh "
+                     "installs it): page not rendered";
   }
   const std::vector<std::string> chromium = {
       "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
