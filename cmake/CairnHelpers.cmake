@@ -18,13 +18,18 @@ function(cairn_executable name)
 endfunction()
 
 # cairn_test(NAME SRCS ... DEPS ...): a GoogleTest binary registered with CTest.
+# A test that calls GTEST_SKIP() (gtest prints "[  SKIPPED ]" for it) is
+# reported by CTest as skipped, not passed. Skips for a dependency the run
+# lacks say "missing dependency: ..." (scripts/test.sh fails them under CI).
+# PROPERTIES ... are added to every discovered test's properties.
 function(cairn_test name)
-  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_compile_options(${name} PRIVATE ${CAIRN_WARNINGS})
   target_compile_definitions(${name} PRIVATE
     CAIRN_SHARED_DIR="${CAIRN_SHARED_DIR}"
     CAIRN_BIN_DIR="${CMAKE_RUNTIME_OUTPUT_DIRECTORY}")
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} cairn_testing GTest::gtest GTest::gtest_main)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}"
+    SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_PROPERTIES})
 endfunction()

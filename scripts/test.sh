@@ -4,7 +4,13 @@
 #   1. RelWithDebInfo build, every test (ctest, in parallel)
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test again
 #   3. clang libFuzzer build, each fuzz target for FUZZ_SECONDS (default 45)
-# Ends with one line "N passed, N failed". Exit status 0 only if all passed.
+# Ends with one line "N passed, N failed, N skipped" (CI parses its "N passed,
+# N failed" start). Exit status 0 only if nothing failed.
+#
+# Skipped tests (GTEST_SKIP, exit 77) are counted apart, never as passed. A
+# test skipped for a dependency the run lacks says "missing dependency: ..."
+# (the S3/HTTP servers, chromium, torch, ../shared); with CI=true each such
+# skip counts as a failure, named in the summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -12,38 +18,60 @@ ROOT=$(pwd)
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 JOBS=${JOBS:-$(nproc)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-45}
+CI=${CI:-false}
 export CTEST_OUTPUT_ON_FAILURE=1
 
 ./scripts/install-deps.sh || { echo "dependency installation failed"; exit 1; }
 
-if [ ! -d ../shared/testdata/tf ]; then
-  echo "NOTE: ../shared not found beside the checkout: golden and CLI tests that need it will skip."
-fi
-
 total_pass=0
 total_fail=0
+total_skip=0
 summary=()
 
+if [ ! -d ../shared/testdata/tf ]; then
+  echo "NOTE: missing dependency: ../shared not found beside the checkout: golden and CLI tests that need it will skip."
+  if [ "$CI" = true ]; then
+    total_fail=$((total_fail + 1)); summary+=("../shared: missing (a failure with CI=true)")
+  fi
+fi
+
 # run_ctest NAME BUILD_DIR: runs ctest and adds its counts to the totals.
+# Counts come from ctest's JUnit file (scripts/ctest_summary.py): ctest's own
+# "N% tests passed" line counts skipped tests as passed.
 run_ctest() {
-  local name=$1 dir=$2 log
-  log=$(mktemp)
-  (cd "$dir" && ctest -j"$JOBS" --timeout 600 2>&1) | tee "$log"
-  local line pass fail all
-  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
-  if [ -z "$line" ]; then
-    echo "$name: ctest printed no summary"
+  local name=$1 dir=$2 junit report
+  junit=$(mktemp); report=$(mktemp)
+  (cd "$dir" && ctest -j"$JOBS" --timeout 600 --output-junit "$junit" 2>&1)
+  if ! /usr/bin/python3 scripts/ctest_summary.py "$junit" >"$report" 2>&1 ||
+     ! grep -q '^counts ' "$report"; then
+    cat "$report"
+    echo "$name: no test results (ctest wrote no readable JUnit file)"
     total_fail=$((total_fail + 1))
     summary+=("$name: no test summary")
-  else
-    fail=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
-    all=$(echo "$line" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
-    pass=$((all - fail))
-    total_pass=$((total_pass + pass))
-    total_fail=$((total_fail + fail))
-    summary+=("$name: $pass passed, $fail failed")
+    rm -f "$junit" "$report"
+    return
   fi
-  rm -f "$log"
+  local pass fail skip missing=()
+  read -r _ pass fail skip < <(grep '^counts ' "$report")
+  if grep -q '^skipped ' "$report"; then
+    echo "$name: skipped tests:"
+    sed -n 's/^skipped /  /p' "$report"
+  fi
+  mapfile -t missing < <(sed -n 's/^missing-dependency //p' "$report")
+  if [ "$CI" = true ] && [ ${#missing[@]} -gt 0 ]; then
+    # Under CI a skip for a missing dependency is a failure: the run did
+    # not test what it claims to.
+    skip=$((skip - ${#missing[@]}))
+    fail=$((fail + ${#missing[@]}))
+    for t in "${missing[@]}"; do
+      summary+=("$name: FAILED $t (skipped for a missing dependency, CI=true)")
+    done
+  fi
+  total_pass=$((total_pass + pass))
+  total_fail=$((total_fail + fail))
+  total_skip=$((total_skip + skip))
+  summary+=("$name: $pass passed, $fail failed, $skip skipped")
+  rm -f "$junit" "$report"
 }
 
 # configure_and_build DIR [CMAKE_ARGS...] [-- TARGETS...]
@@ -60,8 +88,23 @@ configure_and_build() {
 # a fault-injecting proxy in front of it, and nginx. Stopped on exit.
 SERVERS=$(mktemp -d /tmp/cairn-test-servers.XXXXXX)
 PROXY_PID=""
+# The proxy's fault draws are seeded: the seed is printed here and in the
+# summary (rerun with CAIRN_FAULT_SEED=N; the draw order still follows the
+# order requests arrive, so a rerun replays the faults only approximately).
+FAULT_SEED=${CAIRN_FAULT_SEED:-$RANDOM}
+# stop_proxy: stops the fault proxy and shows its seed and counts by fault
+# kind; its request log is kept as build/fault_proxy.log.
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  PROXY_PID=""
+  echo "fault proxy (seed $FAULT_SEED): $(grep '^fault_proxy: .* requests' "$SERVERS/proxy.err" 2>/dev/null || echo 'no counts (it did not exit cleanly)')"
+  if [ -f "$SERVERS/proxy.log" ]; then
+    mkdir -p build && cp "$SERVERS/proxy.log" build/fault_proxy.log && echo "fault proxy log: build/fault_proxy.log"
+  fi
+}
 stop_servers() {
-  [ -n "$PROXY_PID" ] && kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  stop_proxy >/dev/null
   tests/servers/nginx.sh stop "$SERVERS/nginx" >/dev/null 2>&1 || true
   tests/servers/ceph_rgw.sh stop "$SERVERS/rgw" >/dev/null 2>&1 || true
   rm -rf "$SERVERS"
@@ -77,7 +120,7 @@ start_servers() {
   eval "$out"
   export CAIRN_HTTP_ROOT="$SERVERS/http-root"
   /usr/bin/python3 tests/servers/fault_proxy.py --listen-port=0 --upstream="$AWS_ENDPOINT_URL" \
-    --fault-rate=0.2 --seed=$RANDOM --log="$SERVERS/proxy.log" >"$SERVERS/proxy.out" 2>"$SERVERS/proxy.err" &
+    --fault-rate=0.2 --seed="$FAULT_SEED" --log="$SERVERS/proxy.log" >"$SERVERS/proxy.out" 2>"$SERVERS/proxy.err" &
   PROXY_PID=$!
   for _ in $(seq 1 50); do
     grep -q '^listening on ' "$SERVERS/proxy.out" 2>/dev/null && break
@@ -85,7 +128,10 @@ start_servers() {
   done
   grep -q '^listening on ' "$SERVERS/proxy.out" || return 1
   export CAIRN_TEST_S3_FAULT_ENDPOINT="http://$(sed -n 's/^listening on //p' "$SERVERS/proxy.out")"
-  echo "test servers: S3 $AWS_ENDPOINT_URL (faulty: $CAIRN_TEST_S3_FAULT_ENDPOINT), HTTP $CAIRN_HTTP_URL"
+  # The proxy logs every request (path, fault kind) as it ends: the tests
+  # that use it check in it that faults were really injected into their requests.
+  export CAIRN_TEST_S3_FAULT_LOG="$SERVERS/proxy.log"
+  echo "test servers: S3 $AWS_ENDPOINT_URL (faulty: $CAIRN_TEST_S3_FAULT_ENDPOINT, seed $FAULT_SEED), HTTP $CAIRN_HTTP_URL"
 }
 if ! start_servers; then
   echo "could not start the S3/HTTP test servers: their tests will skip, and this counts as a failure"
@@ -135,7 +181,8 @@ else
 fi
 
 echo
+stop_proxy
 echo "=== summary ==="
 for s in "${summary[@]}"; do echo "  $s"; done
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

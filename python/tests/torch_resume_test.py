@@ -22,7 +22,8 @@ import time
 try:
     import torch  # noqa: F401
 except ImportError as e:
-    print(f"SKIP: {sys.executable} cannot import torch ({e}); install python3-torch", flush=True)
+    print(f"missing dependency: torch ({sys.executable} cannot import it: {e}; install python3-torch)",
+          flush=True)
     sys.exit(77)
 
 import numpy as np

@@ -25,7 +25,7 @@ using testing::RunResult;
 using testing::SharedDir;
 
 #define SKIP_WITHOUT_SHARED()                                                  \
-  if (SharedDir().empty()) GTEST_SKIP() << "../shared/testdata/tf not found; " \
+  if (SharedDir().empty()) GTEST_SKIP() << "missing dependency: ../shared/testdata/tf not found; " \
                                            "these tests need the shared test material"
 
 RunResult Cairn(std::vector<std::string> args) {

@@ -20,7 +20,7 @@ TEST(StateFile, FormatsLikeTensorFlow) {
 }
 
 TEST(StateFile, RealTensorFlowFilesRoundTripByteForByte) {
-  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared not found";
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "missing dependency: ../shared (the shared test material) not found";
   for (const char* name : {"rl_ckpt_nstep_manager", "tfx_estimator_tf1_ckpt",
                            "onnx_regression_tf1_checkpoint"}) {
     const std::string text =

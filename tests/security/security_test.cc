@@ -128,7 +128,8 @@ void SaveAndRestore(const ClientOptions& options, const std::string& job) {
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!Certs::Get().ok()) GTEST_SKIP() << "openssl tool failed: " << Certs::Get().error();
+    if (!Certs::Get().ok()) GTEST_SKIP() << "missing dependency: openssl tool (making test certificates failed: "
+                                         << Certs::Get().error() << ")";
   }
   const Certs& certs() const { return Certs::Get(); }
   TempDir dir_;

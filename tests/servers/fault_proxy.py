@@ -26,8 +26,12 @@ order requests arrive) it injects one fault kind, chosen uniformly from
 A client's "Expect: 100-continue" is answered by the proxy itself (100
 Continue) before the fault is drawn, so error replies come after the body.
 
-Every request and fault is logged to --log (one line each). On SIGTERM or
-SIGINT it stops and prints counts of requests and faults by kind to stderr.
+Every request and fault is logged to --log (one line each, flushed as each
+request ends: "#ID METHOD PATH len=N fault=KIND|none status=S sent=N ms=N"),
+so a test can count the faults injected into its own requests while the proxy
+runs. The seed is printed to stderr and logged at start, so a run can be
+repeated. On SIGTERM or SIGINT it stops and prints counts of requests and
+faults by kind to stderr and to the log.
 """
 import argparse
 import http.client
@@ -328,8 +332,10 @@ def main():
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     t.start()
     port = server.server_address[1]
-    state.log(f"listening on 127.0.0.1:{port} upstream={args.upstream} "
-              f"fault_rate={args.fault_rate} seed={args.seed} faults={','.join(state.faults)}")
+    start = (f"listening on 127.0.0.1:{port} upstream={args.upstream} "
+             f"fault_rate={args.fault_rate} seed={args.seed} faults={','.join(state.faults)}")
+    state.log(start)
+    print(f"fault_proxy: {start}", file=sys.stderr, flush=True)
     print(f"listening on 127.0.0.1:{port}", flush=True)
     while not stop.wait(1.0):
         pass

@@ -12,7 +12,7 @@ namespace cairn {
 namespace {
 
 TEST(Adopt, RegistersTheCheckpointsThatExistAndReportsTheMissingOnes) {
-  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared/testdata/tf not found";
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "missing dependency: ../shared/testdata/tf not found";
   testing::TempDir dir;
   testing::Cluster cluster(dir.path(), 1);
   ASSERT_TRUE(cluster.ok());

@@ -5,6 +5,7 @@
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -21,8 +22,12 @@ TEST(AsyncSave, TheSnapshotIsTakenBeforeReturningAndTheResultArrivesLater) {
   testing::Cluster cluster(dir.path(), 2);
   ASSERT_TRUE(cluster.ok());
   auto client = Connect(cluster.coordinator());
-  std::string weights(48 << 20, 'a');  // large enough for the parallel copy
-  std::string bias(1000, 'b');
+  // Large enough for the two-thread snapshot copy (client.cc ParallelCopy),
+  // and different at every position (seeded random bytes), so a chunk copied
+  // to the wrong offset, copied twice or not copied at all changes the bytes
+  // restored. One repeated byte could not tell any of those apart.
+  std::string weights = testing::PatternBytes(48 << 20, 1);
+  std::string bias = testing::PatternBytes(1000, 2);
   const std::string original = weights;
   auto handle = client->SaveShardAsync(
       {"async", 1, 0, 1, {}},
@@ -41,14 +46,22 @@ TEST(AsyncSave, TheSnapshotIsTakenBeforeReturningAndTheResultArrivesLater) {
   EXPECT_TRUE(restored->at("w").tensor.data.view() == original);
   EXPECT_EQ(restored->at("b").tensor.data.view(), bias);
 
-  // Back-to-back async saves: the second waits for the first.
-  auto h2 = client->SaveShardAsync({"async", 2, 0, 1, {}},
-                                   {{"b", DataType::kUint8, {1000}, std::nullopt, bias, {}}});
+  // Back-to-back async saves: the second waits for the first. The second
+  // snapshots new weights of the same size (into the first save's buffers,
+  // reused): its checkpoint must hold the new bytes, none of the old.
+  const std::string weights2 = testing::PatternBytes(48 << 20, 3);
+  auto h2 = client->SaveShardAsync(
+      {"async", 2, 0, 1, {}},
+      {{"w", DataType::kUint8, {static_cast<int64_t>(weights2.size())}, std::nullopt, weights2, {}},
+       {"b", DataType::kUint8, {1000}, std::nullopt, bias, {}}});
   auto h3 = client->SaveShardAsync({"async", 3, 0, 1, {}},
                                    {{"b", DataType::kUint8, {1000}, std::nullopt, bias, {}}});
   ASSERT_TRUE(h2.ok() && h3.ok());
   EXPECT_TRUE((*h2)->Done()) << "the previous save finished before the next began";
   EXPECT_TRUE((*h3)->Wait().ok());
+  auto restored2 = client->Restore("async", 2, {});
+  ASSERT_TRUE(restored2.ok()) << restored2.status();
+  EXPECT_TRUE(restored2->at("w").tensor.data.view() == weights2);
 }
 
 TEST(AsyncSave, AFailureNobodyWaitedForStopsTheNextSave) {

@@ -143,6 +143,14 @@ class FaultTest : public ::testing::Test {
     return out;
   }
 
+  // The last `n` lines of the file at `path`.
+  static std::string LogTail(const std::string& path, int n) {
+    const std::string text = testing::ReadFile(path);
+    size_t at = text.size();
+    for (int i = 0; i <= n && at != std::string::npos && at > 0; ++i) at = text.rfind('\n', at - 1);
+    return at == std::string::npos ? text : text.substr(at + 1);
+  }
+
   testing::TempDir dir_;
 };
 
@@ -197,9 +205,18 @@ TEST_F(FaultTest, RandomizedFaultLoopLosesNothing) {
       const char* point = kPoints[rng() % 5];
       ++faults[absl::StrCat("coordinator crash ", point)];
       cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1", "--heartbeat-interval=0.25", absl::StrCat("--crash-at=", point)});
+      // A restarted coordinator still counts the writers of its catalog as
+      // live until --writer-timeout passes without a heartbeat: a writer
+      // killed by an earlier run would get a shard that never arrives, the
+      // step would time out, and the crash point would never be reached.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
       std::vector<pid_t> pids;
       for (int w = 0; w < kWorkers; ++w) pids.push_back(Spawn(SaveArgv(cluster, job, step, w)));
-      cluster.coordinator_process().WaitExit(30000);
+      const int exit_code = cluster.coordinator_process().WaitExit(30000);
+      EXPECT_EQ(exit_code, testing::kCrashPointExitCode)
+          << "coordinator with --crash-at=" << point << " did not exit at the crash point "
+          << "(-1000: still running after 30 s); coordinator log:\n"
+          << LogTail(cluster.coordinator_log(), 15);
       cluster.RestartCoordinator({"--pending-timeout=6", "--writer-timeout=1", "--heartbeat-interval=0.25"});
       for (int w = 0; w < kWorkers; ++w) {
         if (Wait(pids[w]) != 0) failed.push_back(w);

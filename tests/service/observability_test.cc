@@ -50,6 +50,16 @@ void ExpectValidPrometheus(const std::string& text, std::set<std::string>* names
   }
 }
 
+// True if `text` has a line that is exactly `series`: name, labels and
+// value. (A substring or prefix match would take "x_total 3" for
+// "x_total 30", or a label from another series.)
+bool HasSeries(const std::string& text, const std::string& series) {
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    if (l == series) return true;
+  }
+  return false;
+}
+
 TEST(Observability, LogLinesHaveFixedColumns) {
   logging::Where where;
   EXPECT_EQ(logging::FormatLine(1795372200123456, "cairn-writer", where, "metrics on http://x/"),
@@ -152,8 +162,11 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
                         "cairn_checkpoints_pending", "cairn_rpc_errors_total", "cairn_writers_live"}) {
     EXPECT_TRUE(names.count(n)) << n << " missing from\n" << coordinator_metrics;
   }
-  EXPECT_NE(coordinator_metrics.find("cairn_commits_total 3"), std::string::npos) << coordinator_metrics;
-  EXPECT_NE(coordinator_metrics.find("code=\"INVALID_ARGUMENT\""), std::string::npos);
+  EXPECT_TRUE(HasSeries(coordinator_metrics, "cairn_commits_total 3")) << coordinator_metrics;
+  // The refused shard 1/3 of step 9 (begun with 2 shards).
+  EXPECT_TRUE(HasSeries(coordinator_metrics,
+                        "cairn_rpc_errors_total{code=\"INVALID_ARGUMENT\",method=\"BeginShard\"} 1"))
+      << coordinator_metrics;
   names.clear();
   const std::string writer_metrics = Get("http://" + writer_http + "/metrics");
   ExpectValidPrometheus(writer_metrics, &names);
@@ -161,7 +174,10 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
                         "cairn_writer_shard_save_seconds_bucket", "cairn_writer_active_streams"}) {
     EXPECT_TRUE(names.count(n)) << n << " missing from\n" << writer_metrics;
   }
-  EXPECT_NE(writer_metrics.find("cairn_writer_bytes_received_total 1"), std::string::npos) << writer_metrics;
+  // Four shards of 4096 bytes reached the writer and were made durable:
+  // steps 1-3, and shard 0/2 of step 9 (still pending).
+  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_received_total 16384")) << writer_metrics;
+  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_written_total 16384")) << writer_metrics;
 
   // gRPC health checking on both servers.
   for (const std::string& address : {cluster.coordinator(), cluster.writer_process(0).address()}) {
@@ -186,7 +202,8 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   // The page itself, rendered by headless Chromium: DOM checks and a screenshot.
   struct stat st;
   if (::stat("/usr/bin/chromium", &st) != 0) {
-    GTEST_SKIP() << "chromium not installed (scripts/install-deps.sh installs it): page not rendered";
+    GTEST_SKIP() << "missing dependency: chromium (/usr/bin/chromium; scripts/install-deps.sh "
+                     "installs it): page not rendered";
   }
   const std::vector<std::string> chromium = {
       "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -196,7 +213,9 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   std::vector<std::string> dump = chromium;
   dump.push_back("--dump-dom");
   dump.push_back(url);
-  const std::string dom = testing::Run(dump).out;
+  const testing::RunResult dumped = testing::Run(dump);
+  EXPECT_EQ(dumped.exit_code, 0) << "chromium --dump-dom failed:\n" << dumped.err;
+  const std::string dom = dumped.out;
   EXPECT_NE(dom.find("data-ready=\"1\""), std::string::npos) << "the page's script ran:\n" << dom;
   EXPECT_NE(dom.find("Job observed"), std::string::npos);
   int rows = 0;
@@ -207,14 +226,34 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   EXPECT_NE(dom.find("keep-last, newest"), std::string::npos) << dom;
   EXPECT_NE(dom.find("point committed pinned"), std::string::npos) << "pinned marked on the timeline";
   EXPECT_NE(dom.find("point pending"), std::string::npos) << "pending shown on the timeline";
+  // The screenshot: a previous run's PNG is removed first, so only a file
+  // this Chromium run wrote can pass; Chromium must exit 0, and the file must
+  // be a PNG of the window's size (1000x900) and of plausible size (a blank
+  // page compresses to a few KB).
   const std::string shot = std::string(CAIRN_BIN_DIR) + "/../status-page.png";
+  ASSERT_TRUE(::unlink(shot.c_str()) == 0 || errno == ENOENT) << "cannot remove the old " << shot;
+  const time_t started = ::time(nullptr);
   std::vector<std::string> capture = chromium;
   capture.push_back("--window-size=1000,900");
   capture.push_back("--screenshot=" + shot);
   capture.push_back(url);
-  testing::Run(capture);
+  const testing::RunResult captured = testing::Run(capture);
+  EXPECT_EQ(captured.exit_code, 0) << "chromium --screenshot failed:\n" << captured.err;
   ASSERT_EQ(::stat(shot.c_str(), &st), 0) << "no screenshot at " << shot;
+  EXPECT_GE(st.st_mtime, started) << "the screenshot is older than this run";
   EXPECT_GT(st.st_size, 10000) << "the screenshot is suspiciously small";
+  EXPECT_LT(st.st_size, 10 << 20) << "the screenshot is suspiciously large";
+  const std::string png = testing::ReadFile(shot);
+  // PNG signature, then the IHDR chunk: length 13, "IHDR", width, height (big-endian).
+  ASSERT_GE(png.size(), 24u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << "not a PNG";
+  EXPECT_EQ(png.substr(12, 4), "IHDR") << "not a PNG";
+  auto be32 = [&](size_t at) {
+    return (uint32_t{static_cast<uint8_t>(png[at])} << 24) | (uint32_t{static_cast<uint8_t>(png[at + 1])} << 16) |
+           (uint32_t{static_cast<uint8_t>(png[at + 2])} << 8) | uint32_t{static_cast<uint8_t>(png[at + 3])};
+  };
+  EXPECT_EQ(be32(16), 1000u) << "screenshot width";
+  EXPECT_EQ(be32(20), 900u) << "screenshot height";
   std::cout << "status page screenshot: " << shot << "\n";
 }
 

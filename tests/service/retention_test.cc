@@ -221,7 +221,8 @@ TEST_F(RetentionTest, ACoordinatorKilledMidDeletionFinishesItAfterRestart) {
     auto client = Connect(cluster.coordinator());
     Save(*client, "midway", 2, 1);
   });
-  ASSERT_NE(cluster.coordinator_process().WaitExit(30000), -1000) << "crash point not reached";
+  ASSERT_EQ(cluster.coordinator_process().WaitExit(30000), testing::kCrashPointExitCode)
+      << "crash point mid_delete not reached (-1000: still running after 30 s)";
   EXPECT_FALSE(Exists(cluster.storage_dir() + "/midway/ckpt-1/variables.index") &&
                Exists(cluster.storage_dir() + "/midway/ckpt-1/variables.data-00000-of-00001"))
       << "the deletion had started";

@@ -291,7 +291,8 @@ TEST_F(ServiceTest, CoordinatorCrashAtEveryCommitPhaseEndsCommittedNeverHalfVisi
     cluster.RestartCoordinator({std::string("--crash-at=") + point});
     ASSERT_FALSE(cluster.coordinator().empty());
     auto saves = std::async(std::launch::async, [&] { return SaveAll(cluster, "crashy", 2, 2); });
-    ASSERT_NE(cluster.coordinator_process().WaitExit(30000), -1000) << "crash point not reached";
+    ASSERT_EQ(cluster.coordinator_process().WaitExit(30000), testing::kCrashPointExitCode)
+        << "crash point " << point << " not reached (-1000: still running after 30 s)";
     EXPECT_FALSE(Exists(cluster.storage_dir() + "/crashy/ckpt-2/variables.index") &&
                  std::string(point) == "after_merge")
         << "nothing is published before the commit is decided";
@@ -363,8 +364,18 @@ TEST_F(ServiceTest, TwoJobsAtOnceDoNotInterfereAndShardCountsMustAgree) {
 TEST_F(ServiceTest, ARetriedShardReplacesTheEarlierAttempt) {
   Cluster cluster(dir_.path(), 2);
   ASSERT_TRUE(cluster.ok());
-  SaveAll(cluster, "retry", 1, 2, /*only=*/0);
-  SaveAll(cluster, "retry", 1, 2, /*only=*/0);  // a retry of shard 0
+  // The first attempt of shard 0 holds other bytes (same names and shapes,
+  // the data of step 99); the retry holds step 1's. The checkpoint must hold
+  // the retry's bytes only: identical bytes on both attempts could not show
+  // which attempt was kept.
+  const std::string first = dir_.Join("retry-first-attempt.safetensors");
+  const auto first_tensors = WorkerTensors(0, 2, /*step=*/99);
+  WriteSafetensors(first, first_tensors, {{"cairn.slice.emb", EmbSlice(0, 2)}});
+  RunResult attempt = Cairn({"save", "--coordinator=" + cluster.coordinator(), "--job=retry", "--step=1",
+                             "--from=" + first, "--shard=0/2"});
+  ASSERT_EQ(attempt.exit_code, 0) << attempt.err;
+  ASSERT_NE(first_tensors[0].data, WorkerTensors(0, 2, 1)[0].data);
+  for (const auto& r : SaveAll(cluster, "retry", 1, 2, /*only=*/0)) EXPECT_EQ(r.exit_code, 0) << r.err;  // the retry
   for (const auto& r : SaveAll(cluster, "retry", 1, 2, /*only=*/1)) EXPECT_EQ(r.exit_code, 0) << r.err;
   ExpectRestoredExactly(cluster, "retry", 1, 2);
   EXPECT_FALSE(Exists(cluster.storage_dir() + "/retry/.cairn-staging/ckpt-1"));

@@ -8,7 +8,8 @@
 //   CAIRN_TEST_S3_BUCKET          a bucket to use
 //   CAIRN_TEST_S3_FAULT_ENDPOINT  the same gateway behind tests/servers/fault_proxy.py
 //   CAIRN_HTTP_URL, CAIRN_HTTP_ROOT  nginx serving the directory CAIRN_HTTP_ROOT
-// Backends whose variables are missing are skipped, saying which.
+// Backends whose variables are missing are skipped with "missing dependency:
+// ..." (scripts/test.sh fails such skips when CI=true).
 #include <cstdlib>
 #include <functional>
 #include <random>
@@ -61,8 +62,8 @@ std::vector<Backend> Backends() {
       const std::string endpoint = Env(endpoint_var.c_str());
       const std::string bucket = Env("CAIRN_TEST_S3_BUCKET");
       if (endpoint.empty() || bucket.empty()) {
-        *why = absl::StrCat("no S3 server: ", endpoint_var, " / CAIRN_TEST_S3_BUCKET unset "
-                            "(scripts/test.sh starts a Ceph gateway)");
+        *why = absl::StrCat("missing dependency: S3 server (", endpoint_var, " / CAIRN_TEST_S3_BUCKET unset; "
+                            "scripts/test.sh starts a Ceph gateway)");
         return nullptr;
       }
       StorageOptions options = StorageOptionsFromEnvironment();
@@ -82,8 +83,8 @@ std::vector<Backend> Backends() {
                    const std::string url = Env("CAIRN_HTTP_URL");
                    const std::string root = Env("CAIRN_HTTP_ROOT");
                    if (url.empty() || root.empty()) {
-                     *why = "no HTTP server: CAIRN_HTTP_URL / CAIRN_HTTP_ROOT unset "
-                            "(scripts/test.sh starts nginx)";
+                     *why = "missing dependency: HTTP server (CAIRN_HTTP_URL / CAIRN_HTTP_ROOT unset; "
+                            "scripts/test.sh starts nginx)";
                      return nullptr;
                    }
                    http_dir = UniqueName();

@@ -19,7 +19,7 @@ using testing::SharedDir;
 using testing::TfVectors;
 
 #define SKIP_WITHOUT_SHARED()                                                  \
-  if (SharedDir().empty()) GTEST_SKIP() << "../shared/testdata/tf not found; " \
+  if (SharedDir().empty()) GTEST_SKIP() << "missing dependency: ../shared/testdata/tf not found; " \
                                            "golden tests need the shared test material"
 
 struct Opened {

@@ -12,6 +12,12 @@
 namespace cairn {
 namespace testing {
 
+// The exit status of a coordinator started with --crash-at=POINT when it
+// reaches POINT (coordinator/internal/service.cc, CoordinatorService::CrashPoint).
+// Tests expect exactly this code: any other exit (a SIGSEGV, a clean exit, a
+// CHECK failure) is not the crash point being reached.
+inline constexpr int kCrashPointExitCode = 86;
+
 class ServerProcess {
  public:
   // Starts argv (argv[0] a path) with stderr appended to `log_path`, and
