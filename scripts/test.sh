@@ -150,7 +150,9 @@ if configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON \
      -DCAIRN_BUILD_BENCH=OFF; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp \
-    CAIRN_FAULT_LOOP_SECONDS=${CAIRN_FAULT_LOOP_SECONDS:-20} run_ctest "asan+ubsan" build-asan
+    CAIRN_FAULT_LOOP_SECONDS=${CAIRN_FAULT_LOOP_SECONDS:-20} \
+    CAIRN_CHECKER_SECONDS=${CAIRN_CHECKER_SECONDS_ASAN:-20} \
+    CAIRN_CHECKER_PLANTED_SECONDS=${CAIRN_CHECKER_PLANTED_SECONDS:-30} run_ctest "asan+ubsan" build-asan
 else
   total_fail=$((total_fail + 1)); summary+=("asan+ubsan: build failed")
 fi

@@ -267,6 +267,29 @@ class ClientTest(unittest.TestCase):
         # The client still works after errors.
         self.assertEqual([c.step for c in self.client.list("py-errors")], [7])
 
+    def test_rollback_makes_room_for_an_older_step(self):
+        for step in (10, 20, 30):
+            self.client.save("py-rollback", step, {"x": np.full(2, step, np.float32)})
+        # Saves move forward: below the newest committed step is refused.
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.save("py-rollback", 15, {"x": np.zeros(2, np.float32)})
+        self.assertEqual(cm.exception.code, "FAILED_PRECONDITION")
+        self.assertIn("newest committed step 30", str(cm.exception))
+        dry = self.client.rollback("py-rollback", 10, dry_run=True)
+        self.assertEqual(dry, {"deleted_steps": [20, 30], "aborted_steps": []})
+        self.assertEqual([c.step for c in self.client.list("py-rollback")], [10, 20, 30])
+        self.client.pin("py-rollback", 20)
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.rollback("py-rollback", 10)
+        self.assertIn("step 20 is pinned", str(cm.exception))
+        self.client.pin("py-rollback", 20, pinned=False)
+        done = self.client.rollback("py-rollback", 10)
+        self.assertEqual(done["deleted_steps"], [20, 30])
+        self.assertEqual([c.step for c in self.client.list("py-rollback")], [10])
+        self.client.save("py-rollback", 15, {"x": np.full(2, 15, np.float32)})
+        self.assertEqual(self.client.latest("py-rollback").step, 15)
+        np.testing.assert_array_equal(self.client.restore("py-rollback")["x"], np.full(2, 15, np.float32))
+
 
 if __name__ == "__main__":
     unittest.main()

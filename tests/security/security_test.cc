@@ -135,6 +135,18 @@ class TlsTest : public ::testing::Test {
   TempDir dir_;
 };
 
+// The commit's merge ran on a writer, over the same secured channel, not in
+// the coordinator's fallback (which would hide a broken coordinator→writer
+// link behind a working commit).
+void ExpectRemoteMerge(const Cluster& cluster, const std::string& job) {
+  EXPECT_FALSE(absl::StrContains(testing::ReadFile(cluster.coordinator_log()), "no writer could merge"))
+      << testing::ReadFile(cluster.coordinator_log());
+  std::string writers;
+  for (int i = 0; i < cluster.num_writers(); ++i) writers += testing::ReadFile(cluster.writer_log(i));
+  EXPECT_TRUE(absl::StrContains(writers, absl::StrCat("index parts into ", job, "/.cairn-staging/")))
+      << writers;
+}
+
 TEST_F(TlsTest, SaveListRestoreOverTls) {
   Cluster cluster(dir_.path(), 2, certs().ServerFlags(false), {}, certs().ServerFlags(false));
   ASSERT_TRUE(cluster.ok()) << testing::ReadFile(cluster.coordinator_log());
@@ -142,6 +154,7 @@ TEST_F(TlsTest, SaveListRestoreOverTls) {
   options.coordinator = cluster.coordinator();
   options.tls.ca_file = certs().ca();
   SaveAndRestore(options, "tls-job");
+  ExpectRemoteMerge(cluster, "tls-job");
   RunResult list = Cairn({"list", "--coordinator=" + cluster.coordinator(), "--job=tls-job",
                           "--tls-ca=" + certs().ca()});
   EXPECT_EQ(list.exit_code, 0) << list.err;
@@ -179,6 +192,7 @@ TEST_F(TlsTest, MutualTls) {
   options.tls.cert_file = certs().client_cert();
   options.tls.key_file = certs().client_key();
   SaveAndRestore(options, "mtls-job");
+  ExpectRemoteMerge(cluster, "mtls-job");
 
   // Without a client certificate: refused.
   options.tls.cert_file.clear();
@@ -538,6 +552,7 @@ TEST(AuthEndToEndTest, ClientAndCliWithTokens) {
   options.coordinator = env.cluster().coordinator();
   options.token = token;
   SaveAndRestore(options, "job-c");
+  ExpectRemoteMerge(env.cluster(), "job-c");
   RunResult list = Cairn({"list", "--coordinator=" + env.cluster().coordinator(), "--job=job-c",
                           "--token=" + token});
   EXPECT_EQ(list.exit_code, 0) << list.err;

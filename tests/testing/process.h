@@ -65,6 +65,7 @@ class Cluster {
   // Restarts the coordinator on the same port with (possibly) new flags.
   void RestartCoordinator(std::vector<std::string> flags = {});
   std::string coordinator_log() const { return dir_ + "/coordinator.log"; }
+  std::string writer_log(int i) const { return dir_ + "/writer" + std::to_string(i) + ".log"; }
 
  private:
   std::vector<std::string> CoordinatorArgv(const std::string& listen,
