@@ -120,16 +120,25 @@ class WriterService final : public v1::ShardWriter::Service {
   // merged/variables, parts JOB/.cairn-staging/ckpt-STEP/shard-*.
   static absl::Status ValidateMergePaths(const std::vector<std::string>& parts,
                                          const std::string& output) {
-    constexpr char kMerged[] = "/merged/variables";
     auto refuse = [](const std::string& what, const std::string& path) {
       return absl::InvalidArgumentError(
           absl::StrCat("merge ", what, " \"", path, "\" is not in a checkpoint's staging area"));
     };
-    if (!absl::EndsWith(output, kMerged) || absl::StrContains(output, "..") ||
+    // D/merged/variables or D/merged-DIGITS/variables.
+    constexpr char kVariables[] = "/variables";
+    if (!absl::EndsWith(output, kVariables) || absl::StrContains(output, "..") ||
         absl::StrContains(output, "//")) {
       return refuse("output", output);
     }
-    const std::string dir = output.substr(0, output.size() - std::strlen(kMerged));
+    const std::string merged_dir = output.substr(0, output.size() - std::strlen(kVariables));
+    const size_t slash = merged_dir.rfind('/');
+    if (slash == std::string::npos) return refuse("output", output);
+    const std::string leaf = merged_dir.substr(slash + 1);
+    if (leaf != "merged" && !(absl::StartsWith(leaf, "merged-") && leaf.size() > 7 &&
+                              leaf.find_first_not_of("0123456789", 7) == std::string::npos)) {
+      return refuse("output", output);
+    }
+    const std::string dir = merged_dir.substr(0, slash);
     const size_t staging = dir.find("/.cairn-staging/ckpt-");
     if (staging == std::string::npos || !ValidateJobName(dir.substr(0, staging)).ok()) {
       return refuse("output", output);

@@ -97,6 +97,11 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::Status CompleteCheckpoint(const Key& key);
   // REQUIRES: `key` claimed in completing_ by this thread.
   absl::Status CompleteCheckpointClaimed(const Key& key);
+  // After a merge said NotFound: whether every part's data file (at the
+  // part, or moved into `merged_prefix`) and index (or the merged index)
+  // still exist, i.e. nothing was lost and another merge moved them.
+  absl::StatusOr<bool> PartsStillWhole(const v1::CheckpointRecord& record,
+                                       const std::string& merged_prefix);
   // COMMITTING → publish, state file → COMMITTED. Idempotent.
   absl::Status FinishCommit(const Key& key);
   // Applies retention after `step` committed; never deletes that step.
@@ -126,7 +131,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
 
   absl::StatusOr<std::vector<MergedFile>> Merge(const Key& key, const std::vector<std::string>& parts,
                                                 const std::string& output);
-  absl::Status WriteStateFile(const std::string& job);
+  // Rewrites JOB/checkpoint from the catalog's COMMITTED records, plus
+  // `committing` (a commit about to be recorded) if given.
+  absl::Status WriteStateFile(const std::string& job,
+                              const v1::CheckpointRecord* committing = nullptr);
   // Removes the staging area of a checkpoint (every attempt's files).
   void RemoveStaging(const v1::CheckpointRecord& record);
   void BackgroundLoop();

@@ -223,10 +223,19 @@ TEST_F(S3ServiceTest, FourShardSaveCommitsAndRestoresViaS3AndHttp) {
 
 TEST_F(S3ServiceTest, WrongCredentialsFailClearlyAndLeaveNothingBehind) {
   const std::string good_secret = Env("AWS_SECRET_ACCESS_KEY");
-  ::setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789abcdefghijklmnop", 1);
+  const std::string bad_secret = "not-the-secret-0123456789abcdefghijklmnop";
+  // A coordinator with the wrong secret cannot even claim the root: it
+  // stops at start-up, naming the bucket and the refusal.
+  ::setenv("AWS_SECRET_ACCESS_KEY", bad_secret.c_str(), 1);
+  RunResult coordinator = testing::Run({testing::BinPath("cairn-coordinator"), "--listen=127.0.0.1:0",
+                                        "--db=" + dir_.Join("bad-db"), "--storage=" + root_});
+  ::setenv("AWS_SECRET_ACCESS_KEY", good_secret.c_str(), 1);
+  EXPECT_EQ(coordinator.exit_code, 1) << coordinator.out;
+  EXPECT_NE(coordinator.err.find("403"), std::string::npos) << coordinator.err;
   {
-    Cluster cluster(dir_.path(), 1, {"--storage=" + root_});
-    ::setenv("AWS_SECRET_ACCESS_KEY", good_secret.c_str(), 1);
+    // Writers with the wrong secret (the coordinator's is right).
+    Cluster cluster(dir_.path(), 1, {"--storage=" + root_},
+                    {"/usr/bin/env", "AWS_SECRET_ACCESS_KEY=" + bad_secret});
     ASSERT_TRUE(cluster.ok());
     // Shards of one part (3 MiB + 2.5 MiB, a single PUT each): with shards
     // of several parts the saves hang (see the disabled test below).

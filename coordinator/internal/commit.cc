@@ -1,0 +1,643 @@
+// The commit protocol (commit_state.h has the state machine): begin and
+// durable reports of shard attempts, the merge, the decision, publishing,
+// aborts, and the TensorFlow `checkpoint` state file.
+#include "coordinator/internal/service.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/internal/commit_state.h"
+#include "coordinator/internal/service_util.h"
+#include "storage/checkpoint_state.h"
+#include "proto/auth.h"
+#include <nlohmann/json.hpp>
+
+#include "observability/log.h"
+#include "observability/metrics.h"
+#include "observability/sync_point.h"
+#include "proto/rpc_util.h"
+#include "storage/layout.h"
+#include "storage/status_macros.h"
+#include "storage/tensor.h"
+
+namespace cairn {
+namespace internal {
+
+using logging::Log;
+using logging::Where;
+
+namespace {
+
+constexpr int kMaxShards = 100000;
+// At most this many unreachable writers reported by one BeginShard.
+constexpr int kMaxUnreachableReports = 64;
+
+// Merge failures that no retry can fix: the checkpoint is aborted.
+bool PermanentMergeFailure(const absl::Status& s) {
+  return absl::IsInvalidArgument(s) || absl::IsDataLoss(s) || absl::IsNotFound(s) ||
+         absl::IsFailedPrecondition(s);
+}
+
+void CountError(const char* rpc, const absl::Status& s) {
+  metrics::Counter("cairn_rpc_errors_total", "Failed coordinator calls by method and status code.",
+                   {{"method", rpc}, {"code", absl::StatusCodeToString(s.code())}})
+      .Add(1);
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------- saving
+
+grpc::Status CoordinatorService::BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* req,
+                                            v1::BeginShardResponse* resp) {
+  auto r = DoBeginShard(*req);
+  if (!r.ok()) CountError("BeginShard", r.status());
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::Status CoordinatorService::CheckStepMovesForward(const std::string& job, int64_t step) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    if (it->state() != v1::COMMITTED) continue;
+    if (it->step() > step) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "step ", step, " of job ", job, " is below its newest committed step ", it->step(),
+          ": saves must move forward. To resume from an older step, first run `cairn rollback "
+          "--job=", job, " --to=STEP`, which deletes the checkpoints above STEP"));
+    }
+    break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
+    const v1::BeginShardRequest& req) {
+  RETURN_IF_ERROR(ValidateJobName(req.job()));
+  RETURN_IF_ERROR(ValidateStep(req.step()));
+  if (req.num_shards() < 1 || req.num_shards() > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard count ", req.num_shards(), " must be in [1, ", kMaxShards, "]"));
+  }
+  if (req.shard_index() < 0 || req.shard_index() >= req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(),
+                                                   " is not in [0, ", req.num_shards(), ")"));
+  }
+  for (const auto& [name, value] : req.metrics()) {
+    if (name.empty() || name.size() > 128) {
+      return absl::InvalidArgumentError("metric names must be 1 to 128 characters");
+    }
+  }
+  if (req.unreachable_writers_size() > kMaxUnreachableReports) {
+    return absl::InvalidArgumentError("too many unreachable writers reported");
+  }
+  for (const std::string& address : req.unreachable_writers()) writers_.MarkUnreachable(address);
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(key);
+  std::optional<v1::CheckpointRecord> created;
+  if (it == live_.end()) {
+    auto existing = catalog_->GetCheckpoint(req.job(), req.step());
+    if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+    if (existing.ok() && existing->state() == v1::ABORTING) {
+      return absl::UnavailableError(
+          absl::StrCat("checkpoint ", name, " is being aborted; try again in a moment"));
+    }
+    if (existing.ok() && existing->state() != v1::ABORTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", name, " is already ", StateName(existing->state()),
+          "; steps cannot be overwritten"));
+    }
+    RETURN_IF_ERROR(CheckStepMovesForward(req.job(), req.step()));
+    v1::CheckpointRecord record;
+    record.set_job(req.job());
+    record.set_step(req.step());
+    record.set_state(v1::PENDING);
+    record.set_num_shards(req.num_shards());
+    record.set_created_at_micros(clock_->NowMicros());
+    record.set_staging_dir(StagingDir(req.job(), req.step()));
+    for (int i = 0; i < req.num_shards(); ++i) record.add_shards()->set_index(i);
+    created = std::move(record);
+  }
+  const v1::CheckpointRecord& record = created ? *created : it->second;
+#ifdef CAIRN_PLANTED_BUG
+  // Testing only (cairn-coordinator-planted, for the model checker): the
+  // defect this state machine exists to prevent, a retry during the merge
+  // taken and acknowledged without re-merging.
+  const bool planted_retry = record.state() == v1::MERGING;
+#else
+  constexpr bool planted_retry = false;
+  if (record.state() == v1::MERGING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, ": all its shards were durable and their merge has begun, so shard ",
+        req.shard_index(), " can no longer be replaced (this retry was not saved)"));
+  }
+#endif
+  if (record.state() != v1::PENDING && !planted_retry) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, " is ", StateName(record.state()), "; steps cannot be overwritten"));
+  }
+  if (record.num_shards() != req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", name, " was begun with ", record.num_shards(), " shards; shard ",
+        req.shard_index(), " says ", req.num_shards()));
+  }
+  ASSIGN_OR_RETURN(WriterRegistry::Choice chosen, writers_.Assign());
+
+  v1::CheckpointRecord updated = record;
+  v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+  const std::string released = !shard->token().empty() && !shard->durable() ? shard->writer_id() : "";
+  if (!shard->token().empty()) {
+    // A retry supersedes the earlier attempt, durable or not.
+    shard->add_old_staging_prefixes(shard->staging_prefix());
+  }
+  shard->set_writer_id(chosen.id);
+  shard->set_durable(false);
+  shard->clear_files();
+  shard->set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", updated.staging_dir(),
+                                            req.shard_index(), NewNonce()));
+  auth::Attempt attempt{req.job(), req.step(), req.shard_index(), req.num_shards(),
+                        shard->staging_prefix()};
+  shard->set_token(auth::MintAttemptToken(attempt_key_, attempt));
+  for (const auto& [m, v] : req.metrics()) (*updated.mutable_metrics())[m] = v;
+  if (absl::Status s = catalog_->PutCheckpoint(updated); !s.ok()) {
+    writers_.Release(chosen.id);
+    return s;
+  }
+  if (!released.empty()) writers_.Release(released);
+  live_[key] = updated;
+  {
+    Where where = At(req.job(), req.step());
+    where.shard = req.shard_index();
+    where.num_shards = req.num_shards();
+    Log(where, absl::StrCat("shard assigned to writer ", chosen.id));
+  }
+
+  v1::BeginShardResponse resp;
+  resp.set_writer_address(chosen.address);
+  resp.set_token(updated.shards(req.shard_index()).token());
+  resp.set_staging_prefix(updated.shards(req.shard_index()).staging_prefix());
+  return resp;
+}
+
+grpc::Status CoordinatorService::ShardDurable(grpc::ServerContext*,
+                                              const v1::ShardDurableRequest* req,
+                                              v1::ShardDurableResponse* resp) {
+  auto r = DoShardDurable(*req);
+  if (!r.ok()) CountError("ShardDurable", r.status());
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
+    const v1::ShardDurableRequest& req) {
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  auto current_attempt = [&req](const v1::CheckpointRecord& r) {
+    return req.shard_index() >= 0 && req.shard_index() < r.num_shards() &&
+           r.shards(req.shard_index()).token() == req.token();
+  };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it != live_.end() && it->second.state() != v1::PENDING && current_attempt(it->second)) {
+      // A repeated report of an attempt already in the merge or commit.
+      v1::ShardDurableResponse resp;
+      resp.set_committed(it->second.state() == v1::COMMITTING);
+      resp.set_state(it->second.state());
+      return resp;
+    }
+    if (it == live_.end()) {
+      // A report repeated after a coordinator restart: the recovery may have
+      // committed the checkpoint already, with this very attempt in it.
+      auto done = catalog_->GetCheckpoint(req.job(), req.step());
+      if (done.ok() && done->state() == v1::COMMITTED && current_attempt(*done)) {
+        v1::ShardDurableResponse resp;
+        resp.set_committed(true);
+        resp.set_state(v1::COMMITTED);
+        return resp;
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
+    }
+    v1::CheckpointRecord& record = it->second;
+    if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
+      return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
+    }
+    const v1::ShardRecord& current = record.shards(req.shard_index());
+    if (current.token() != req.token()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
+    }
+    if (record.state() != v1::PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is ", StateName(record.state())));
+    }
+    if (current.durable()) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(record.state());
+      return resp;
+    }
+    if (completing_.count(key)) {
+      // Claimed by an abort (pending timeout, rollback) that has not yet
+      // taken the record: this report must not start a merge under it.
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is being aborted"));
+    }
+    v1::CheckpointRecord updated = record;
+    v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+    shard->set_durable(true);
+    *shard->mutable_files() = req.files();
+    shard->set_bytes(req.bytes());
+    shard->set_num_tensors(req.num_tensors());
+    // The last durable shard starts the merge in the same synced write: from
+    // here on no attempt of this checkpoint can change.
+    const bool complete = AllShardsDurable(updated);
+    if (complete) RETURN_IF_ERROR(Transition(&updated, v1::MERGING));
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    const std::string writer_id = current.writer_id();
+    record = std::move(updated);
+    writers_.Release(writer_id);
+    if (!complete) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(v1::PENDING);
+      return resp;
+    }
+    // This thread merges; the background loop, rollback and timeouts skip
+    // it. (Free: checked above under the same lock.)
+    completing_.insert(key);
+  }
+  CAIRN_SYNC_POINT("after_all_durable");
+  absl::Status s = CompleteCheckpointClaimed(key);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    completing_.erase(key);
+  }
+  RETURN_IF_ERROR(s);
+  RetainAfterCommit(key.first, key.second);
+  v1::ShardDurableResponse resp;
+  resp.set_committed(true);
+  resp.set_state(v1::COMMITTED);
+  return resp;
+}
+
+// ----------------------------------------------------------------- commit
+
+absl::StatusOr<std::vector<MergedFile>> CoordinatorService::Merge(
+    const Key& key, const std::vector<std::string>& parts, const std::string& output) {
+  v1::MergeRequest req;
+  for (const std::string& p : parts) req.add_part_prefixes(p);
+  req.set_output_prefix(output);
+  for (const std::string& address : writers_.LiveAddresses()) {
+    auto channel = rpc::NewChannel(address, options_.tls);
+    if (!channel.ok()) {
+      Log(At(key.first, key.second), absl::StrCat("merge on writer ", address, ": ", channel.status().message()));
+      continue;
+    }
+    auto stub = v1::ShardWriter::NewStub(*channel);
+    // A writer that hangs must not hold the step past its pending timeout.
+    auto ctx = rpc::Context(std::chrono::milliseconds(
+        std::clamp<int64_t>(options_.pending_timeout_ms / 2, 1000, 10 * 60 * 1000)));
+    if (!options_.auth_key.empty()) {
+      rpc::SetBearerToken(ctx.get(), auth::MintClusterToken(options_.auth_key));
+    }
+    v1::MergeResponse resp;
+    absl::Status s = rpc::FromGrpc(stub->Merge(ctx.get(), req, &resp), absl::StrCat("writer ", address));
+    if (s.ok()) {
+      std::vector<MergedFile> files;
+      for (const auto& f : resp.files()) files.push_back({f.path(), f.size(), f.crc32c(), f.sha256()});
+      return files;
+    }
+    if (PermanentMergeFailure(s)) return s;
+    if (absl::IsDeadlineExceeded(s)) {
+      // The writer may still be merging: a second merge now would race it.
+      // The step stays MERGING; the background loop tries again.
+      return absl::UnavailableError(absl::StrCat("merge on writer ", address, " timed out: ", s.message()));
+    }
+    Log(At(key.first, key.second), absl::StrCat("WARNING: merge on writer ", address, " failed: ", s.message()));
+  }
+  // No writer could do it: the coordinator reaches the same storage.
+  Log(At(key.first, key.second),
+      "WARNING: no writer could merge the index parts; merging them in the coordinator");
+  metrics::Counter("cairn_local_merges_total",
+                   "Merges the coordinator did itself because no writer could.")
+      .Add(1);
+  return MergeBundleParts(storage_.get(), parts, output);
+}
+
+absl::StatusOr<bool> CoordinatorService::PartsStillWhole(const v1::CheckpointRecord& record,
+                                                          const std::string& merged_prefix) {
+  ASSIGN_OR_RETURN(bool merged_index, storage_->Exists(IndexFileName(merged_prefix)));
+  const int n = record.num_shards();
+  for (int i = 0; i < n; ++i) {
+    const std::string& part = record.shards(i).staging_prefix();
+    ASSIGN_OR_RETURN(bool data, storage_->Exists(DataFileName(part, 0, 1)));
+    if (!data) {
+      ASSIGN_OR_RETURN(data, storage_->Exists(DataFileName(merged_prefix, i, n)));
+    }
+    if (!data) return false;
+    if (!merged_index) {
+      ASSIGN_OR_RETURN(bool index, storage_->Exists(IndexFileName(part)));
+      if (!index) return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CoordinatorService::CompleteCheckpoint(const Key& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!completing_.insert(key).second) {
+      return absl::UnavailableError(
+          absl::StrCat("checkpoint ", Name(key.first, key.second), " is being committed"));
+    }
+  }
+  absl::Status s = CompleteCheckpointClaimed(key);
+  std::lock_guard<std::mutex> lock(mu_);
+  completing_.erase(key);
+  return s;
+}
+
+absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
+  const std::string name = Name(key.first, key.second);
+  v1::CheckpointRecord record;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end()) {
+      // Finished by another thread meanwhile: say how, from the catalog.
+      ASSIGN_OR_RETURN(v1::CheckpointRecord done, catalog_->GetCheckpoint(key.first, key.second));
+      if (done.state() == v1::COMMITTED) return absl::OkStatus();
+      return absl::AbortedError(absl::StrCat("checkpoint ", name, " was ", StateName(done.state()),
+                                             (done.abort_reason().empty() ? "" : ": "),
+                                             done.abort_reason()));
+    }
+    if (it->second.state() == v1::COMMITTING) {
+      lock.unlock();
+      return FinishCommit(key);
+    }
+    if (it->second.state() != v1::MERGING) {
+      return absl::InternalError(absl::StrCat("checkpoint ", name, " is ",
+                                              StateName(it->second.state()), ", not merging"));
+    }
+    record = it->second;
+  }
+  int64_t tensors = 0;
+  for (const auto& shard : record.shards()) tensors += shard.num_tensors();
+  if (tensors == 0) {
+    const std::string why = absl::StrCat("checkpoint ", name,
+                                         " holds no tensors: an empty save cannot be committed");
+    RETURN_IF_ERROR(Abort(key, why));
+    return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+  }
+  std::vector<std::string> parts;
+  for (const auto& shard : record.shards()) parts.push_back(shard.staging_prefix());
+  // One merged directory per incarnation of the step: a merge abandoned
+  // by an earlier, aborted incarnation can never leave files this one takes.
+  const std::string merged_prefix =
+      absl::StrCat(record.staging_dir(), "/merged-", record.created_at_micros(), "/variables");
+  const auto commit_start = std::chrono::steady_clock::now();
+  struct ObserveOnExit {
+    std::chrono::steady_clock::time_point start;
+    ~ObserveOnExit() {
+      static auto& h = metrics::LatencyHistogram(
+          "cairn_commit_seconds", "Time from all shards durable to committed (merge, publish, catalog).");
+      h.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  } observe{commit_start};
+  CAIRN_SYNC_POINT("before_merge");
+  auto merged = Merge(key, parts, merged_prefix);
+  if (!merged.ok()) {
+    if (PermanentMergeFailure(merged.status()) && !absl::IsNotFound(merged.status())) {
+      const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
+                                           merged.status().message());
+      RETURN_IF_ERROR(Abort(key, why));
+      return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+    }
+    if (absl::IsNotFound(merged.status())) {
+      // A file gone: lost for good, or moved by another merge of the same
+      // parts still running (after a timed-out call)? Only a loss aborts.
+      ASSIGN_OR_RETURN(bool whole, PartsStillWhole(record, merged_prefix));
+      if (whole) {
+        return absl::UnavailableError(absl::StrCat("checkpoint ", name, ": merge raced another (",
+                                                   merged.status().message(), "); retrying"));
+      }
+      const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
+                                           merged.status().message());
+      RETURN_IF_ERROR(Abort(key, why));
+      return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+    }
+    return merged.status();
+  }
+  CAIRN_SYNC_POINT("after_merge");
+
+  // The decision: from here on the checkpoint will be committed, whatever
+  // crashes. Only if nothing changed while the parts were merged.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::MERGING) {
+      return absl::AbortedError(
+          absl::StrCat("checkpoint ", name, " was aborted while its parts were merged"));
+    }
+    for (int i = 0; i < record.num_shards(); ++i) {
+#ifdef CAIRN_PLANTED_BUG
+      break;
+#endif
+      if (it->second.shards(i).token() != record.shards(i).token()) {
+        return absl::InternalError(absl::StrCat("checkpoint ", name, ": shard ", i,
+                                                " changed during its merge (a bug); not committed"));
+      }
+    }
+    v1::CheckpointRecord updated = it->second;
+    RETURN_IF_ERROR(Transition(&updated, v1::COMMITTING));
+    updated.clear_files();
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < merged->size(); ++i) {
+      const MergedFile& f = (*merged)[i];
+      auto* info = updated.add_files();
+      info->set_path(f.path);
+      info->set_size(f.size);
+      info->set_crc32c(f.crc32c);
+      info->set_sha256(f.sha256);
+      // Data files keep the CRCs their writers computed.
+      if (i < static_cast<size_t>(updated.num_shards())) {
+        for (const auto& sf : updated.shards(static_cast<int>(i)).files()) {
+          if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) {
+            info->set_crc32c(sf.crc32c());
+            info->set_sha256(sf.sha256());
+          }
+        }
+      }
+      bytes += f.size;
+    }
+    updated.set_bytes(bytes);
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    it->second = std::move(updated);
+  }
+  CAIRN_SYNC_POINT("after_decide");
+  return FinishCommit(key);
+}
+
+absl::Status CoordinatorService::FinishCommit(const Key& key) {
+  JobLocks::Guard job_lock = job_locks_.Lock(key.first);
+  v1::CheckpointRecord record;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || it->second.state() != v1::COMMITTING) return absl::OkStatus();
+    record = it->second;
+  }
+  // Publish: data files first, the index last; each rename is atomic and
+  // durable, and a rename already done is skipped when this runs again.
+  // Where the merge put the files: the index's directory (merged-T/, or
+  // merged/ for a commit decided by an older version).
+  std::string merged_dir = absl::StrCat(record.staging_dir(), "/merged/");
+  for (const auto& f : record.files()) {
+    if (absl::EndsWith(f.path(), ".index") && absl::StartsWith(f.path(), record.staging_dir() + "/")) {
+      merged_dir = f.path().substr(0, f.path().rfind('/') + 1);
+    }
+  }
+  const std::string final_prefix = CheckpointPrefix(record.job(), record.step());
+  v1::CheckpointRecord updated = record;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto& f : *updated.mutable_files()) {
+      const bool is_index = absl::EndsWith(f.path(), ".index");
+      if ((pass == 0) == is_index) continue;
+      if (!absl::StartsWith(f.path(), merged_dir)) continue;  // published already
+      const std::string dst =
+          absl::StrCat(final_prefix, f.path().substr(merged_dir.size() + std::string("variables").size()));
+      ASSIGN_OR_RETURN(bool src_exists, storage_->Exists(f.path()));
+      if (src_exists) {
+        RETURN_IF_ERROR(storage_->Rename(f.path(), dst));
+      } else {
+        ASSIGN_OR_RETURN(bool dst_exists, storage_->Exists(dst));
+        if (!dst_exists) {
+          return absl::DataLossError(absl::StrCat("commit of ", Name(key.first, key.second),
+                                                  ": staged file ", f.path(), " is missing"));
+        }
+      }
+      f.set_path(dst);
+    }
+  }
+  CAIRN_SYNC_POINT("after_publish");
+  RETURN_IF_ERROR(Transition(&updated, v1::COMMITTED));
+  updated.set_committed_at_micros(clock_->NowMicros());
+  // live_ keeps the record COMMITTING until the catalog says COMMITTED: if
+  // either write below fails, the background loop finishes the commit.
+  RETURN_IF_ERROR(WriteStateFile(record.job(), &updated));
+  CAIRN_SYNC_POINT("after_state_file");
+  RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(key);
+  }
+  Log(At(key.first, key.second), absl::StrCat("committed: ", updated.num_shards(), " shards, ",
+                                              updated.bytes(), " bytes"));
+  metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);
+  metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.")
+      .Add(static_cast<double>(updated.bytes()));
+  RemoveStaging(record);
+  auto job = catalog_->GetJob(record.job());
+  if (!job.ok() || job->first_commit_micros() == 0) {
+    v1::JobRecord j = job.ok() ? *job : v1::JobRecord();
+    j.set_job(record.job());
+    j.set_first_commit_micros(updated.committed_at_micros());
+    RETURN_IF_ERROR(catalog_->PutJob(j));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorService::WriteStateFile(const std::string& job,
+                                                const v1::CheckpointRecord* committing) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  std::map<int64_t, double> committed;  // step → commit time (s)
+  for (const auto& r : records) {
+    if (r.state() == v1::COMMITTED) committed[r.step()] = r.committed_at_micros() / 1e6;
+  }
+  if (committing != nullptr) committed[committing->step()] = committing->committed_at_micros() / 1e6;
+  if (committed.empty()) return storage_->Delete(StateFilePath(job));
+  CheckpointStateFile state;
+  state.model_checkpoint_path = StateFileEntry(committed.rbegin()->first);
+  for (const auto& [step, t] : committed) {
+    state.all_model_checkpoint_paths.push_back(StateFileEntry(step));
+    state.all_model_checkpoint_timestamps.push_back(t);
+  }
+  ASSIGN_OR_RETURN(auto file, storage_->NewWritableFile(StateFilePath(job)));
+  RETURN_IF_ERROR(file->Append(FormatStateFile(state)));
+  return file->Close();
+}
+
+absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
+  v1::CheckpointRecord record;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end() || !Undecided(it->second.state())) return absl::OkStatus();
+    record = it->second;
+    RETURN_IF_ERROR(Transition(&record, v1::ABORTING));
+    record.set_abort_reason(why);
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(record));
+    for (const auto& shard : record.shards()) {
+      if (!shard.durable() && !shard.token().empty()) writers_.Release(shard.writer_id());
+    }
+    live_.erase(it);
+  }
+  Log(At(key.first, key.second), absl::StrCat("aborted: ", why));
+  metrics::Counter("cairn_aborts_total", "Checkpoints aborted.").Add(1);
+  return FinishAbort(std::move(record));
+}
+
+absl::Status CoordinatorService::FinishAbort(v1::CheckpointRecord record) {
+  CAIRN_SYNC_POINT("abort_before_cleanup");
+  RemoveStaging(record);
+  RETURN_IF_ERROR(Transition(&record, v1::ABORTED));
+  return catalog_->PutCheckpoint(record);
+}
+
+// Removes a staging directory. Only Cairn's own staging area (a directory
+// the catalog names) is ever cleared by listing; committed checkpoints are
+// deleted file by file from their inventory.
+void CoordinatorService::RemoveStaging(const v1::CheckpointRecord& record) {
+  const std::string& dir = record.staging_dir();
+  auto files = storage_->List(dir);
+  if (!files.ok()) {
+    Log(At(record.job(), record.step()), absl::StrCat("cleanup of ", dir, ": ", files.status().message()));
+    return;
+  }
+  // Directories the record knows (they may be empty by now), deepest first.
+  std::set<std::string, std::greater<std::string>> dirs;
+  auto add_parent = [&](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    if (slash != std::string::npos && slash > dir.size()) dirs.insert(path.substr(0, slash));
+  };
+  add_parent(absl::StrCat(dir, "/merged/variables"));
+  add_parent(absl::StrCat(dir, "/merged-", record.created_at_micros(), "/variables"));
+  for (const auto& shard : record.shards()) {
+    if (!shard.staging_prefix().empty()) add_parent(shard.staging_prefix());
+    for (const auto& old : shard.old_staging_prefixes()) add_parent(old);
+  }
+  for (const std::string& f : *files) {
+    storage_->Delete(f).IgnoreError();
+    for (size_t slash = f.rfind('/'); slash != std::string::npos && slash > dir.size();
+         slash = f.rfind('/', slash - 1)) {
+      dirs.insert(f.substr(0, slash));
+    }
+  }
+  for (const std::string& d : dirs) storage_->RemoveDirIfEmpty(d).IgnoreError();
+  storage_->RemoveDirIfEmpty(dir).IgnoreError();
+  const size_t slash = dir.rfind('/');
+  if (slash != std::string::npos) storage_->RemoveDirIfEmpty(dir.substr(0, slash)).IgnoreError();
+}
+
+}  // namespace internal
+}  // namespace cairn
