@@ -1,5 +1,7 @@
 #include "client/internal/shard_stream.h"
 
+#include <chrono>
+
 #include "proto/cairn.grpc.pb.h"
 
 namespace cairn {
@@ -25,14 +27,16 @@ std::string DataFieldFraming(size_t n) {
 
 ShardStream::ShardStream(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx,
                          v1::SaveShardResponse* response)
-    : method_(kSaveShardMethod, grpc::internal::RpcMethod::CLIENT_STREAMING, channel) {
+    : method_(kSaveShardMethod, grpc::internal::RpcMethod::CLIENT_STREAMING, channel),
+      tracker_(new Tracker) {
   writer_.reset(grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel.get(), method_,
                                                                               ctx, response));
 }
 
 ShardStream::~ShardStream() {
+  const bool ended = writer_ == nullptr;
   writer_.reset();
-  WaitForSlices();
+  WaitForSlices(ended);
 }
 
 bool ShardStream::Write(const v1::SaveShardMessage& msg) {
@@ -45,14 +49,14 @@ bool ShardStream::Write(const v1::SaveShardMessage& msg) {
 bool ShardStream::WriteData(const char* data, size_t n) {
   const std::string framing = DataFieldFraming(n);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++outstanding_;
+    std::lock_guard<std::mutex> lock(tracker_->mu);
+    ++tracker_->outstanding;
   }
   grpc::Slice slices[2] = {
       grpc::Slice(framing.data(), framing.size()),
       // Not copied: gRPC reads the caller's bytes when it sends them and
       // calls Released when it lets go of them.
-      grpc::Slice(const_cast<char*>(data), n, &ShardStream::Released, this),
+      grpc::Slice(const_cast<char*>(data), n, &ShardStream::Released, tracker_),
   };
   grpc::ByteBuffer buffer(slices, 2);
   return writer_->Write(buffer);
@@ -63,19 +67,46 @@ bool ShardStream::WritesDone() { return writer_->WritesDone(); }
 grpc::Status ShardStream::Finish() {
   grpc::Status status = writer_->Finish();
   writer_.reset();
-  WaitForSlices();
+  WaitForSlices(/*call_ended=*/true);
   return status;
 }
 
-void ShardStream::Released(void* tracker) {
-  auto* self = static_cast<ShardStream*>(tracker);
-  std::lock_guard<std::mutex> lock(self->mu_);
-  if (--self->outstanding_ == 0) self->released_.notify_all();
+void ShardStream::Released(void* p) {
+  auto* tracker = static_cast<Tracker*>(p);
+  bool last_owner = false;
+  {
+    std::lock_guard<std::mutex> lock(tracker->mu);
+    if (--tracker->outstanding == 0) {
+      if (tracker->detached) {
+        last_owner = true;
+      } else {
+        tracker->released.notify_all();
+      }
+    }
+  }
+  if (last_owner) delete tracker;
 }
 
-void ShardStream::WaitForSlices() {
-  std::unique_lock<std::mutex> lock(mu_);
-  released_.wait(lock, [this] { return outstanding_ == 0; });
+// Waits for every slice (bounded once the call has ended: a slice of a
+// failed write can stay with gRPC's call until it is freed), then lets go
+// of the tracker.
+void ShardStream::WaitForSlices(bool call_ended) {
+  if (tracker_ == nullptr) return;
+  std::unique_lock<std::mutex> lock(tracker_->mu);
+  auto done = [this] { return tracker_->outstanding == 0; };
+  if (call_ended) {
+    tracker_->released.wait_for(lock, std::chrono::milliseconds(kReleaseWaitMs), done);
+  } else {
+    tracker_->released.wait(lock, done);
+  }
+  if (tracker_->outstanding == 0) {
+    lock.unlock();
+    delete tracker_;
+  } else {
+    tracker_->detached = true;  // the last Released deletes it
+    lock.unlock();
+  }
+  tracker_ = nullptr;
 }
 
 }  // namespace internal

@@ -7,7 +7,10 @@
 // same messages as from the generated stub.
 //
 // The caller's memory must stay unchanged until Finish() returns: Finish
-// (and the destructor) wait until gRPC has released every slice.
+// (and the destructor) wait until gRPC has released every slice — on a
+// broken stream at most kReleaseWaitMs after the call ended (gRPC then
+// sends nothing more; a slice it still holds only waits to be freed, and
+// its release callback no longer touches the stream).
 #ifndef CAIRN_CLIENT_INTERNAL_SHARD_STREAM_H_
 #define CAIRN_CLIENT_INTERNAL_SHARD_STREAM_H_
 
@@ -45,14 +48,22 @@ class ShardStream {
   grpc::Status Finish();
 
  private:
+  // Counts the slices over caller memory gRPC still holds. Owned by the
+  // stream, or, once the stream gave up waiting (detached), by the last
+  // release callback.
+  struct Tracker {
+    std::mutex mu;
+    std::condition_variable released;
+    int64_t outstanding = 0;  // GUARDED_BY(mu)
+    bool detached = false;    // GUARDED_BY(mu)
+  };
+  static constexpr int64_t kReleaseWaitMs = 5000;
   static void Released(void* tracker);
-  void WaitForSlices();
+  void WaitForSlices(bool call_ended);
 
   grpc::internal::RpcMethod method_;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer_;
-  std::mutex mu_;
-  std::condition_variable released_;
-  int64_t outstanding_ = 0;  // GUARDED_BY(mu_): slices over caller memory gRPC still holds
+  Tracker* tracker_;
 };
 
 }  // namespace internal
