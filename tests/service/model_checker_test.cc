@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -65,6 +66,14 @@ int EnvInt(const char* name, int fallback) {
   return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
 }
 
+// A seed from the environment: the full unsigned range (a seed printed by
+// a run replays it).
+std::optional<uint32_t> EnvSeed(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  return static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+}
+
 // The bytes of one attempt: distinct for every (job, step, shard, attempt).
 std::string AttemptBytes(const std::string& job, int64_t step, int shard, int attempt) {
   const uint32_t seed = static_cast<uint32_t>(std::hash<std::string>()(
@@ -90,6 +99,11 @@ struct Counts {
       lists{0}, checks{0}, violations{0};
   std::map<std::string, int> faults;
 };
+
+std::string LogTail(const std::string& path) {
+  const std::string text = testing::ReadFile(path);
+  return text.size() > 3000 ? text.substr(text.size() - 3000) : text;
+}
 
 class Checker {
  public:
@@ -382,6 +396,12 @@ class Checker {
   // Acknowledged commits are listed unless a rule removed them.
   void ListAndCheck(const std::string& job, bool final) {
     auto list = client_->List(job);
+    // Once healed, the client's channel may still be in gRPC's reconnect
+    // backoff from the faults: availability is not what is checked here.
+    for (int attempt = 0; final && !list.ok() && absl::IsUnavailable(list.status()) && attempt < 40; ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      list = client_->List(job);
+    }
     ++counts_.lists;
     if (!list.ok()) {
       if (final) Violation(absl::StrCat("final list of ", job, ": ", list.status().ToString()));
@@ -424,6 +444,12 @@ class Checker {
     }
     // Every pending step times out (or commits) within the pending timeout.
     std::this_thread::sleep_for(std::chrono::seconds(kPendingTimeoutS + 3));
+    // Nobody died on its own (a sanitizer report, a crash).
+    Check(coordinator_->running(), "the coordinator exited by itself:\n" + LogTail(dir_ + "/coordinator.log"));
+    for (int i = 0; i < kWriters; ++i) {
+      Check(writers_[i]->running(), absl::StrCat("writer ", i, " exited by itself:\n",
+                                                 LogTail(absl::StrCat(dir_, "/writer", i, ".log"))));
+    }
     auto stub = v1::Coordinator::NewStub(rpc::NewChannel(coordinator_address_));
     for (const char* job : kJobs) {
       ListAndCheck(job, /*final=*/true);
@@ -501,10 +527,7 @@ class Checker {
   Counts counts_;
 };
 
-uint32_t Seed() {
-  const int env = EnvInt("CAIRN_CHECKER_SEED", -1);
-  return env >= 0 ? static_cast<uint32_t>(env) : std::random_device{}();
-}
+uint32_t Seed() { return EnvSeed("CAIRN_CHECKER_SEED").value_or(std::random_device{}()); }
 
 TEST(ModelChecker, RandomInterleavingsAndFaultsKeepEveryPromise) {
   testing::TempDir dir;
