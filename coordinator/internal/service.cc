@@ -9,6 +9,7 @@
 #include <iostream>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -77,7 +78,7 @@ absl::Status CoordinatorService::ClaimStorageRoot() {
   if (auto stored = catalog_->GetMeta("catalog_id"); stored.ok()) {
     id = *stored;
   } else if (absl::IsNotFound(stored.status())) {
-    id = absl::StrFormat("%016x%016x", std::random_device{}(), rng_());
+    id = absl::BytesToHexString(auth::RandomKey().substr(0, 16));
     RETURN_IF_ERROR(catalog_->PutMeta("catalog_id", id));
   } else {
     return stored.status();
@@ -101,7 +102,7 @@ absl::Status CoordinatorService::ClaimStorageRoot() {
           "storage root ", storage_->uri(), " belongs to another catalog (", kRootMarker, " names ",
           owner, "; this catalog is ", id,
           "): two catalogs over one root would overwrite each other's checkpoints. Use the "
-          "coordinator (--db / --catalog) that owns this root, or another --storage"));
+          "coordinator (--db) that owns this root, or another --storage"));
     }
     return absl::OkStatus();
   }
