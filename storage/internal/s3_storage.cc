@@ -1,14 +1,15 @@
-// The S3 and plain-HTTP storage backends. Both sit on the HttpTransport
-// interface (curl lives only in internal/http_transport.cc); S3 requests are
-// path-style and signed with AWS Signature V4 (internal/sigv4.cc).
+// The S3 storage backend: path-style requests signed with AWS Signature V4
+// (internal/sigv4.cc) over the HttpTransport interface (curl lives only in
+// internal/http_transport.cc).
 //
 // Reliability: every request is retried on transport failures (resets,
 // timeouts), 500/502/503/504 and 429/SlowDown with exponential backoff and
-// full jitter, within S3Options::retry_total_ms; the final error names the
-// object and the last failure. Uploads carry Content-MD5 (signed), which the
-// store verifies. Large files are uploaded by multipart upload, several parts
-// in flight, aborted if the file is abandoned or fails. Large reads are split
-// into ranged GETs fetched in parallel.
+// full jitter, within S3Options::retry_total_ms (internal/remote_common.h);
+// the final error names the object and the last failure. Uploads carry
+// Content-MD5 (signed), which the store verifies. Large files are uploaded
+// by multipart upload, several parts in flight, aborted if the file is
+// abandoned or fails. Large reads are split into ranged GETs fetched in
+// parallel.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "storage/internal/http_transport.h"
 #include "storage/internal/local_storage.h"
+#include "storage/internal/remote_common.h"
 #include "storage/internal/remote_storage.h"
 #include "storage/internal/sigv4.h"
 #include "storage/status_macros.h"
@@ -33,7 +35,7 @@ namespace cairn {
 namespace internal {
 namespace {
 
-// ------------------------------------------------------------ small helpers
+// ------------------------------------------------------------ XML
 
 // Text of the first <tag>…</tag> in `xml` at or after `*pos`; advances *pos.
 bool NextTag(absl::string_view xml, absl::string_view tag, size_t* pos, std::string* out) {
@@ -91,115 +93,6 @@ std::string XmlEscape(absl::string_view s) {
   return out;
 }
 
-bool Retryable(const absl::StatusOr<HttpResponse>& r) {
-  if (!r.ok()) return absl::IsUnavailable(r.status());
-  const long s = r->status;
-  return s == 500 || s == 502 || s == 503 || s == 504 || s == 429 ||
-         (s == 400 && absl::StrContains(r->body, "RequestTimeout"));
-}
-
-// Exponential backoff with full jitter within a total time budget.
-class Backoff {
- public:
-  explicit Backoff(int64_t budget_ms)
-      : deadline_(std::chrono::steady_clock::now() + std::chrono::milliseconds(budget_ms)),
-        rng_(std::random_device{}()) {}
-  // Sleeps before the next attempt; false if the budget is spent.
-  bool Wait() {
-    ++attempts_;
-    const int64_t cap = std::min<int64_t>(2000, 50LL << std::min(attempts_, 10));
-    const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(1, cap)(rng_));
-    if (std::chrono::steady_clock::now() + delay > deadline_) return false;
-    std::this_thread::sleep_for(delay);
-    return true;
-  }
-  int attempts() const { return attempts_ + 1; }
-
- private:
-  std::chrono::steady_clock::time_point deadline_;
-  std::mt19937_64 rng_;
-  int attempts_ = 0;
-};
-
-// Splits "scheme://host[:port]/path" into base ("scheme://host:port"), host
-// header and path.
-struct Url {
-  std::string base;
-  std::string host;
-  std::string path;
-};
-absl::StatusOr<Url> ParseUrl(absl::string_view url) {
-  const size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return absl::InvalidArgumentError(absl::StrCat("bad URL ", url));
-  const size_t slash = url.find('/', scheme + 3);
-  Url out;
-  out.base = std::string(url.substr(0, slash));
-  out.host = std::string(url.substr(scheme + 3, slash == absl::string_view::npos ? absl::string_view::npos
-                                                                                  : slash - scheme - 3));
-  out.path = slash == absl::string_view::npos ? "" : std::string(url.substr(slash));
-  if (out.host.empty()) return absl::InvalidArgumentError(absl::StrCat("URL ", url, " has no host"));
-  return out;
-}
-
-// ------------------------------------------------------------ reading
-
-// Fetches [offset, offset+n) of one remote object into dst (one request,
-// retried by the implementation).
-using FetchFn = std::function<absl::Status(uint64_t offset, size_t n, char* dst)>;
-
-class RemoteReadableFile : public ReadableFile {
- public:
-  RemoteReadableFile(std::string name, uint64_t size, FetchFn fetch, const StorageOptions& options)
-      : name_(std::move(name)), size_(size), fetch_(std::move(fetch)), options_(options) {}
-
-  absl::Status ReadAt(uint64_t offset, size_t n, char* dst) const override {
-    if (offset > size_ || n > size_ - offset) {
-      return absl::OutOfRangeError(absl::StrCat("read of ", n, " bytes at offset ", offset,
-                                                " is past the end of ", name_, " (", size_, " bytes)"));
-    }
-    if (n == 0) return absl::OkStatus();
-    const size_t chunk = std::max<size_t>(options_.read_chunk, 1 << 20);
-    const size_t chunks = (n + chunk - 1) / chunk;
-    if (chunks <= 1 || options_.read_parallelism <= 1) return fetch_(offset, n, dst);
-    // Parallel ranged GETs, at most read_parallelism at a time.
-    std::mutex mu;
-    size_t next = 0;
-    absl::Status first_error;
-    auto worker = [&] {
-      while (true) {
-        size_t i;
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          if (next >= chunks || !first_error.ok()) return;
-          i = next++;
-        }
-        const size_t begin = i * chunk;
-        const size_t len = std::min(chunk, n - begin);
-        absl::Status s = fetch_(offset + begin, len, dst + begin);
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_error.ok()) first_error = s;
-        }
-      }
-    };
-    std::vector<std::thread> threads;
-    const int parallel = static_cast<int>(std::min<size_t>(options_.read_parallelism, chunks));
-    for (int t = 1; t < parallel; ++t) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
-    return first_error;
-  }
-  uint64_t Size() const override { return size_; }
-  const std::string& name() const override { return name_; }
-
- private:
-  std::string name_;
-  uint64_t size_;
-  FetchFn fetch_;
-  StorageOptions options_;
-};
-
-// ------------------------------------------------------------ S3
 
 class S3Storage;
 
@@ -351,8 +244,7 @@ class S3Storage : public Storage {
       }
       return absl::OkStatus();
     };
-    return std::unique_ptr<ReadableFile>(
-        new RemoteReadableFile(Describe(key), size, std::move(fetch), options_));
+    return NewRemoteReadableFile(Describe(key), size, std::move(fetch), options_);
   }
 
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(absl::string_view path) override {
@@ -659,106 +551,6 @@ void S3WritableFile::Abandon() {
   buffer_.clear();
 }
 
-// ------------------------------------------------------------ HTTP (read-only)
-
-class HttpStorage : public Storage {
- public:
-  HttpStorage(std::string base_url, StorageOptions options, std::shared_ptr<HttpTransport> transport)
-      : base_(std::move(base_url)), options_(std::move(options)), transport_(std::move(transport)) {}
-
-  absl::StatusOr<HttpResponse> Send(HttpRequest req) {
-    Backoff backoff(options_.s3.retry_total_ms);
-    while (true) {
-      auto r = transport_->Send(req);
-      if (!Retryable(r) || !backoff.Wait()) {
-        if (Retryable(r)) {
-          return absl::UnavailableError(absl::StrCat(req.method, " ", req.url, " failed after ",
-                                                     backoff.attempts(), " attempts: ",
-                                                     r.ok() ? absl::StrCat("HTTP ", r->status)
-                                                            : std::string(r.status().message())));
-        }
-        return r;
-      }
-    }
-  }
-
-  std::string Url(absl::string_view path) const { return absl::StrCat(base_, "/", UriEncode(path, false)); }
-
-  absl::Status Error(const HttpResponse& r, const std::string& what) const {
-    const std::string msg = absl::StrCat(what, ": HTTP ", r.status);
-    if (r.status == 404) return absl::NotFoundError(msg);
-    if (r.status == 401 || r.status == 403) return absl::PermissionDeniedError(msg);
-    return absl::InternalError(msg);
-  }
-
-  absl::StatusOr<uint64_t> Head(absl::string_view path) {
-    HttpRequest req;
-    req.method = "HEAD";
-    req.url = Url(path);
-    ASSIGN_OR_RETURN(HttpResponse r, Send(req));
-    if (r.status / 100 != 2) return Error(r, absl::StrCat("HEAD ", req.url));
-    uint64_t size;
-    if (!absl::SimpleAtoi(r.headers["content-length"], &size)) {
-      return absl::DataLossError(absl::StrCat("HEAD ", req.url, ": no Content-Length"));
-    }
-    return size;
-  }
-
-  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(absl::string_view path) override {
-    RETURN_IF_ERROR(ValidateRelativePath(path));
-    ASSIGN_OR_RETURN(uint64_t size, Head(path));
-    const std::string url = Url(path);
-    FetchFn fetch = [this, url](uint64_t offset, size_t n, char* dst) -> absl::Status {
-      HttpRequest req;
-      req.url = url;
-      req.headers = {{"Range", absl::StrCat("bytes=", offset, "-", offset + n - 1)}};
-      req.sink = dst;
-      req.sink_capacity = n;
-      ASSIGN_OR_RETURN(HttpResponse r, Send(req));
-      if (r.status != 206 && !(r.status == 200 && offset == 0)) {
-        return Error(r, absl::StrCat("GET ", url, " (range)"));
-      }
-      if (r.sink_bytes != n) {
-        return absl::UnavailableError(absl::StrCat("GET ", url, ": got ", r.sink_bytes, " of ", n, " bytes"));
-      }
-      return absl::OkStatus();
-    };
-    return std::unique_ptr<ReadableFile>(new RemoteReadableFile(url, size, std::move(fetch), options_));
-  }
-
-  absl::StatusOr<uint64_t> FileSize(absl::string_view path) override {
-    RETURN_IF_ERROR(ValidateRelativePath(path));
-    return Head(path);
-  }
-  absl::StatusOr<bool> Exists(absl::string_view path) override {
-    RETURN_IF_ERROR(ValidateRelativePath(path));
-    auto size = Head(path);
-    if (size.ok()) return true;
-    if (absl::IsNotFound(size.status())) return false;
-    return size.status();
-  }
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(absl::string_view path) override {
-    return ReadOnly(path);
-  }
-  absl::Status Rename(absl::string_view from, absl::string_view) override { return ReadOnly(from); }
-  absl::Status Delete(absl::string_view path) override { return ReadOnly(path); }
-  absl::Status RemoveDirIfEmpty(absl::string_view) override { return absl::OkStatus(); }
-  absl::StatusOr<std::vector<std::string>> List(absl::string_view dir) override {
-    return absl::UnimplementedError(absl::StrCat(base_, ": plain HTTP cannot list ", dir));
-  }
-  std::string uri() const override { return base_; }
-
- private:
-  absl::Status ReadOnly(absl::string_view path) const {
-    return absl::PermissionDeniedError(
-        absl::StrCat(base_, "/", path, ": HTTP storage is read-only (restore and inspect only)"));
-  }
-
-  std::string base_;
-  StorageOptions options_;
-  std::shared_ptr<HttpTransport> transport_;
-};
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Storage>> NewS3StorageForUri(absl::string_view uri,
@@ -786,16 +578,6 @@ absl::StatusOr<std::unique_ptr<Storage>> NewS3StorageForUri(absl::string_view ur
   if (!transport) transport = NewCurlTransport();
   return std::unique_ptr<Storage>(
       new S3Storage(std::move(bucket), std::move(prefix), options, std::move(transport), std::move(endpoint)));
-}
-
-absl::StatusOr<std::unique_ptr<Storage>> NewHttpStorageForUri(absl::string_view uri,
-                                                              const StorageOptions& options,
-                                                              std::shared_ptr<HttpTransport> transport) {
-  std::string base(uri);
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  RETURN_IF_ERROR(ParseUrl(base).status());
-  if (!transport) transport = NewCurlTransport();
-  return std::unique_ptr<Storage>(new HttpStorage(std::move(base), options, std::move(transport)));
 }
 
 }  // namespace internal
