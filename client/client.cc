@@ -449,9 +449,9 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
                                             "/", ckpt.step));
   }
   // Hold a lease on the resolved step while reading, so retention cannot
-  // delete the files under us; released (best effort) on every path below.
-  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, job, ckpt.step));
-  RETURN_IF_ERROR(internal::CheckInventorySizes(ckpt));
+  // delete the files under us (released, best effort, on every path below),
+  // and check the files are the committed ones.
+  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, ckpt));
   absl::StatusOr<RestoredTensors> restored =
       RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress);
   lease.Release();

@@ -484,10 +484,9 @@ int Restore(const std::vector<std::string>& args) {
       return Failed(absl::FailedPreconditionError(absl::StrCat(
           "checkpoint ", *job, "/", ckpt->step, " is ", ckpt->state, ", not committed")));
     }
-    auto leased = internal::LeaseForRestore(client.get(), *job, ckpt->step);
+    auto leased = internal::LeaseForRestore(client.get(), *ckpt);
     if (!leased.ok()) return Failed(leased.status());
     lease = std::move(leased).value();
-    if (absl::Status s = internal::CheckInventorySizes(*ckpt); !s.ok()) return Failed(s);
     prefix = ckpt->prefix_uri;
     source = absl::StrCat(*job, "/", ckpt->step);
   }

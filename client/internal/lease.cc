@@ -31,13 +31,7 @@ void ScopedLease::Release() {
   lease_id_.clear();
 }
 
-absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const std::string& job,
-                                            int64_t step) {
-  absl::StatusOr<std::string> lease = client->AcquireLease(job, step, kRestoreLeaseTtlMs);
-  if (absl::IsUnimplemented(lease.status())) return ScopedLease();
-  if (!lease.ok()) return lease.status();
-  return ScopedLease(client, *std::move(lease));
-}
+namespace {
 
 absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
   // Inventory paths are relative to the storage root: the prefix URI is
@@ -66,6 +60,20 @@ absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint) {
+  absl::StatusOr<std::string> id =
+      client->AcquireLease(checkpoint.job, checkpoint.step, kRestoreLeaseTtlMs);
+  ScopedLease lease;
+  if (!absl::IsUnimplemented(id.status())) {
+    if (!id.ok()) return id.status();
+    lease = ScopedLease(client, *std::move(id));
+  }
+  RETURN_IF_ERROR(CheckInventorySizes(checkpoint));
+  return lease;
 }
 
 }  // namespace internal

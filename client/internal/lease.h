@@ -43,17 +43,15 @@ class ScopedLease {
   std::string lease_id_;
 };
 
-// Leases JOB/STEP for a restore (ttl kRestoreLeaseTtlMs). A coordinator that
-// predates leases (UNIMPLEMENTED; it has no retention either) yields an empty
-// ScopedLease; any other failure is returned, e.g. NotFound when the
-// checkpoint is gone.
-absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const std::string& job, int64_t step);
-
-// DataLoss unless every file of the checkpoint's inventory exists with the
-// size the catalog recorded at commit (one metadata read per file): a root
-// rewritten by something else (another catalog, a person) is caught before
-// its bytes are taken for this checkpoint's.
-absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint);
+// Prepares a restore of `checkpoint` (committed, from Client::Get): leases
+// it (ttl kRestoreLeaseTtlMs), then checks that every file of its inventory
+// exists with the size the catalog recorded at commit (one metadata read per
+// file), so a root rewritten by something else (another catalog, a person)
+// is caught before its bytes are taken for this checkpoint's: DataLoss. A
+// coordinator that predates leases (UNIMPLEMENTED; it has no retention
+// either) yields an empty ScopedLease; any other failure is returned, e.g.
+// NotFound when the checkpoint is gone.
+absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint);
 
 }  // namespace internal
 }  // namespace cairn

@@ -4,19 +4,15 @@
 #include "coordinator/internal/service.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <iostream>
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "coordinator/internal/commit_state.h"
 #include "coordinator/internal/service_util.h"
 #include "storage/checkpoint_state.h"
 #include "proto/auth.h"
-#include <nlohmann/json.hpp>
 
 #include "observability/log.h"
 #include "observability/metrics.h"
@@ -42,6 +38,13 @@ constexpr int kMaxUnreachableReports = 64;
 bool PermanentMergeFailure(const absl::Status& s) {
   return absl::IsInvalidArgument(s) || absl::IsDataLoss(s) || absl::IsNotFound(s) ||
          absl::IsFailedPrecondition(s);
+}
+
+// Where the parts of this incarnation of a step are merged. One directory
+// per incarnation (its creation time): a merge abandoned by an earlier,
+// aborted incarnation can never leave files this one takes.
+std::string MergedPrefix(const v1::CheckpointRecord& record) {
+  return absl::StrCat(record.staging_dir(), "/merged-", record.created_at_micros(), "/variables");
 }
 
 void CountError(const char* rpc, const absl::Status& s) {
@@ -394,17 +397,12 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
   int64_t tensors = 0;
   for (const auto& shard : record.shards()) tensors += shard.num_tensors();
   if (tensors == 0) {
-    const std::string why = absl::StrCat("checkpoint ", name,
-                                         " holds no tensors: an empty save cannot be committed");
-    RETURN_IF_ERROR(Abort(key, why));
-    return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+    return AbortRefused(key, absl::StrCat("checkpoint ", name,
+                                          " holds no tensors: an empty save cannot be committed"));
   }
   std::vector<std::string> parts;
   for (const auto& shard : record.shards()) parts.push_back(shard.staging_prefix());
-  // One merged directory per incarnation of the step: a merge abandoned
-  // by an earlier, aborted incarnation can never leave files this one takes.
-  const std::string merged_prefix =
-      absl::StrCat(record.staging_dir(), "/merged-", record.created_at_micros(), "/variables");
+  const std::string merged_prefix = MergedPrefix(record);
   const auto commit_start = std::chrono::steady_clock::now();
   struct ObserveOnExit {
     std::chrono::steady_clock::time_point start;
@@ -417,12 +415,7 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
   CAIRN_SYNC_POINT("before_merge");
   auto merged = Merge(key, parts, merged_prefix);
   if (!merged.ok()) {
-    if (PermanentMergeFailure(merged.status()) && !absl::IsNotFound(merged.status())) {
-      const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
-                                           merged.status().message());
-      RETURN_IF_ERROR(Abort(key, why));
-      return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
-    }
+    const bool lost = PermanentMergeFailure(merged.status());
     if (absl::IsNotFound(merged.status())) {
       // A file gone: lost for good, or moved by another merge of the same
       // parts still running (after a timed-out call)? Only a loss aborts.
@@ -431,12 +424,10 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
         return absl::UnavailableError(absl::StrCat("checkpoint ", name, ": merge raced another (",
                                                    merged.status().message(), "); retrying"));
       }
-      const std::string why = absl::StrCat("checkpoint ", name, " cannot be committed: ",
-                                           merged.status().message());
-      RETURN_IF_ERROR(Abort(key, why));
-      return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
     }
-    return merged.status();
+    if (!lost) return merged.status();
+    return AbortRefused(key, absl::StrCat("checkpoint ", name, " cannot be committed: ",
+                                          merged.status().message()));
   }
   CAIRN_SYNC_POINT("after_merge");
 
@@ -597,6 +588,11 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
   return FinishAbort(std::move(record));
 }
 
+absl::Status CoordinatorService::AbortRefused(const Key& key, const std::string& why) {
+  RETURN_IF_ERROR(Abort(key, why));
+  return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
+}
+
 absl::Status CoordinatorService::FinishAbort(v1::CheckpointRecord record) {
   CAIRN_SYNC_POINT("abort_before_cleanup");
   RemoveStaging(record);
@@ -621,7 +617,7 @@ void CoordinatorService::RemoveStaging(const v1::CheckpointRecord& record) {
     if (slash != std::string::npos && slash > dir.size()) dirs.insert(path.substr(0, slash));
   };
   add_parent(absl::StrCat(dir, "/merged/variables"));
-  add_parent(absl::StrCat(dir, "/merged-", record.created_at_micros(), "/variables"));
+  add_parent(MergedPrefix(record));
   for (const auto& shard : record.shards()) {
     if (!shard.staging_prefix().empty()) add_parent(shard.staging_prefix());
     for (const auto& old : shard.old_staging_prefixes()) add_parent(old);

@@ -5,28 +5,20 @@
 #include "coordinator/internal/service.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <iostream>
 #include <set>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "coordinator/internal/commit_state.h"
 #include "coordinator/internal/service_util.h"
-#include "storage/checkpoint_state.h"
 #include "proto/auth.h"
-#include <nlohmann/json.hpp>
 
 #include "observability/log.h"
 #include "observability/metrics.h"
-#include "observability/sync_point.h"
 #include "proto/rpc_util.h"
 #include "storage/layout.h"
 #include "storage/status_macros.h"
-#include "storage/tensor.h"
 
 namespace cairn {
 namespace internal {

@@ -109,6 +109,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // PENDING/MERGING → ABORTING (synced, with the reason) → staged files
   // removed → ABORTED. OK if the checkpoint is no longer undecided.
   absl::Status Abort(const Key& key, const std::string& why);
+  // Aborts a checkpoint that can never commit; returns the refusal for the
+  // caller: FailedPrecondition "WHY; it was aborted".
+  absl::Status AbortRefused(const Key& key, const std::string& why);
   // ABORTING → remove staging → ABORTED. Idempotent.
   absl::Status FinishAbort(v1::CheckpointRecord record);
 
