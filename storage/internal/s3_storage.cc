@@ -144,6 +144,7 @@ class S3Storage : public Storage {
     absl::string_view body;
     char* sink = nullptr;
     size_t sink_capacity = 0;
+    int* attempts = nullptr;  // if set: how many times the request was sent
   };
 
   // Signs and sends with retries. Returns the final response, whatever its
@@ -173,6 +174,7 @@ class S3Storage : public Storage {
       req.sink = call.sink;
       req.sink_capacity = call.sink_capacity;
       auto resp = transport_->Send(req);
+      if (call.attempts != nullptr) ++*call.attempts;
       if (!Retryable(resp) || !backoff.Wait()) {
         if (Retryable(resp)) {
           const std::string last = resp.ok() ? absl::StrCat("HTTP ", resp->status, " ", Tag(resp->body, "Code"))
@@ -399,11 +401,34 @@ class S3Storage : public Storage {
     c.method = "POST";
     c.key = key;
     c.query = {{"uploads", ""}};
+    int attempts = 0;
+    c.attempts = &attempts;
     ASSIGN_OR_RETURN(HttpResponse r, Send(c));
     if (r.status / 100 != 2) return Error(r, absl::StrCat("start multipart upload of ", Describe(key)));
     std::string id = Tag(r.body, "UploadId");
     if (id.empty()) return absl::InternalError(absl::StrCat("no UploadId for ", Describe(key)));
+    // Starting an upload is not idempotent: an earlier attempt whose answer
+    // was lost may have opened one the store keeps (and bills) for good.
+    // Keys are written by one file at a time, so every other open upload
+    // of this key is such an orphan.
+    if (attempts > 1) AbortOtherUploads(key, id);
     return id;
+  }
+
+  // Aborts every open multipart upload of exactly `key` but `keep`. Best
+  // effort: a failure leaves what the store's lifecycle rules would clean.
+  void AbortOtherUploads(const std::string& key, const std::string& keep) {
+    Call c;
+    c.method = "GET";
+    c.query = {{"prefix", key}, {"uploads", ""}};
+    auto r = Send(c);
+    if (!r.ok() || r->status / 100 != 2) return;
+    size_t pos = 0;
+    std::string upload;
+    while (NextTag(r->body, "Upload", &pos, &upload)) {
+      const std::string id = Tag(upload, "UploadId");
+      if (Tag(upload, "Key") == key && !id.empty() && id != keep) AbortUpload(key, id);
+    }
   }
 
   absl::StatusOr<std::string> UploadPart(const std::string& key, const std::string& upload_id,
