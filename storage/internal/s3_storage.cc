@@ -144,7 +144,6 @@ class S3Storage : public Storage {
     absl::string_view body;
     char* sink = nullptr;
     size_t sink_capacity = 0;
-    int* attempts = nullptr;  // if set: how many times the request was sent
   };
 
   // Signs and sends with retries. Returns the final response, whatever its
@@ -174,7 +173,6 @@ class S3Storage : public Storage {
       req.sink = call.sink;
       req.sink_capacity = call.sink_capacity;
       auto resp = transport_->Send(req);
-      if (call.attempts != nullptr) ++*call.attempts;
       if (!Retryable(resp) || !backoff.Wait()) {
         if (Retryable(resp)) {
           const std::string last = resp.ok() ? absl::StrCat("HTTP ", resp->status, " ", Tag(resp->body, "Code"))
@@ -401,17 +399,17 @@ class S3Storage : public Storage {
     c.method = "POST";
     c.key = key;
     c.query = {{"uploads", ""}};
-    int attempts = 0;
-    c.attempts = &attempts;
     ASSIGN_OR_RETURN(HttpResponse r, Send(c));
     if (r.status / 100 != 2) return Error(r, absl::StrCat("start multipart upload of ", Describe(key)));
     std::string id = Tag(r.body, "UploadId");
     if (id.empty()) return absl::InternalError(absl::StrCat("no UploadId for ", Describe(key)));
     // Starting an upload is not idempotent: an earlier attempt whose answer
-    // was lost may have opened one the store keeps (and bills) for good.
-    // Keys are written by one file at a time, so every other open upload
-    // of this key is such an orphan.
-    if (attempts > 1) AbortOtherUploads(key, id);
+    // was lost may have opened one the store keeps (and bills) for good —
+    // our retry, or libcurl's own silent resend on a reused connection that
+    // closed, which we cannot see. Keys are written by one file at a time,
+    // so every other open upload of this key is such an orphan: one listing
+    // per multipart file finds them.
+    AbortOtherUploads(key, id);
     return id;
   }
 

@@ -17,10 +17,14 @@ namespace {
 using internal::HttpRequest;
 using internal::HttpResponse;
 
-// Just enough of S3's multipart API; the answer to the first
-// CreateMultipartUpload is lost on the way back (the upload exists).
+// Just enough of S3's multipart API. The first CreateMultipartUpload
+// opens an upload whose answer is lost: returned as a reset (the client
+// retries), or — as libcurl does by itself when a reused connection closes
+// before the answer — silently resent, the client seeing only the second.
 class FakeS3 : public internal::HttpTransport {
  public:
+  explicit FakeS3(bool silent_resend) : silent_resend_(silent_resend) {}
+
   absl::StatusOr<HttpResponse> Send(const HttpRequest& req) override {
     std::lock_guard<std::mutex> lock(mu_);
     const size_t q = req.url.find('?');
@@ -30,9 +34,13 @@ class FakeS3 : public internal::HttpTransport {
     HttpResponse r;
     r.status = 200;
     if (req.method == "POST" && absl::StrContains(query, "uploads")) {
-      const std::string id = absl::StrCat("upload-", next_++);
+      std::string id = absl::StrCat("upload-", next_++);
       open_[id] = key;
-      if (next_ == 1) return absl::UnavailableError("connection reset (the store did start it)");
+      if (next_ == 1 && !silent_resend_) return absl::UnavailableError("connection reset (the store did start it)");
+      if (next_ == 1) {
+        id = absl::StrCat("upload-", next_++);
+        open_[id] = key;
+      }
       r.body = absl::StrCat("<InitiateMultipartUploadResult><UploadId>", id, "</UploadId></InitiateMultipartUploadResult>");
     } else if (req.method == "PUT" && absl::StrContains(query, "partNumber=")) {
       r.headers["etag"] = "\"etag\"";
@@ -57,13 +65,15 @@ class FakeS3 : public internal::HttpTransport {
   }
 
  private:
+  const bool silent_resend_;
   std::mutex mu_;
   int next_ = 0;
   std::map<std::string, std::string> open_;  // upload id -> key
 };
 
-TEST(S3Upload, ARetriedStartLeavesNoOrphanedUpload) {
-  auto fake = std::make_shared<FakeS3>();
+// Writes 12 MiB (three parts) through S3 storage on `fake`; every upload
+// left open in the fake afterwards is an orphan.
+void WriteMultipart(const std::shared_ptr<FakeS3>& fake) {
   StorageOptions options;
   options.s3.endpoint = "http://s3.test";
   options.s3.access_key = "key";
@@ -76,8 +86,19 @@ TEST(S3Upload, ARetriedStartLeavesNoOrphanedUpload) {
   ASSERT_TRUE(file.ok()) << file.status();
   ASSERT_TRUE((*file)->Append(std::string(12 << 20, 'x')).ok());
   ASSERT_TRUE((*file)->Close().ok());
-  // The upload whose start was answered is completed; the one whose answer
-  // was lost is aborted, not left open (and billed) for good.
+}
+
+// The upload whose start was answered is completed; the one whose answer
+// was lost is aborted, not left open (and billed) for good.
+TEST(S3Upload, ARetriedStartLeavesNoOrphanedUpload) {
+  auto fake = std::make_shared<FakeS3>(/*silent_resend=*/false);
+  WriteMultipart(fake);
+  EXPECT_TRUE(fake->open().empty()) << fake->open().begin()->first << " is still open";
+}
+
+TEST(S3Upload, ATransportsSilentResendLeavesNoOrphanedUpload) {
+  auto fake = std::make_shared<FakeS3>(/*silent_resend=*/true);
+  WriteMultipart(fake);
   EXPECT_TRUE(fake->open().empty()) << fake->open().begin()->first << " is still open";
 }
 
