@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "storage/bundle_reader.h"
-#include "storage/bundle_writer.h"
-#include "storage/crc32c.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/bundle/bundle_writer.h"
+#include "storage/bundle/crc32c.h"
 #include "storage/storage.h"
 
 namespace {

@@ -65,9 +65,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
-#include "storage/bundle_reader.h"
+#include "storage/bundle/bundle_reader.h"
 #include "storage/storage.h"
-#include "storage/tensor.h"
+#include "storage/bundle/tensor.h"
 
 namespace {
 

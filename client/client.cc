@@ -20,9 +20,10 @@
 #include "client/internal/progress.h"
 #include "client/internal/shard_stream.h"
 #include "client/internal/validate.h"
+#include "proto/layout.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
-#include "storage/bundle_reader.h"
+#include "proto/rpc/rpc_util.h"
+#include "storage/bundle/bundle_reader.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
 
@@ -398,7 +399,7 @@ absl::StatusOr<std::unique_ptr<SaveHandle>> Client::SaveShardAsync(
 }
 
 absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& job) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateJobName(job));
   v1::ListRequest request;
   request.set_job(job);
   request.set_include_uncommitted(false);
@@ -418,8 +419,8 @@ absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& j
 
 absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
                                               std::optional<int64_t> step) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
-  if (step.has_value()) RETURN_IF_ERROR(internal::ValidateStep(*step));
+  RETURN_IF_ERROR(ValidateJobName(job));
+  if (step.has_value()) RETURN_IF_ERROR(ValidateStep(*step));
   v1::GetRequest request;
   request.set_job(job);
   request.set_latest(!step.has_value());
@@ -438,7 +439,8 @@ absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
 absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
                                                 std::optional<int64_t> step,
                                                 const RestoreRequest& request,
-                                                const ProgressFn& progress) {
+                                                const ProgressFn& progress,
+                                                CheckpointSummary* restored_from) {
   ASSIGN_OR_RETURN(CheckpointSummary ckpt, Get(job, step));
   if (ckpt.state != "committed") {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint ", job, "/", ckpt.step, " is ",
@@ -451,16 +453,18 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
   // Hold a lease on the resolved step while reading, so retention cannot
   // delete the files under us (released, best effort, on every path below),
   // and check the files are the committed ones.
-  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, ckpt));
+  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, ckpt, rep_->options.storage));
   absl::StatusOr<RestoredTensors> restored =
-      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress);
+      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress,
+                        rep_->options.storage);
   lease.Release();
+  if (restored.ok() && restored_from != nullptr) *restored_from = std::move(ckpt);
   return restored;
 }
 
 absl::Status Client::SetPolicy(const std::string& job, const RetentionPolicy& policy) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
-  RETURN_IF_ERROR(internal::ValidateRetentionPolicy(job, policy));
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateRetentionPolicy(job, policy));
   v1::SetPolicyRequest request;
   request.set_job(job);
   v1::RetentionPolicy* p = request.mutable_policy();
@@ -482,8 +486,8 @@ absl::Status Client::SetPolicy(const std::string& job, const RetentionPolicy& po
 
 absl::StatusOr<RollbackResult> Client::Rollback(const std::string& job, int64_t to_step,
                                                 bool dry_run) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
-  RETURN_IF_ERROR(internal::ValidateStep(to_step));
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateStep(to_step));
   v1::RollbackRequest request;
   request.set_job(job);
   request.set_to_step(to_step);
@@ -502,7 +506,7 @@ absl::StatusOr<RollbackResult> Client::Rollback(const std::string& job, int64_t 
 }
 
 absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateJobName(job));
   v1::GetPolicyRequest request;
   request.set_job(job);
   v1::GetPolicyResponse response;
@@ -524,8 +528,8 @@ absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {
 }
 
 absl::Status Client::Pin(const std::string& job, int64_t step, bool pinned) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
-  RETURN_IF_ERROR(internal::ValidateStep(step));
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateStep(step));
   v1::PinRequest request;
   request.set_job(job);
   request.set_step(step);
@@ -541,7 +545,7 @@ absl::Status Client::Pin(const std::string& job, int64_t step, bool pinned) {
 }
 
 absl::StatusOr<GcResult> Client::Gc(const std::string& job, bool dry_run) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateJobName(job));
   v1::GcRequest request;
   request.set_job(job);
   request.set_dry_run(dry_run);
@@ -573,8 +577,8 @@ absl::StatusOr<GcResult> Client::Gc(const std::string& job, bool dry_run) {
 
 absl::StatusOr<std::string> Client::AcquireLease(const std::string& job, int64_t step,
                                                  int64_t ttl_ms) {
-  RETURN_IF_ERROR(internal::ValidateJobName(job));
-  RETURN_IF_ERROR(internal::ValidateStep(step));
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateStep(step));
   if (ttl_ms <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("lease on ", job, "/", step, ": ttl ", ttl_ms, " ms must be positive"));
@@ -614,9 +618,10 @@ absl::Status Client::ReleaseLease(const std::string& lease_id) {
 // checked against each tensor's shape before any data is read.
 absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
                                                   const RestoreRequest& request, int threads,
-                                                  const ProgressFn& progress_fn) {
+                                                  const ProgressFn& progress_fn,
+                                                  const StorageOptions& storage_options) {
   ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
-  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri, storage_options));
   BundleReaderOptions reader_options;
   reader_options.map_files = request.map_files;
   ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader,
@@ -645,6 +650,17 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
     }
   }
 
+  for (const auto& [name, shape] : request.full_shapes) {
+    auto e = std::find_if(entries.begin(), entries.end(),
+                          [&name = name](const BundleEntry& b) { return b.key == name; });
+    if (e == entries.end()) return not_found(name);
+    if (e->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" was asked for with the full shape ", ShapeString(shape),
+          " but its shape is ", ShapeString(e->shape), " in checkpoint ", prefix_uri));
+    }
+  }
+
   std::vector<RestoreItem> items;
   items.reserve(entries.size());
   for (BundleEntry& e : entries) {
@@ -657,7 +673,7 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
       if (!fits.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "slice \"", slice.ToString(), "\" of tensor \"", e.key, "\" does not fit its shape ",
-            internal::ShapeString(e.shape), " in checkpoint ", prefix_uri, ": ", fits.message()));
+            ShapeString(e.shape), " in checkpoint ", prefix_uri, ": ", fits.message()));
       }
       if (e.data_type() == DataType::kString && !slice.CoversAll(e.shape)) {
         return absl::InvalidArgumentError(

@@ -27,10 +27,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/progress.h"
-#include "proto/tls_options.h"
-#include "storage/dtype.h"
-#include "storage/tensor.h"
-#include "storage/tensor_slice.h"
+#include "proto/rpc/tls_options.h"
+#include "storage/bundle/dtype.h"
+#include "storage/bundle/tensor.h"
+#include "storage/bundle/tensor_slice.h"
+#include "storage/storage.h"
 
 namespace cairn {
 
@@ -46,6 +47,7 @@ struct ClientOptions {
   // Authorization token from `cairn token` (sent as "authorization: Bearer
   // TOKEN" on every call); empty when the coordinator runs without auth.
   std::string token;
+  StorageOptions storage;           // how restores reach the storage (S3 credentials, ...)
 };
 
 // One tensor, or one slice of a partitioned tensor, that a worker saves.
@@ -107,6 +109,11 @@ struct CheckpointSummary {
 struct RestoreRequest {
   std::vector<std::string> tensors;
   std::map<std::string, TensorSlice> slices;
+  // Optional: the full shape the caller expects of a tensor (e.g. the one
+  // it gave with a slice). InvalidArgument naming both shapes if the
+  // checkpoint's differs, checked from the index before any data is read.
+  // Names must also be selected (all tensors, `tensors` or `slices`).
+  std::map<std::string, std::vector<int64_t>> full_shapes;
   // Local checkpoints only (other storage is read as usual): whole tensors
   // come back as copy-on-write views of the files' pages instead of copies
   // (BundleReaderOptions::map_files), every checksum still verified. The
@@ -140,6 +147,13 @@ struct RetentionPolicy {
   std::string metric;     // required with keep_best
   bool maximize = false;  // keep_best keeps the largest values (default: smallest)
 };
+
+// A policy's rules: counts (keep_last, keep_every_steps, keep_best) >= 0;
+// keep_every_hours finite and >= 0; keep_best > 0 needs a metric name, and a
+// metric name needs keep_best > 0. InvalidArgument naming `job` and the rule.
+// (SetPolicy checks it too; callers may check first, e.g. to report a usage
+// error.)
+absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy);
 
 struct RetentionDecision {
   int64_t step = 0;
@@ -222,9 +236,12 @@ class Client {
   // mid-restore, and first checks every file's size against the catalog's
   // inventory (DataLoss if the storage holds other files than were
   // committed). `progress` as for RestoreFromPrefix.
+  // `restored_from`, if given, receives the checkpoint read (its step when
+  // `step` was std::nullopt).
   absl::StatusOr<RestoredTensors> Restore(const std::string& job, std::optional<int64_t> step,
                                           const RestoreRequest& request,
-                                          const ProgressFn& progress = nullptr);
+                                          const ProgressFn& progress = nullptr,
+                                          CheckpointSummary* restored_from = nullptr);
 
   // Retention (see RetentionPolicy). SetPolicy takes effect at the next
   // commit or Gc.
@@ -261,7 +278,8 @@ class Client {
 // reader threads. A string tensor counts one byte per element.
 absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
                                                   const RestoreRequest& request, int threads = 4,
-                                                  const ProgressFn& progress = nullptr);
+                                                  const ProgressFn& progress = nullptr,
+                                                  const StorageOptions& storage = {});
 
 }  // namespace cairn
 

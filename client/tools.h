@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/progress.h"
+#include "storage/storage.h"
 
 namespace cairn {
 
@@ -25,7 +26,8 @@ namespace cairn {
 // {"num_shards": M, "tensors": [{"name", "dtype", "shape", "shard", "offset",
 //  "size", "crc32c", "slices": [...]}]} (slice entries listed under their
 // tensor; "crc32c" is the masked value as stored).
-absl::StatusOr<std::string> InspectCheckpoint(absl::string_view prefix_uri, bool json);
+absl::StatusOr<std::string> InspectCheckpoint(absl::string_view prefix_uri, bool json,
+                                             const StorageOptions& storage = {});
 
 struct VerifyReport {
   uint64_t tensors = 0;        // whole tensors and slice entries checked
@@ -39,7 +41,8 @@ struct VerifyReport {
 // bytes of the tensors checked, one tensor at a time (a corrupt one counts
 // as checked).
 absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri,
-                                              const ProgressFn& progress = nullptr);
+                                              const ProgressFn& progress = nullptr,
+                                              const StorageOptions& storage = {});
 
 // A file and the digests the catalog recorded for it at commit.
 struct ExpectedFile {
@@ -55,7 +58,8 @@ struct ExpectedFile {
 // that cannot be checked counts as done).
 absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
                                          const std::vector<ExpectedFile>& files,
-                                         const ProgressFn& progress = nullptr);
+                                         const ProgressFn& progress = nullptr,
+                                         const StorageOptions& storage = {});
 
 class Client;
 
@@ -74,13 +78,15 @@ struct AdoptResult {
 };
 absl::StatusOr<AdoptResult> AdoptCheckpoints(Client& client, const std::string& job,
                                              absl::string_view dir_uri,
-                                             const std::function<void(const std::string&)>& log);
+                                             const std::function<void(const std::string&)>& log,
+                                             const StorageOptions& storage = {});
 
 struct ConvertOptions {
   int shards = 1;       // data files to spread tensors over (bundle output)
   bool strict = false;  // fail instead of skipping tensors safetensors cannot hold
   // Receives warnings (skipped tensors, dropped metadata). Default: none.
   std::function<void(const std::string&)> warn;
+  StorageOptions storage;  // how to reach remote sources and destinations
   // Bytes of tensor data copied, of all that will be (client/progress.h):
   // per read of up to 8 MiB from a safetensors file, per tensor from a
   // checkpoint. Merging a multi-shard output moves no tensor data and is

@@ -13,10 +13,10 @@
 #include "coordinator/internal/status_page.h"
 #include "observability/http_endpoint.h"
 #include "observability/log.h"
-#include "proto/auth.h"
-#include "proto/rpc_util.h"
+#include "proto/rpc/auth.h"
+#include "proto/rpc/rpc_util.h"
 #include "storage/status_macros.h"
-#include "storage/layout.h"
+#include "proto/layout.h"
 #include "storage/storage.h"
 
 namespace cairn {
@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // Writers are handed this root: a relative path would mean another
   // directory in each process (or be refused there).
   ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));
-  ASSIGN_OR_RETURN(auto storage, OpenStorage(storage_uri));
+  ASSIGN_OR_RETURN(auto storage, OpenStorage(storage_uri, options.storage));
   rep->service = std::make_unique<internal::CoordinatorService>(options, std::move(catalog),
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());

@@ -28,7 +28,8 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/clock.h"
-#include "proto/tls_options.h"
+#include "proto/rpc/tls_options.h"
+#include "storage/storage.h"
 
 namespace cairn {
 
@@ -39,6 +40,7 @@ struct CoordinatorOptions {
   std::string db_path;
   // Root under which every job's checkpoints live. Required.
   std::string storage_uri;
+  StorageOptions storage;  // how to reach it (S3 endpoint and credentials, ...)
   // A pending checkpoint not complete this long after its first shard began
   // is aborted and its files removed.
   int64_t pending_timeout_ms = 10 * 60 * 1000;

@@ -2,9 +2,9 @@
 #include <iostream>
 #include <thread>
 
-#include "client/internal/flags.h"
+#include "proto/cmdline/flags.h"
 #include "observability/log.h"
-#include "client/internal/server_flags.h"
+#include "proto/server/server_main.h"
 #include "absl/strings/numbers.h"
 #include "coordinator/coordinator.h"
 #include "observability/sync_point.h"
@@ -41,8 +41,8 @@ Stops cleanly on SIGTERM or SIGINT.
 }  // namespace
 
 int main(int argc, char** argv) {
-  using cairn::cli::Flags;
-  cairn::cli::PrepareServerProcess();
+  using cairn::cmdline::Flags;
+  cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
@@ -53,15 +53,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (flags->GetBool("help")) {
-    std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
+    std::cout << kUsage << cairn::cmdline::TlsUsage(/*server=*/true);
     return 0;
   }
-  cairn::cli::SetDefaultStorageOptionsFromFlags(*flags);
   if (!flags->positional().empty()) {
     std::cerr << "cairn-coordinator: unexpected argument " << flags->positional()[0] << "\n";
     return 2;
   }
   cairn::CoordinatorOptions options;
+  options.storage = cairn::cmdline::StorageOptionsFromFlags(*flags);
   options.db_path = flags->Get("db").value_or("");
   options.storage_uri = flags->Get("storage").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
@@ -92,8 +92,8 @@ int main(int argc, char** argv) {
     std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
     return 2;
   }
-  const int rc = cairn::cli::ServerSecurityFromFlags(*flags, "cairn-coordinator", options.listen, &options.tls,
+  const int rc = cairn::cmdline::ServerSecurityFromFlags(*flags, "cairn-coordinator", options.listen, &options.tls,
                                                      &options.insecure, &options.auth_key);
   if (rc >= 0) return rc;
-  return cairn::cli::ServeUntilSignal(cairn::CoordinatorServer::Start(options), "cairn-coordinator");
+  return cairn::cmdline::ServeUntilSignal(cairn::CoordinatorServer::Start(options), "cairn-coordinator");
 }

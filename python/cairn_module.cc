@@ -32,9 +32,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "client/client.h"
-#include "storage/dtype.h"
-#include "storage/tensor.h"
-#include "storage/tensor_slice.h"
+#include "storage/bundle/dtype.h"
+#include "storage/bundle/tensor.h"
+#include "storage/bundle/tensor_slice.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;

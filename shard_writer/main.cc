@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <iostream>
 
-#include "client/internal/flags.h"
+#include "proto/cmdline/flags.h"
 #include "observability/log.h"
-#include "client/internal/server_flags.h"
+#include "proto/server/server_main.h"
 #include "shard_writer/shard_writer.h"
 
 namespace {
@@ -47,7 +47,7 @@ Stops cleanly on SIGTERM or SIGINT.
 }  // namespace
 
 int main(int argc, char** argv) {
-  using cairn::cli::Flags;
+  using cairn::cmdline::Flags;
   // Each 4 MiB chunk received is a fresh allocation; above glibc's mmap
   // threshold each would be mapped, faulted in page by page and unmapped
   // again (measured: ~450k page faults per 4 GiB received). Served from a
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   // reuse warm pages (~130k faults, the heap's first touch).
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  cairn::cli::PrepareServerProcess();
+  cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "direct-io", "metrics-listen",
@@ -66,11 +66,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (flags->GetBool("help")) {
-    std::cout << kUsage << cairn::cli::TlsUsage(/*server=*/true);
+    std::cout << kUsage << cairn::cmdline::TlsUsage(/*server=*/true);
     return 0;
   }
-  cairn::cli::SetDefaultStorageOptionsFromFlags(*flags);
   cairn::WriterOptions options;
+  options.storage = cairn::cmdline::StorageOptionsFromFlags(*flags);
   options.coordinator = flags->Get("coordinator").value_or("");
   options.listen = flags->Get("listen").value_or("127.0.0.1:0");
   options.advertise = flags->Get("advertise").value_or("");
@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
     std::cerr << "cairn-writer: --coordinator is required\n" << kUsage;
     return 2;
   }
-  const int rc = cairn::cli::ServerSecurityFromFlags(*flags, "cairn-writer", options.listen, &options.tls,
+  const int rc = cairn::cmdline::ServerSecurityFromFlags(*flags, "cairn-writer", options.listen, &options.tls,
                                                      &options.insecure, &options.auth_key);
   if (rc >= 0) return rc;
-  return cairn::cli::ServeUntilSignal(cairn::WriterServer::Start(options), "cairn-writer");
+  return cairn::cmdline::ServeUntilSignal(cairn::WriterServer::Start(options), "cairn-writer");
 }

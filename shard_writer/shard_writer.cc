@@ -16,18 +16,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 #include "observability/http_endpoint.h"
 #include "observability/metrics.h"
-#include "proto/rpc_util.h"
+#include "proto/rpc/rpc_util.h"
 #include "observability/log.h"
-#include "storage/bundle_merge.h"
-#include "storage/bundle_writer.h"
-#include "storage/crc32c.h"
-#include "storage/layout.h"
+#include "storage/bundle/bundle_merge.h"
+#include "storage/bundle/bundle_writer.h"
+#include "storage/bundle/crc32c.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
-#include "storage/tensor.h"
+#include "storage/bundle/tensor.h"
 
 namespace cairn {
 namespace {
@@ -456,7 +456,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  StorageOptions storage_options = DefaultStorageOptions();
+  StorageOptions storage_options = rep->options.storage;
   storage_options.local_direct_io = rep->options.direct_io;
   ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri, storage_options));
   rep->service->SetStorage(std::move(storage));

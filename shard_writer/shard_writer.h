@@ -17,7 +17,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "proto/tls_options.h"
+#include "proto/rpc/tls_options.h"
+#include "storage/storage.h"
 
 namespace cairn {
 
@@ -31,6 +32,7 @@ struct WriterOptions {
   std::string advertise;
   // Storage root; default: the one the coordinator announces at registration.
   std::string storage_uri;
+  StorageOptions storage;  // how to reach it (S3 endpoint and credentials, ...)
   // How long to keep retrying a durability report the coordinator does not
   // answer (it may be restarting).
   int64_t report_timeout_ms = 60000;

@@ -11,7 +11,7 @@
 // rename, directory fsync; S3: multipart complete). Abandoning one leaves
 // nothing behind.
 //
-//   auto storage = cairn::OpenStorage("/tmp/ckpts");
+//   auto storage = cairn::OpenStorage("/tmp/ckpts", cairn::StorageOptions{});
 //   auto out = (*storage)->NewWritableFile("a/b.bin");
 //   (*out)->Append("hello"); (*out)->Close();
 //   auto in = (*storage)->NewReadableFile("a/b.bin");
@@ -131,13 +131,6 @@ struct StorageOptions {
   bool local_direct_io = false;
 };
 
-// Options from the standard AWS_* environment variables.
-StorageOptions StorageOptionsFromEnvironment();
-// The options OpenStorage(uri) uses: set by main() from flags, else (the
-// first time they are needed) read from the environment. Thread-safe.
-void SetDefaultStorageOptions(const StorageOptions& options);
-StorageOptions DefaultStorageOptions();
-
 // Local (or shared POSIX) filesystem rooted at `root_dir`.
 absl::StatusOr<std::unique_ptr<Storage>> NewLocalStorage(absl::string_view root_dir,
                                                          bool direct_io = false);
@@ -147,10 +140,12 @@ std::unique_ptr<Storage> NewMemoryStorage();
 
 // Opens the backend for a storage URI: "/abs/path", "file:///abs/path", a
 // relative path (local), "s3://BUCKET/PREFIX" (path-style requests, AWS
-// Signature V4) or "http(s)://HOST/PATH" (read-only, Range GETs).
+// Signature V4), "http(s)://HOST/PATH" (read-only, Range GETs) or
+// "memory://NAME" (in-process; one store per NAME). Each backend registers
+// its schemes itself (storage/registry.h). The options come from the caller:
+// only a program's main() reads flags and the environment.
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri,
                                                      const StorageOptions& options);
-absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(absl::string_view uri);
 
 // `uri` with a relative local path made absolute against the working
 // directory (other URIs unchanged): for a root handed to other processes.

@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
-#include "client/internal/flags.h"
+#include "proto/cmdline/flags.h"
 
 namespace {
 
@@ -55,7 +55,7 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = cairn::cli::Flags::Parse(
+  auto flags = cairn::cmdline::Flags::Parse(
       std::vector<std::string>(argv + 1, argv + argc),
       {"coordinator", "job", "workers", "restore-workers", "steps", "emb-rows", "emb-dim", "help"});
   if (!flags.ok() || flags->GetBool("help") || !flags->Has("coordinator")) {

@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "storage/layout.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
 
@@ -33,7 +33,8 @@ void ScopedLease::Release() {
 
 namespace {
 
-absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
+absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint,
+                                 const StorageOptions& storage_options) {
   // Inventory paths are relative to the storage root: the prefix URI is
   // ROOT/JOB/ckpt-STEP/variables.
   const std::string suffix = absl::StrCat("/", CheckpointPrefix(checkpoint.job, checkpoint.step));
@@ -43,7 +44,7 @@ absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
   }
   const std::string root =
       checkpoint.prefix_uri.substr(0, checkpoint.prefix_uri.size() - suffix.size());
-  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(root.empty() ? "/" : root));
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(root.empty() ? "/" : root, storage_options));
   for (const CheckpointFile& f : checkpoint.files) {
     auto file = storage->NewReadableFile(f.path);
     if (!file.ok()) {
@@ -64,7 +65,8 @@ absl::Status CheckInventorySizes(const CheckpointSummary& checkpoint) {
 
 }  // namespace
 
-absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint) {
+absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint,
+                                            const StorageOptions& storage) {
   absl::StatusOr<std::string> id =
       client->AcquireLease(checkpoint.job, checkpoint.step, kRestoreLeaseTtlMs);
   ScopedLease lease;
@@ -72,7 +74,7 @@ absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSumm
     if (!id.ok()) return id.status();
     lease = ScopedLease(client, *std::move(id));
   }
-  RETURN_IF_ERROR(CheckInventorySizes(checkpoint));
+  RETURN_IF_ERROR(CheckInventorySizes(checkpoint, storage));
   return lease;
 }
 

@@ -51,7 +51,8 @@ class ScopedLease {
 // coordinator that predates leases (UNIMPLEMENTED; it has no retention
 // either) yields an empty ScopedLease; any other failure is returned, e.g.
 // NotFound when the checkpoint is gone.
-absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint);
+absl::StatusOr<ScopedLease> LeaseForRestore(Client* client, const CheckpointSummary& checkpoint,
+                                            const StorageOptions& storage);
 
 }  // namespace internal
 }  // namespace cairn

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/rpc_util.h"
-#include "storage/layout.h"
+#include "proto/rpc/rpc_util.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 
 namespace cairn {
@@ -28,23 +28,6 @@ struct Seen {
 
 }  // namespace
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
-}
-
-absl::Status ValidateJobName(absl::string_view job) {
-  // One rule for every process (storage/layout.h): the coordinator and the
-  // writers apply the same one.
-  return cairn::ValidateJobName(job);
-}
-
-absl::Status ValidateStep(int64_t step) {
-  if (step < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("step ", step, " is negative"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateMetrics(const std::map<std::string, double>& metrics) {
   for (const auto& metric : metrics) {
     if (metric.first.empty()) return absl::InvalidArgumentError("a metric has an empty name");
@@ -52,32 +35,6 @@ absl::Status ValidateMetrics(const std::map<std::string, double>& metrics) {
       return absl::InvalidArgumentError(
           absl::StrCat("metric \"", metric.first, "\" is not a finite number"));
     }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy) {
-  auto invalid = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat("retention policy for job ", job, ": ", what));
-  };
-  if (policy.keep_last < 0) {
-    return invalid(absl::StrCat("keep-last ", policy.keep_last, " is negative"));
-  }
-  if (policy.keep_every_steps < 0) {
-    return invalid(absl::StrCat("keep-every-steps ", policy.keep_every_steps, " is negative"));
-  }
-  if (!std::isfinite(policy.keep_every_hours) || policy.keep_every_hours < 0) {
-    return invalid(absl::StrCat("keep-every-hours ", policy.keep_every_hours,
-                                " is not a finite non-negative number"));
-  }
-  if (policy.keep_best < 0) {
-    return invalid(absl::StrCat("keep-best ", policy.keep_best, " is negative"));
-  }
-  if (policy.keep_best > 0 && policy.metric.empty()) {
-    return invalid(absl::StrCat("keep-best ", policy.keep_best, " needs a metric name"));
-  }
-  if (policy.keep_best == 0 && !policy.metric.empty()) {
-    return invalid(absl::StrCat("metric \"", policy.metric, "\" is only used with keep-best > 0"));
   }
   return absl::OkStatus();
 }
@@ -215,4 +172,31 @@ absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
 }
 
 }  // namespace internal
+
+absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy) {
+  auto invalid = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("retention policy for job ", job, ": ", what));
+  };
+  if (policy.keep_last < 0) {
+    return invalid(absl::StrCat("keep-last ", policy.keep_last, " is negative"));
+  }
+  if (policy.keep_every_steps < 0) {
+    return invalid(absl::StrCat("keep-every-steps ", policy.keep_every_steps, " is negative"));
+  }
+  if (!std::isfinite(policy.keep_every_hours) || policy.keep_every_hours < 0) {
+    return invalid(absl::StrCat("keep-every-hours ", policy.keep_every_hours,
+                                " is not a finite non-negative number"));
+  }
+  if (policy.keep_best < 0) {
+    return invalid(absl::StrCat("keep-best ", policy.keep_best, " is negative"));
+  }
+  if (policy.keep_best > 0 && policy.metric.empty()) {
+    return invalid(absl::StrCat("keep-best ", policy.keep_best, " needs a metric name"));
+  }
+  if (policy.keep_best == 0 && !policy.metric.empty()) {
+    return invalid(absl::StrCat("metric \"", policy.metric, "\" is only used with keep-best > 0"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace cairn

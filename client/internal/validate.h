@@ -15,20 +15,10 @@
 namespace cairn {
 namespace internal {
 
-// Job names: 1-128 characters of [A-Za-z0-9._-], not starting with '.'.
-// InvalidArgument quoting the name otherwise.
-absl::Status ValidateJobName(absl::string_view job);
-
-// Steps: 0 ... 2^63-1. InvalidArgument otherwise.
-absl::Status ValidateStep(int64_t step);
 
 // Metrics: non-empty names, finite values.
 absl::Status ValidateMetrics(const std::map<std::string, double>& metrics);
 
-// A retention policy: counts (keep_last, keep_every_steps, keep_best) >= 0;
-// keep_every_hours finite and >= 0; keep_best > 0 needs a metric name, and a
-// metric name needs keep_best > 0. InvalidArgument naming `job` and the rule.
-absl::Status ValidateRetentionPolicy(absl::string_view job, const RetentionPolicy& policy);
 
 // Everything SaveShard checks before talking to the coordinator: job, step,
 // 0 <= shard_index < num_shards, metrics, and each tensor (see
@@ -45,8 +35,6 @@ absl::Status ValidateSaveShard(const SaveShardOptions& options,
 // same dtype and full shape. InvalidArgument naming the tensor otherwise.
 absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors);
 
-// "[1000,64]"
-std::string ShapeString(const std::vector<int64_t>& shape);
 
 }  // namespace internal
 }  // namespace cairn

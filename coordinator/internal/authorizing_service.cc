@@ -1,6 +1,6 @@
 #include "coordinator/internal/authorizing_service.h"
 
-#include "proto/rpc_util.h"
+#include "proto/rpc/rpc_util.h"
 
 namespace cairn {
 namespace internal {

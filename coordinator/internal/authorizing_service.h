@@ -9,7 +9,7 @@
 #include <string>
 
 #include "coordinator/internal/service.h"
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 #include "proto/cairn.grpc.pb.h"
 
 namespace cairn {

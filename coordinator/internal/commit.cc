@@ -11,16 +11,16 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/internal/commit_state.h"
 #include "coordinator/internal/service_util.h"
-#include "storage/checkpoint_state.h"
-#include "proto/auth.h"
+#include "storage/bundle/checkpoint_state.h"
+#include "proto/rpc/auth.h"
 
 #include "observability/log.h"
 #include "observability/metrics.h"
 #include "observability/sync_point.h"
-#include "proto/rpc_util.h"
-#include "storage/layout.h"
+#include "proto/rpc/rpc_util.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
-#include "storage/tensor.h"
+#include "storage/bundle/tensor.h"
 
 namespace cairn {
 namespace internal {

@@ -14,8 +14,8 @@
 #include "observability/log.h"
 #include "observability/metrics.h"
 #include "observability/sync_point.h"
-#include "proto/rpc_util.h"
-#include "storage/layout.h"
+#include "proto/rpc/rpc_util.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 
 namespace cairn {

@@ -12,12 +12,12 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/internal/commit_state.h"
 #include "coordinator/internal/service_util.h"
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 
 #include "observability/log.h"
 #include "observability/metrics.h"
-#include "proto/rpc_util.h"
-#include "storage/layout.h"
+#include "proto/rpc/rpc_util.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 
 namespace cairn {

@@ -20,7 +20,7 @@
 #include "coordinator/internal/retention.h"
 #include "coordinator/internal/writer_registry.h"
 #include "proto/cairn.grpc.pb.h"
-#include "storage/bundle_merge.h"
+#include "storage/bundle/bundle_merge.h"
 #include "storage/storage.h"
 
 namespace cairn {

@@ -11,7 +11,7 @@
 
 #include "observability/log.h"
 #include "observability/metrics.h"
-#include "storage/layout.h"
+#include "proto/layout.h"
 #include "storage/status_macros.h"
 
 namespace cairn {

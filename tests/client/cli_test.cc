@@ -11,7 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
 #include "storage/storage.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"

@@ -28,11 +28,11 @@
 #include "client/tools.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
-#include "storage/bundle_merge.h"
-#include "storage/bundle_reader.h"
-#include "storage/bundle_writer.h"
-#include "storage/safetensors.h"
+#include "proto/rpc/rpc_util.h"
+#include "storage/bundle/bundle_merge.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/bundle/bundle_writer.h"
+#include "storage/bundle/safetensors.h"
 #include "storage/storage.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
@@ -99,7 +99,7 @@ void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> in
 class FourPartCheckpoint {
  public:
   FourPartCheckpoint() {
-    auto storage = OpenStorage(dir_.path());
+    auto storage = OpenStorage(dir_.path(), {});
     EXPECT_TRUE(storage.ok()) << storage.status();
     storage_ = std::move(storage).value();
     emb_ = Floats(100 * 6, 0.0f);
@@ -662,7 +662,7 @@ class FakeWriter final : public v1::ShardWriter::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header first");
     }
     v1::SaveShardHeader header = msg.header();
-    auto storage = OpenStorage(root_);
+    auto storage = OpenStorage(root_, {});
     if (!storage.ok()) return rpc::ToGrpc(storage.status());
     auto writer = BundleWriter::Create(storage->get(), header.staging_prefix());
     if (!writer.ok()) return rpc::ToGrpc(writer.status());
@@ -1711,7 +1711,7 @@ TEST(CliRestore, FromPrefixToPrefix) {
                        "--slice=emb=100 6 50,50:-"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(Contains(r.out, "restored 7 tensors")) << r.out;
-  auto storage = OpenStorage(dir.path());
+  auto storage = OpenStorage(dir.path(), {});
   ASSERT_TRUE(storage.ok());
   auto reader = BundleReader::Open(storage->get(), "copy/variables");
   ASSERT_TRUE(reader.ok()) << reader.status();

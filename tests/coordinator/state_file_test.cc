@@ -1,4 +1,4 @@
-#include "storage/checkpoint_state.h"
+#include "storage/bundle/checkpoint_state.h"
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"

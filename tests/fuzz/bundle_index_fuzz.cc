@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include "storage/bundle_reader.h"
+#include "storage/bundle/bundle_reader.h"
 #include "storage/storage.h"
-#include "storage/tensor.h"
+#include "storage/bundle/tensor.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto storage = cairn::NewMemoryStorage();

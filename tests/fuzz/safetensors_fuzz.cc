@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
 
 namespace {
 

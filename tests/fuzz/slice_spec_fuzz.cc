@@ -12,8 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "storage/internal/ordered_code.h"
-#include "storage/tensor_slice.h"
+#include "storage/bundle/internal/ordered_code.h"
+#include "storage/bundle/tensor_slice.h"
 
 namespace cairn {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_split.h"
-#include "storage/internal/local_storage.h"
+#include "storage/internal/path.h"
 #include "storage/storage.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,5 +1,5 @@
 // Authorization tokens: minting, verification, expiry, tampering, scopes.
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
-#include "storage/safetensors.h"
+#include "proto/rpc/rpc_util.h"
+#include "storage/bundle/safetensors.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_util.h"
 

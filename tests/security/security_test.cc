@@ -12,9 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
-#include "proto/auth.h"
+#include "proto/rpc/auth.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
+#include "proto/rpc/rpc_util.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_util.h"
 

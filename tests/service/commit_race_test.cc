@@ -19,7 +19,7 @@
 #include "gtest/gtest.h"
 #include "observability/sync_point.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
+#include "proto/rpc/rpc_util.h"
 #include "shard_writer/shard_writer.h"
 #include "tests/testing/test_util.h"
 

@@ -23,7 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
 #include "tests/testing/process.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"

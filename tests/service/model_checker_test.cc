@@ -43,7 +43,7 @@
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
-#include "proto/rpc_util.h"
+#include "proto/rpc/rpc_util.h"
 #include "tests/testing/process.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/tcp_proxy.h"

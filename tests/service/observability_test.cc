@@ -13,8 +13,8 @@
 #include "gtest/gtest.h"
 #include "observability/log.h"
 #include "proto/health.grpc.pb.h"
-#include "proto/rpc_util.h"
-#include "storage/safetensors.h"
+#include "proto/rpc/rpc_util.h"
+#include "storage/bundle/safetensors.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_util.h"
 

@@ -18,7 +18,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
+#include "proto/cmdline/flags.h"
 #include "storage/storage.h"
 #include "tests/testing/process.h"
 #include "tests/testing/s3_util.h"
@@ -160,7 +161,7 @@ class S3ServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<Storage> Root() {
-    auto s = OpenStorage(root_, StorageOptionsFromEnvironment());
+    auto s = OpenStorage(root_, cmdline::StorageOptionsFromEnvironment());
     EXPECT_TRUE(s.ok()) << s.status();
     return std::move(s).value();
   }

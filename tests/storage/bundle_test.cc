@@ -3,12 +3,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/bundle_merge.h"
-#include "storage/bundle_reader.h"
-#include "storage/bundle_writer.h"
-#include "storage/crc32c.h"
-#include "storage/internal/entry_codec.h"
-#include "storage/internal/table.h"
+#include "storage/bundle/bundle_merge.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/bundle/bundle_writer.h"
+#include "storage/bundle/crc32c.h"
+#include "storage/bundle/internal/entry_codec.h"
+#include "storage/bundle/internal/table.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {

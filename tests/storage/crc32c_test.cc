@@ -1,4 +1,4 @@
-#include "storage/crc32c.h"
+#include "storage/bundle/crc32c.h"
 
 #include <random>
 #include <string>

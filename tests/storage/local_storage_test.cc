@@ -147,8 +147,8 @@ TEST(StorageUris, PrefixesSplitIntoRootAndName) {
   auto c = SplitPrefixUri("model");
   EXPECT_EQ(c->root_uri, ".");
   EXPECT_FALSE(SplitPrefixUri("/data/").ok());
-  EXPECT_FALSE(OpenStorage("gopher://x").ok());
-  EXPECT_FALSE(OpenStorage("file://relative").ok());
+  EXPECT_FALSE(OpenStorage("gopher://x", {}).ok());
+  EXPECT_FALSE(OpenStorage("file://relative", {}).ok());
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/internal/http_transport.h"
-#include "storage/internal/remote_storage.h"
+#include "storage/backends/http_transport.h"
+#include "storage/backends/remote_storage.h"
 #include "storage/storage.h"
 
 namespace cairn {

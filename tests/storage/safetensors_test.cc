@@ -1,4 +1,4 @@
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
 
 #include <algorithm>
 #include <cstdint>

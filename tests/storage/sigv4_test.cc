@@ -1,4 +1,4 @@
-#include "storage/internal/sigv4.h"
+#include "storage/backends/sigv4.h"
 
 #include "gtest/gtest.h"
 

@@ -16,8 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/bundle_reader.h"
-#include "storage/bundle_writer.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/bundle/bundle_writer.h"
+#include "proto/cmdline/flags.h"
 #include "storage/storage.h"
 #include "tests/testing/test_util.h"
 
@@ -66,7 +67,7 @@ std::vector<Backend> Backends() {
                             "scripts/test.sh starts a Ceph gateway)");
         return nullptr;
       }
-      StorageOptions options = StorageOptionsFromEnvironment();
+      StorageOptions options = cmdline::StorageOptionsFromEnvironment();
       options.s3.endpoint = endpoint;
       options.s3.part_size = 5 << 20;
       options.s3.list_page_size = 7;  // exercise pagination
@@ -88,7 +89,7 @@ std::vector<Backend> Backends() {
                      return nullptr;
                    }
                    http_dir = UniqueName();
-                   return std::move(OpenStorage(absl::StrCat(url, "/", http_dir))).value();
+                   return std::move(OpenStorage(absl::StrCat(url, "/", http_dir), {})).value();
                  },
                  [](const std::string& path, const std::string& data) {
                    auto local = std::move(NewLocalStorage(Env("CAIRN_HTTP_ROOT"))).value();

@@ -1,4 +1,4 @@
-#include "storage/internal/table.h"
+#include "storage/bundle/internal/table.h"
 
 #include <map>
 #include <random>

@@ -1,4 +1,4 @@
-#include "storage/tensor_slice.h"
+#include "storage/bundle/tensor_slice.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "storage/internal/ordered_code.h"
+#include "storage/bundle/internal/ordered_code.h"
 
 namespace cairn {
 namespace {

@@ -6,9 +6,9 @@
 #include "absl/strings/match.h"
 #include "client/tools.h"
 #include "gtest/gtest.h"
-#include "storage/bundle_reader.h"
-#include "storage/internal/entry_codec.h"
-#include "storage/internal/table.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/bundle/internal/entry_codec.h"
+#include "storage/bundle/internal/table.h"
 #include "storage/storage.h"
 #include "tests/testing/test_util.h"
 
@@ -31,7 +31,7 @@ Opened OpenVector(const std::string& prefix_path) {
   auto split = SplitPrefixUri(prefix_path);
   EXPECT_TRUE(split.ok());
   Opened o;
-  o.storage = std::move(OpenStorage(split->root_uri)).value();
+  o.storage = std::move(OpenStorage(split->root_uri, {})).value();
   auto r = BundleReader::Open(o.storage.get(), split->prefix);
   EXPECT_TRUE(r.ok()) << r.status();
   if (r.ok()) o.reader = std::move(r).value();
@@ -154,7 +154,7 @@ TEST(TfVectors, IndexRebuildIsByteIdentical) {
     SCOPED_TRACE(v.name);
     const std::string original = testing::ReadFile(v.prefix + ".index");
     auto split = SplitPrefixUri(v.prefix);
-    auto storage = std::move(OpenStorage(split->root_uri)).value();
+    auto storage = std::move(OpenStorage(split->root_uri, {})).value();
     auto file = std::move(storage->NewReadableFile(split->prefix + ".index")).value();
     auto table = std::move(internal::Table::Open(file.get())).value();
     // A vector is "Snappy" if any block says so; rebuild it the same way.

@@ -6,7 +6,7 @@
 #include <map>
 #include <string>
 
-#include "storage/safetensors.h"
+#include "storage/bundle/safetensors.h"
 
 namespace cairn {
 namespace testing {

@@ -1,0 +1,130 @@
+#include "client/cli/common.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "proto/layout.h"
+
+namespace cairn {
+namespace cli {
+
+int UsageError(const std::string& msg) {
+  std::cerr << "cairn: " << msg << "\nRun 'cairn --help' for usage.\n";
+  return kUsage;
+}
+
+int Failed(const absl::Status& s) {
+  std::cerr << "cairn: " << s.message() << "\n";
+  return kFailed;
+}
+
+const char kProgressHelp[] =
+    "--progress=auto|always|never draws a progress bar on stderr: bytes done of\n"
+    "the total, rate and ETA. auto (the default) draws it only when stderr is a\n"
+    "terminal; the output on stdout is the same either way.\n";
+
+// The progress bar of a command labelled `label`, as --progress says, drawn
+// on stderr across the terminal's width. nullptr (and *rc set) on a usage
+// error.
+std::unique_ptr<ProgressBar> ProgressBarFromFlags(const Flags& flags,
+                                                            const std::string& label, int* rc) {
+  ProgressMode mode = ProgressMode::kAuto;
+  if (auto value = flags.Get("progress")) {
+    auto parsed = ParseProgressMode(*value);
+    if (!parsed.ok()) {
+      *rc = UsageError(std::string(parsed.status().message()));
+      return nullptr;
+    }
+    mode = *parsed;
+  }
+  ProgressBar::Options options;
+  options.label = label;
+  options.draw = ShouldDrawProgress(mode, ::isatty(STDERR_FILENO) == 1);
+  // One column short of the edge: a full line would wrap on some terminals.
+  options.width = TerminalColumns(STDERR_FILENO) - 1;
+  return std::make_unique<ProgressBar>(std::move(options));
+}
+
+// Clears `bar` off the screen and reports `s` as Failed does.
+int Failed(ProgressBar& bar, const absl::Status& s) {
+  bar.Clear();
+  return Failed(s);
+}
+
+// Client options for `coordinator` with the TLS flags and the token
+// (--token, else $CAIRN_TOKEN).
+ClientOptions ClientOptionsFromFlags(const Flags& flags, const std::string& coordinator) {
+  ClientOptions options;
+  options.coordinator = coordinator;
+  options.tls = cmdline::TlsFromFlags(flags);
+  options.tls.require_client_cert = false;
+  if (auto token = flags.Get("token")) {
+    options.token = *token;
+  } else if (const char* env = std::getenv("CAIRN_TOKEN")) {
+    options.token = env;
+  }
+  options.storage = StorageFromFlags(flags);
+  return options;
+}
+
+// Parses flags, handling --help and usage errors. Returns -1 to continue.
+int ParseOrExit(const std::vector<std::string>& args, std::set<std::string> known,
+                const char* help, Flags* flags, const std::set<std::string>& repeatable) {
+  known.insert("help");
+  known.insert("s3-endpoint");
+  // Commands that call the coordinator take the TLS and token flags.
+  const bool calls_servers = known.count("coordinator") > 0;
+  if (calls_servers) known.insert({"tls-ca", "tls-cert", "tls-key", "token"});
+  auto parsed = Flags::Parse(args, known, repeatable);
+  if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+  *flags = std::move(parsed).value();
+  if (flags->GetBool("help")) {
+    if (calls_servers) std::cout << help << "\n" << cmdline::TlsUsage(/*server=*/false);
+    std::cout << (calls_servers ? "" : help)
+              << "\ns3:// URIs use AWS_ENDPOINT_URL (or --s3-endpoint=URL), AWS_ACCESS_KEY_ID,\n"
+                 "AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN and AWS_REGION.\n";
+    return kOk;
+  }
+  return -1;
+}
+
+// The value of a required flag, or a usage error naming it.
+std::optional<std::string> Required(const Flags& flags, const std::string& name, int* rc) {
+  std::optional<std::string> v = flags.Get(name);
+  if (!v.has_value() || v->empty() || *v == "true") {
+    *rc = UsageError(absl::StrCat("--", name, "=... is required"));
+    return std::nullopt;
+  }
+  return v;
+}
+
+// A client of the coordinator named by --coordinator (already checked).
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
+                                                  const std::string& coordinator) {
+  return Client::Connect(ClientOptionsFromFlags(flags, coordinator));
+}
+
+// --coordinator and --job, both required; the job name checked. Returns -1 to
+// continue, else the exit status.
+int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job) {
+  int rc = -1;
+  auto c = Required(flags, "coordinator", &rc);
+  if (!c) return rc;
+  auto j = Required(flags, "job", &rc);
+  if (!j) return rc;
+  if (absl::Status s = ValidateJobName(*j); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  *coordinator = *c;
+  *job = *j;
+  return -1;
+}
+
+StorageOptions StorageFromFlags(const Flags& flags) { return cmdline::StorageOptionsFromFlags(flags); }
+
+}  // namespace cli
+}  // namespace cairn

@@ -1,0 +1,164 @@
+#include "client/cli/format.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace cairn {
+namespace cli {
+
+std::string HumanBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  double value = static_cast<double>(bytes) / 1024.0;
+  size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", value, kUnits[unit]);
+}
+
+std::string Rfc3339(int64_t unix_micros, bool seconds_only) {
+  return absl::FormatTime(seconds_only ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%dT%H:%M:%E*SZ",
+                          absl::FromUnixMicros(unix_micros), absl::UTCTimeZone());
+}
+
+std::string CheckpointTable(const std::string& job, const std::vector<CheckpointSummary>& ckpts) {
+  if (ckpts.empty()) return absl::StrCat("job ", job, ": no committed checkpoints\n");
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"STEP", "COMMITTED", "BYTES", "SHARDS", "METRICS", "PINNED", "KEPT BY"});
+  for (const CheckpointSummary& c : ckpts) {
+    std::vector<std::string> metrics;
+    for (const auto& m : c.metrics) metrics.push_back(absl::StrCat(m.first, "=", m.second));
+    rows.push_back({absl::StrCat(c.step), Rfc3339(c.committed_at_micros, /*seconds_only=*/true),
+                    HumanBytes(c.bytes), absl::StrCat(c.num_shards),
+                    metrics.empty() ? "-" : absl::StrJoin(metrics, ","), c.pinned ? "yes" : "no",
+                    c.kept_by.empty() ? "-" : absl::StrJoin(c.kept_by, ",")});
+  }
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i + 1 == row.size()) {
+        absl::StrAppend(&line, row[i]);
+      } else if (i == 0 || i == 2 || i == 3) {  // numbers right-aligned
+        absl::StrAppend(&line, std::string(width[i] - row[i].size(), ' '), row[i], "  ");
+      } else {
+        absl::StrAppend(&line, row[i], std::string(width[i] - row[i].size(), ' '), "  ");
+      }
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string CheckpointJson(const std::string& job, const std::vector<CheckpointSummary>& ckpts) {
+  nlohmann::ordered_json out;
+  out["job"] = job;
+  out["checkpoints"] = nlohmann::ordered_json::array();
+  for (const CheckpointSummary& c : ckpts) {
+    nlohmann::ordered_json j;
+    j["step"] = c.step;
+    j["committed_at"] = Rfc3339(c.committed_at_micros);
+    j["bytes"] = c.bytes;
+    j["num_shards"] = c.num_shards;
+    j["metrics"] = nlohmann::ordered_json::object();
+    for (const auto& m : c.metrics) j["metrics"][m.first] = m.second;
+    j["pinned"] = c.pinned;
+    j["kept_by"] = c.kept_by;
+    j["prefix"] = c.prefix_uri;
+    out["checkpoints"].push_back(std::move(j));
+  }
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+std::string PolicyString(const RetentionPolicy& policy) {
+  std::vector<std::string> parts;
+  if (policy.keep_last != 0) parts.push_back(absl::StrCat("keep-last=", policy.keep_last));
+  if (policy.keep_every_steps != 0) {
+    parts.push_back(absl::StrCat("keep-every-steps=", policy.keep_every_steps));
+  }
+  if (policy.keep_every_hours != 0) {
+    parts.push_back(absl::StrCat("keep-every-hours=", policy.keep_every_hours));
+  }
+  if (policy.keep_best != 0) {
+    parts.push_back(absl::StrCat("keep-best=", policy.keep_best, "(", policy.metric, ",",
+                                 policy.maximize ? "max" : "min", ")"));
+  }
+  if (parts.empty()) return "none (keep everything)";
+  return absl::StrJoin(parts, " ");
+}
+
+std::string GcText(const std::string& job, bool dry_run, const GcResult& result) {
+  const char* const del = dry_run ? "would delete" : "delete";
+  std::vector<std::vector<std::string>> rows;
+  int64_t kept = 0, to_delete = 0;
+  for (const RetentionDecision& d : result.decisions) {
+    std::string why;
+    if (d.keep) {
+      ++kept;
+      why = d.kept_by.empty() ? d.reason : absl::StrCat("kept by ", absl::StrJoin(d.kept_by, ", "));
+    } else {
+      ++to_delete;
+      why = d.reason;
+    }
+    rows.push_back({absl::StrCat(d.step), d.keep ? "keep" : del, why.empty() ? "-" : why});
+  }
+  std::string out;
+  if (!rows.empty()) {
+    rows.insert(rows.begin(), {"STEP", "ACTION", "WHY"});
+    size_t w0 = 0, w1 = 0;
+    for (const auto& row : rows) {
+      w0 = std::max(w0, row[0].size());
+      w1 = std::max(w1, row[1].size());
+    }
+    for (const auto& row : rows) {
+      absl::StrAppend(&out, std::string(w0 - row[0].size(), ' '), row[0], "  ", row[1],
+                      std::string(w1 - row[1].size(), ' '), "  ", row[2], "\n");
+    }
+  }
+  const size_t total = result.decisions.size();
+  if (dry_run) {
+    absl::StrAppend(&out, "job ", job, " (dry run): would delete ", to_delete, " of ", total,
+                    " checkpoints, keep ", kept, "\n");
+  } else {
+    absl::StrAppend(&out, "job ", job, ": deleted ", result.deleted, " of ", total,
+                    " checkpoints, kept ", kept, "\n");
+  }
+  return out;
+}
+
+std::string GcJson(const std::string& job, bool dry_run, const GcResult& result) {
+  nlohmann::ordered_json out;
+  out["job"] = job;
+  out["dry_run"] = dry_run;
+  // In a dry run: how many would be deleted (what the text summary says too).
+  int64_t deleted = result.deleted;
+  if (dry_run) {
+    deleted = std::count_if(result.decisions.begin(), result.decisions.end(),
+                            [](const RetentionDecision& d) { return !d.keep; });
+  }
+  out["deleted"] = deleted;
+  out["decisions"] = nlohmann::ordered_json::array();
+  for (const RetentionDecision& d : result.decisions) {
+    nlohmann::ordered_json j;
+    j["step"] = d.step;
+    j["keep"] = d.keep;
+    j["kept_by"] = d.kept_by;
+    j["reason"] = d.reason;
+    out["decisions"].push_back(std::move(j));
+  }
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace cli
+}  // namespace cairn

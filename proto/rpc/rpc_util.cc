@@ -1,0 +1,149 @@
+#include "proto/rpc/rpc_util.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace cairn {
+namespace rpc {
+namespace {
+
+grpc::ChannelArguments ChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  return args;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read TLS ", what, " file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS ", what, " file ", path, " is empty"));
+  }
+  return ss.str();
+}
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = s.error_message();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    msg = absl::StrCat(what.empty() ? "server" : what,
+                       " unreachable or too slow (or a TLS mismatch: plaintext vs TLS, an "
+                       "untrusted certificate, or a client certificate required): ",
+                       msg);
+  }
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), msg);
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ChannelArgs());
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& address,
+                                                          const TlsOptions& tls) {
+  if (!tls.client_enabled()) return NewChannel(address);
+  grpc::SslCredentialsOptions ssl;
+  if (!tls.ca_file.empty()) {
+    auto ca = ReadPem(tls.ca_file, "CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("a TLS certificate needs its key, and a key its certificate");
+  }
+  if (!tls.cert_file.empty()) {
+    auto cert = ReadPem(tls.cert_file, "certificate");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem(tls.key_file, "key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *cert;
+    ssl.pem_private_key = *key;
+  }
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), ChannelArgs());
+}
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials() {
+  return grpc::InsecureServerCredentials();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsOptions& tls) {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+  }
+  if (tls.require_client_cert && (!tls.server_enabled() || tls.ca_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--tls-client-auth needs --tls-cert, --tls-key and --tls-ca (to verify clients)");
+  }
+  if (!tls.server_enabled()) return ServerCredentials();
+  auto cert = ReadPem(tls.cert_file, "certificate");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file, "key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl(
+      tls.require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                              : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!tls.ca_file.empty()) {
+    auto ca = ReadPem(tls.ca_file, "CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+  }
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+bool IsLoopbackListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::Status CheckListenSecurity(const std::string& listen, const TlsOptions& tls, bool insecure) {
+  if (tls.server_enabled() || insecure || IsLoopbackListen(listen)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "refusing to listen on non-loopback address ", listen,
+      " without TLS: give --tls-cert and --tls-key, or --insecure to serve plaintext anyway"));
+}
+
+std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds timeout) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  return ctx;
+}
+
+void SetBearerToken(grpc::ClientContext* ctx, const std::string& token) {
+  if (!token.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+}
+
+std::string BearerToken(const grpc::ServerContext& ctx) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  const std::string value(it->second.data(), it->second.size());
+  constexpr char kBearer[] = "Bearer ";
+  if (!absl::StartsWith(value, kBearer)) return "";
+  return value.substr(sizeof(kBearer) - 1);
+}
+
+void RefusePortSharing(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
+
+}  // namespace rpc
+}  // namespace cairn
