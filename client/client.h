@@ -89,10 +89,27 @@ struct CheckpointFile {
   std::string sha256;  // 32 raw bytes (empty if not recorded)
 };
 
+// Where a checkpoint is in its life (the coordinator's commit protocol).
+enum class CheckpointState {
+  kUnspecified,
+  kPending,     // shards arriving
+  kMerging,     // every shard durable; the index parts being merged
+  kCommitting,  // commit decided; being published
+  kCommitted,   // restorable
+  kAborting,    // abort decided; staged files being removed
+  kAborted,
+  kDeleting,    // chosen by retention, rollback or delete; files being removed
+};
+
+// "pending", "merging", "committing", "committed", "aborting", "aborted",
+// "deleting" ("unspecified" otherwise): as the CLI, Python and the status
+// page print it.
+absl::string_view CheckpointStateName(CheckpointState state);
+
 struct CheckpointSummary {
   std::string job;
   int64_t step = 0;
-  std::string state;                 // "committed", "pending", ...
+  CheckpointState state = CheckpointState::kUnspecified;
   int num_shards = 0;
   int64_t created_at_micros = 0;
   int64_t committed_at_micros = 0;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "observability/time_format.h"
 
 namespace cairn::logging {
 namespace {
@@ -25,12 +26,7 @@ void SetProgram(absl::string_view program) {
 
 std::string FormatLine(int64_t unix_micros, absl::string_view program, const Where& where,
                        absl::string_view message) {
-  const time_t secs = static_cast<time_t>(unix_micros / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  std::string line = absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ %s", tm.tm_year + 1900,
-                                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                                     static_cast<int>(unix_micros % 1000000), program);
+  std::string line = absl::StrCat(FormatUtc(unix_micros, TimePrecision::kMicros), " ", program);
   absl::StrAppend(&line, " job=", where.job.empty() ? "-" : where.job);
   absl::StrAppend(&line, " step=", where.step < 0 ? "-" : absl::StrCat(where.step));
   absl::StrAppend(&line, " shard=",

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/time.h"
+#include "observability/time_format.h"
 
 namespace cairn {
 namespace cli {
@@ -23,11 +23,6 @@ std::string HumanBytes(uint64_t bytes) {
   return absl::StrFormat("%.1f %s", value, kUnits[unit]);
 }
 
-std::string Rfc3339(int64_t unix_micros, bool seconds_only) {
-  return absl::FormatTime(seconds_only ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%dT%H:%M:%E*SZ",
-                          absl::FromUnixMicros(unix_micros), absl::UTCTimeZone());
-}
-
 std::string CheckpointTable(const std::string& job, const std::vector<CheckpointSummary>& ckpts) {
   if (ckpts.empty()) return absl::StrCat("job ", job, ": no committed checkpoints\n");
   std::vector<std::vector<std::string>> rows;
@@ -35,7 +30,7 @@ std::string CheckpointTable(const std::string& job, const std::vector<Checkpoint
   for (const CheckpointSummary& c : ckpts) {
     std::vector<std::string> metrics;
     for (const auto& m : c.metrics) metrics.push_back(absl::StrCat(m.first, "=", m.second));
-    rows.push_back({absl::StrCat(c.step), Rfc3339(c.committed_at_micros, /*seconds_only=*/true),
+    rows.push_back({absl::StrCat(c.step), FormatUtc(c.committed_at_micros, TimePrecision::kSeconds),
                     HumanBytes(c.bytes), absl::StrCat(c.num_shards),
                     metrics.empty() ? "-" : absl::StrJoin(metrics, ","), c.pinned ? "yes" : "no",
                     c.kept_by.empty() ? "-" : absl::StrJoin(c.kept_by, ",")});
@@ -68,7 +63,7 @@ std::string CheckpointJson(const std::string& job, const std::vector<CheckpointS
   for (const CheckpointSummary& c : ckpts) {
     nlohmann::ordered_json j;
     j["step"] = c.step;
-    j["committed_at"] = Rfc3339(c.committed_at_micros);
+    j["committed_at"] = FormatUtc(c.committed_at_micros, TimePrecision::kShortest);
     j["bytes"] = c.bytes;
     j["num_shards"] = c.num_shards;
     j["metrics"] = nlohmann::ordered_json::object();

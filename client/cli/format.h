@@ -14,10 +14,6 @@ namespace cli {
 // "512 B", "3.2 MiB", "1.0 GiB" (binary units, one decimal above bytes).
 std::string HumanBytes(uint64_t bytes);
 
-// RFC 3339 in UTC: "2024-05-01T12:00:00.25Z" (fractional seconds only when
-// non-zero). `seconds_only` drops the fraction ("2024-05-01T12:00:00Z").
-std::string Rfc3339(int64_t unix_micros, bool seconds_only = false);
-
 // `cairn list` as a table: one line per checkpoint with step, commit time,
 // size, shards, metrics, pinned and the retention rules keeping it.
 std::string CheckpointTable(const std::string& job, const std::vector<CheckpointSummary>& ckpts);

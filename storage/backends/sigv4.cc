@@ -11,6 +11,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/strings/strip.h"
 
 namespace cairn {
@@ -123,12 +125,8 @@ Signature SignV4(const AwsCredentials& credentials, const SigningInput& in) {
 }
 
 std::string AmzDateNow() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm;
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
+  // SigV4's basic ISO 8601 form (a protocol field, not a display time).
+  return absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
 }
 
 }  // namespace internal

@@ -1123,7 +1123,7 @@ TEST_F(FakeService, ListAndGetMapTheCatalog) {
   EXPECT_EQ((*list)[1].step, 200);
   const CheckpointSummary& c = (*list)[0];
   EXPECT_EQ(c.job, "j");
-  EXPECT_EQ(c.state, "committed");
+  EXPECT_EQ(c.state, CheckpointState::kCommitted);
   EXPECT_EQ(c.num_shards, 1);
   EXPECT_EQ(c.committed_at_micros, 1700000000123456 + 100);
   EXPECT_EQ(c.metrics.at("loss"), 0.25);

@@ -1,0 +1,243 @@
+// Restoring: straight from the checkpoint files in storage, tensors read in
+// parallel, every checksum verified; Client::Restore adds the coordinator's
+// view (newest committed step, a lease while reading).
+#include "client/client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "client/internal/client_rep.h"
+#include "client/internal/lease.h"
+#include "client/internal/progress.h"
+#include "storage/bundle/bundle_reader.h"
+#include "storage/status_macros.h"
+#include "storage/storage.h"
+
+namespace cairn {
+namespace {
+
+// One tensor (or slice) to restore, with a rough cost for scheduling.
+struct RestoreItem {
+  BundleEntry entry;
+  std::optional<TensorSlice> slice;
+  uint64_t cost = 0;
+};
+
+// Restores one item into caller memory of exactly item.cost bytes: whole
+// stored tensors straight from the file (checksummed), anything assembled
+// from slices or cut from a tensor through a temporary.
+absl::StatusOr<Tensor> ReadInto(const BundleReader& reader, const RestoreItem& item,
+                                absl::Span<char> dst) {
+  Tensor t;
+  t.dtype = item.entry.data_type();
+  if (!item.slice.has_value() && !item.entry.is_sliced()) {
+    RETURN_IF_ERROR(reader.ReadEntryInto(item.entry, dst.data()));
+    t.shape = item.entry.shape;
+  } else {
+    ASSIGN_OR_RETURN(Tensor read, item.slice.has_value() ? reader.ReadSlice(item.entry.key, *item.slice)
+                                                         : reader.ReadTensor(item.entry.key));
+    if (read.data.size() != dst.size()) {
+      return absl::InternalError(absl::StrCat("tensor \"", item.entry.key, "\": read ",
+                                              read.data.size(), " bytes for a ", dst.size(),
+                                              "-byte destination"));
+    }
+    std::memcpy(dst.data(), read.data.data(), dst.size());
+    t.shape = std::move(read.shape);
+  }
+  // A view of the caller's memory: nothing to free.
+  t.data = Buffer(std::shared_ptr<char>(dst.data(), [](char*) {}), dst.size());
+  return t;
+}
+
+
+}  // namespace
+
+absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
+                                                std::optional<int64_t> step,
+                                                const RestoreRequest& request,
+                                                const ProgressFn& progress,
+                                                CheckpointSummary* restored_from) {
+  ASSIGN_OR_RETURN(CheckpointSummary ckpt, Get(job, step));
+  if (ckpt.state != CheckpointState::kCommitted) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint ", job, "/", ckpt.step, " is ",
+                                                      CheckpointStateName(ckpt.state), ", not committed"));
+  }
+  if (ckpt.prefix_uri.empty()) {
+    return absl::InternalError(absl::StrCat(rep_->CoordinatorName(), " gave no prefix for ", job,
+                                            "/", ckpt.step));
+  }
+  // Hold a lease on the resolved step while reading, so retention cannot
+  // delete the files under us (released, best effort, on every path below),
+  // and check the files are the committed ones.
+  ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, ckpt, rep_->options.storage));
+  absl::StatusOr<RestoredTensors> restored =
+      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress,
+                        rep_->options.storage);
+  lease.Release();
+  if (restored.ok() && restored_from != nullptr) *restored_from = std::move(ckpt);
+  return restored;
+}
+
+absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
+                                                  const RestoreRequest& request, int threads,
+                                                  const ProgressFn& progress_fn,
+                                                  const StorageOptions& storage_options) {
+  ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri, storage_options));
+  BundleReaderOptions reader_options;
+  reader_options.map_files = request.map_files;
+  ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader,
+                   BundleReader::Open(storage.get(), split.prefix, reader_options));
+
+  auto not_found = [&](const std::string& name) {
+    return absl::NotFoundError(
+        absl::StrCat("tensor \"", name, "\" not found in checkpoint ", prefix_uri));
+  };
+  std::vector<BundleEntry> entries;
+  if (request.tensors.empty()) {
+    ASSIGN_OR_RETURN(entries, reader->ListTensors());
+    std::set<std::string> present;
+    for (const BundleEntry& e : entries) present.insert(e.key);
+    for (const auto& wanted : request.slices) {
+      if (!present.count(wanted.first)) return not_found(wanted.first);
+    }
+  } else {
+    std::set<std::string> names(request.tensors.begin(), request.tensors.end());
+    for (const auto& wanted : request.slices) names.insert(wanted.first);
+    for (const std::string& name : names) {
+      absl::StatusOr<BundleEntry> e = reader->Lookup(name);
+      if (absl::IsNotFound(e.status())) return not_found(name);
+      if (!e.ok()) return e.status();
+      entries.push_back(*std::move(e));
+    }
+  }
+
+  for (const auto& [name, shape] : request.full_shapes) {
+    auto e = std::find_if(entries.begin(), entries.end(),
+                          [&name = name](const BundleEntry& b) { return b.key == name; });
+    if (e == entries.end()) return not_found(name);
+    if (e->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" was asked for with the full shape ", ShapeString(shape),
+          " but its shape is ", ShapeString(e->shape), " in checkpoint ", prefix_uri));
+    }
+  }
+
+  std::vector<RestoreItem> items;
+  items.reserve(entries.size());
+  for (BundleEntry& e : entries) {
+    RestoreItem item;
+    auto wanted = request.slices.find(e.key);
+    std::vector<int64_t> out_shape = e.shape;
+    if (wanted != request.slices.end()) {
+      const TensorSlice& slice = wanted->second;
+      absl::Status fits = slice.CheckFits(e.shape);
+      if (!fits.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slice \"", slice.ToString(), "\" of tensor \"", e.key, "\" does not fit its shape ",
+            ShapeString(e.shape), " in checkpoint ", prefix_uri, ": ", fits.message()));
+      }
+      if (e.data_type() == DataType::kString && !slice.CoversAll(e.shape)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor \"", e.key, "\" holds strings, which are restored whole; the slice \"",
+                         slice.ToString(), "\" cannot be cut from it"));
+      }
+      item.slice = slice;
+      out_shape = slice.SliceShape(e.shape);
+    }
+    int64_t n = 0;
+    NumElements(out_shape, &n);
+    item.cost = static_cast<uint64_t>(n) * std::max<size_t>(DataTypeSize(e.data_type()), 1);
+    item.entry = std::move(e);
+    items.push_back(std::move(item));
+  }
+  // Destinations in the caller's memory: every name selected, every size
+  // right, before anything is read or written. `items` is still in key order
+  // here (the index's, or the set of names asked for): binary search.
+  for (const auto& [name, dst] : request.into) {
+    auto item = std::lower_bound(items.begin(), items.end(), name,
+                                 [](const RestoreItem& i, const std::string& key) { return i.entry.key < key; });
+    if (item == items.end() || item->entry.key != name) {
+      if (request.tensors.empty()) return not_found(name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" has a destination but is not among the tensors requested"));
+    }
+    if (DataTypeSize(item->entry.data_type()) == 0) {  // strings, unknown dtypes
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" has dtype ", DataTypeName(item->entry.data_type()),
+          ", which cannot be restored into caller memory"));
+    }
+    if (dst.size() != item->cost) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" takes ", item->cost,
+                                                     " bytes but its destination holds ", dst.size()));
+    }
+  }
+  // Largest first, so the pool finishes together.
+  std::stable_sort(items.begin(), items.end(),
+                   [](const RestoreItem& a, const RestoreItem& b) { return a.cost > b.cost; });
+
+  uint64_t total_cost = 0;
+  for (const RestoreItem& item : items) total_cost += item.cost;
+  internal::ProgressCounter progress(progress_fn, total_cost);
+  progress.Begin();
+
+  // Each worker takes the next item; the first error stops the others
+  // before their next item and is the one reported.
+  std::vector<Tensor> results(items.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  absl::Status first_error;
+  auto work = [&] {
+    while (!failed.load(std::memory_order_relaxed)) {
+      const size_t i = next.fetch_add(1);
+      if (i >= items.size()) return;
+      const RestoreItem& item = items[i];
+      auto dst = request.into.find(item.entry.key);
+      absl::StatusOr<Tensor> t =
+          dst != request.into.end() ? ReadInto(*reader, item, dst->second)
+          : item.slice.has_value() && item.entry.data_type() != DataType::kString
+              ? reader->ReadSlice(item.entry.key, *item.slice)
+              : reader->ReadTensor(item.entry.key);
+      if (!t.ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (first_error.ok()) first_error = t.status();
+        failed.store(true);
+        return;
+      }
+      results[i] = *std::move(t);
+      progress.Add(item.cost);
+    }
+  };
+  const size_t num_threads =
+      std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), items.size());
+  if (num_threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(num_threads - 1);
+    for (size_t i = 1; i < num_threads; ++i) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+  }
+  RETURN_IF_ERROR(first_error);
+  progress.Finish();
+
+  RestoredTensors out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    RestoredTensor& r = out[items[i].entry.key];
+    r.tensor = std::move(results[i]);
+    r.full_shape = std::move(items[i].entry.shape);
+    r.slice = std::move(items[i].slice);
+  }
+  return out;
+}
+
+}  // namespace cairn

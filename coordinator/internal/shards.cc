@@ -1,0 +1,281 @@
+// The commit protocol's first half (commit_state.h has the state machine):
+// BeginShard assigns a writer and an attempt to a shard, ShardDurable records
+// a durable attempt; the report that completes a step hands it to the merge
+// and decision in commit.cc, and retention runs after that returns.
+#include "coordinator/internal/service.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/internal/commit_state.h"
+#include "coordinator/internal/service_util.h"
+#include "observability/log.h"
+#include "observability/metrics.h"
+#include "observability/sync_point.h"
+#include "proto/layout.h"
+#include "proto/rpc/auth.h"
+#include "proto/rpc/rpc_util.h"
+#include "storage/status_macros.h"
+
+namespace cairn {
+namespace internal {
+
+using logging::Log;
+using logging::Where;
+
+namespace {
+
+constexpr int kMaxShards = 100000;
+// At most this many unreachable writers reported by one BeginShard.
+constexpr int kMaxUnreachableReports = 64;
+
+void CountError(const char* rpc, const absl::Status& s) {
+  metrics::Counter("cairn_rpc_errors_total", "Failed coordinator calls by method and status code.",
+                   {{"method", rpc}, {"code", absl::StatusCodeToString(s.code())}})
+      .Add(1);
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------- saving
+
+grpc::Status CoordinatorService::BeginShard(grpc::ServerContext*, const v1::BeginShardRequest* req,
+                                            v1::BeginShardResponse* resp) {
+  auto r = DoBeginShard(*req);
+  if (!r.ok()) CountError("BeginShard", r.status());
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::Status CoordinatorService::CheckStepMovesForward(const std::string& job, int64_t step) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    if (it->state() != v1::COMMITTED) continue;
+    if (it->step() > step) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "step ", step, " of job ", job, " is below its newest committed step ", it->step(),
+          ": saves must move forward. To resume from an older step, first run `cairn rollback "
+          "--job=", job, " --to=STEP`, which deletes the checkpoints above STEP"));
+    }
+    break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
+    const v1::BeginShardRequest& req) {
+  RETURN_IF_ERROR(ValidateJobName(req.job()));
+  RETURN_IF_ERROR(ValidateStep(req.step()));
+  if (req.num_shards() < 1 || req.num_shards() > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard count ", req.num_shards(), " must be in [1, ", kMaxShards, "]"));
+  }
+  if (req.shard_index() < 0 || req.shard_index() >= req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(),
+                                                   " is not in [0, ", req.num_shards(), ")"));
+  }
+  for (const auto& [name, value] : req.metrics()) {
+    if (name.empty() || name.size() > 128) {
+      return absl::InvalidArgumentError("metric names must be 1 to 128 characters");
+    }
+  }
+  if (req.unreachable_writers_size() > kMaxUnreachableReports) {
+    return absl::InvalidArgumentError("too many unreachable writers reported");
+  }
+  for (const std::string& address : req.unreachable_writers()) writers_.MarkUnreachable(address);
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(key);
+  std::optional<v1::CheckpointRecord> created;
+  if (it == live_.end()) {
+    auto existing = catalog_->GetCheckpoint(req.job(), req.step());
+    if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+    if (existing.ok() && existing->state() == v1::ABORTING) {
+      return absl::UnavailableError(
+          absl::StrCat("checkpoint ", name, " is being aborted; try again in a moment"));
+    }
+    if (existing.ok() && existing->state() != v1::ABORTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", name, " is already ", StateName(existing->state()),
+          "; steps cannot be overwritten"));
+    }
+    RETURN_IF_ERROR(CheckStepMovesForward(req.job(), req.step()));
+    v1::CheckpointRecord record;
+    record.set_job(req.job());
+    record.set_step(req.step());
+    record.set_state(v1::PENDING);
+    record.set_num_shards(req.num_shards());
+    record.set_created_at_micros(clock_->NowMicros());
+    record.set_staging_dir(StagingDir(req.job(), req.step()));
+    for (int i = 0; i < req.num_shards(); ++i) record.add_shards()->set_index(i);
+    created = std::move(record);
+  }
+  const v1::CheckpointRecord& record = created ? *created : it->second;
+#ifdef CAIRN_PLANTED_BUG
+  // Testing only (cairn-coordinator-planted, for the model checker): the
+  // defect this state machine exists to prevent, a retry during the merge
+  // taken and acknowledged without re-merging.
+  const bool planted_retry = record.state() == v1::MERGING;
+#else
+  constexpr bool planted_retry = false;
+  if (record.state() == v1::MERGING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, ": all its shards were durable and their merge has begun, so shard ",
+        req.shard_index(), " can no longer be replaced (this retry was not saved)"));
+  }
+#endif
+  if (record.state() != v1::PENDING && !planted_retry) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", name, " is ", StateName(record.state()), "; steps cannot be overwritten"));
+  }
+  if (record.num_shards() != req.num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", name, " was begun with ", record.num_shards(), " shards; shard ",
+        req.shard_index(), " says ", req.num_shards()));
+  }
+  ASSIGN_OR_RETURN(WriterRegistry::Choice chosen, writers_.Assign());
+
+  v1::CheckpointRecord updated = record;
+  v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+  const std::string released = !shard->token().empty() && !shard->durable() ? shard->writer_id() : "";
+  if (!shard->token().empty()) {
+    // A retry supersedes the earlier attempt, durable or not.
+    shard->add_old_staging_prefixes(shard->staging_prefix());
+  }
+  shard->set_writer_id(chosen.id);
+  shard->set_durable(false);
+  shard->clear_files();
+  shard->set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", updated.staging_dir(),
+                                            req.shard_index(), NewNonce()));
+  auth::Attempt attempt{req.job(), req.step(), req.shard_index(), req.num_shards(),
+                        shard->staging_prefix()};
+  shard->set_token(auth::MintAttemptToken(attempt_key_, attempt));
+  for (const auto& [m, v] : req.metrics()) (*updated.mutable_metrics())[m] = v;
+  if (absl::Status s = catalog_->PutCheckpoint(updated); !s.ok()) {
+    writers_.Release(chosen.id);
+    return s;
+  }
+  if (!released.empty()) writers_.Release(released);
+  live_[key] = updated;
+  {
+    Where where = At(req.job(), req.step());
+    where.shard = req.shard_index();
+    where.num_shards = req.num_shards();
+    Log(where, absl::StrCat("shard assigned to writer ", chosen.id));
+  }
+
+  v1::BeginShardResponse resp;
+  resp.set_writer_address(chosen.address);
+  resp.set_token(updated.shards(req.shard_index()).token());
+  resp.set_staging_prefix(updated.shards(req.shard_index()).staging_prefix());
+  return resp;
+}
+
+grpc::Status CoordinatorService::ShardDurable(grpc::ServerContext*,
+                                              const v1::ShardDurableRequest* req,
+                                              v1::ShardDurableResponse* resp) {
+  auto r = DoShardDurable(*req);
+  if (!r.ok()) CountError("ShardDurable", r.status());
+  if (!r.ok()) return rpc::ToGrpc(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
+    const v1::ShardDurableRequest& req) {
+  const Key key{req.job(), req.step()};
+  const std::string name = Name(req.job(), req.step());
+  auto current_attempt = [&req](const v1::CheckpointRecord& r) {
+    return req.shard_index() >= 0 && req.shard_index() < r.num_shards() &&
+           r.shards(req.shard_index()).token() == req.token();
+  };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(key);
+    if (it != live_.end() && it->second.state() != v1::PENDING && current_attempt(it->second)) {
+      // A repeated report of an attempt already in the merge or commit.
+      v1::ShardDurableResponse resp;
+      resp.set_committed(it->second.state() == v1::COMMITTING);
+      resp.set_state(it->second.state());
+      return resp;
+    }
+    if (it == live_.end()) {
+      // A report repeated after a coordinator restart: the recovery may have
+      // committed the checkpoint already, with this very attempt in it.
+      auto done = catalog_->GetCheckpoint(req.job(), req.step());
+      if (done.ok() && done->state() == v1::COMMITTED && current_attempt(*done)) {
+        v1::ShardDurableResponse resp;
+        resp.set_committed(true);
+        resp.set_state(v1::COMMITTED);
+        return resp;
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
+    }
+    v1::CheckpointRecord& record = it->second;
+    if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
+      return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
+    }
+    const v1::ShardRecord& current = record.shards(req.shard_index());
+    if (current.token() != req.token()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
+    }
+    if (record.state() != v1::PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is ", StateName(record.state())));
+    }
+    if (current.durable()) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(record.state());
+      return resp;
+    }
+    if (completing_.count(key)) {
+      // Claimed by an abort (pending timeout, rollback) that has not yet
+      // taken the record: this report must not start a merge under it.
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", name, " is being aborted"));
+    }
+    v1::CheckpointRecord updated = record;
+    v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
+    shard->set_durable(true);
+    *shard->mutable_files() = req.files();
+    shard->set_bytes(req.bytes());
+    shard->set_num_tensors(req.num_tensors());
+    // The last durable shard starts the merge in the same synced write: from
+    // here on no attempt of this checkpoint can change.
+    const bool complete = AllShardsDurable(updated);
+    if (complete) RETURN_IF_ERROR(Transition(&updated, v1::MERGING));
+    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    const std::string writer_id = current.writer_id();
+    record = std::move(updated);
+    writers_.Release(writer_id);
+    if (!complete) {
+      v1::ShardDurableResponse resp;
+      resp.set_state(v1::PENDING);
+      return resp;
+    }
+    // This thread merges; the background loop, rollback and timeouts skip
+    // it. (Free: checked above under the same lock.)
+    completing_.insert(key);
+  }
+  CAIRN_SYNC_POINT("after_all_durable");
+  absl::Status s = CompleteCheckpointClaimed(key);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    completing_.erase(key);
+  }
+  RETURN_IF_ERROR(s);
+  RetainAfterCommit(key.first, key.second);
+  v1::ShardDurableResponse resp;
+  resp.set_committed(true);
+  resp.set_state(v1::COMMITTED);
+  return resp;
+}
+
+}  // namespace internal
+}  // namespace cairn
