@@ -33,7 +33,8 @@ absl::StatusOr<MergeResult> MergeBundles(Storage* storage,
                                          const std::vector<std::string>& input_prefixes,
                                          absl::string_view output_prefix);
 
-// A file of a merged checkpoint, for the service's inventory.
+// A file of a merged checkpoint with its size and checksums (what an
+// inventory of the checkpoint records).
 struct MergedFile {
   std::string path;
   uint64_t size = 0;
@@ -41,8 +42,8 @@ struct MergedFile {
   std::string sha256;   // raw SHA-256 (index only; data files: empty)
 };
 
-// The service's merge: `parts[i]` is a single-data-file bundle written by one
-// shard writer and becomes shard i of `output_prefix`, always (an empty part
+// A positional, restartable merge: `parts[i]` is a single-data-file bundle
+// and becomes shard i of `output_prefix`, always (an empty part
 // still yields its, empty, data file, so a checkpoint of N shards has N data
 // files). Unlike MergeBundles it is restartable: run again after a crash at
 // any point, it finishes the job (data files already moved stay moved; the

@@ -94,8 +94,8 @@ class BundleWriter {
   // The CRC32C (unmasked) of the whole data file so far.
   uint32_t data_crc32c() const;
   // The SHA-256 (32 raw bytes) of the whole data file so far, if
-  // Options::sha256 was set (else empty). Recorded in the service's
-  // inventory and checked by `cairn verify --deep`.
+  // Options::sha256 was set (else empty): for an inventory that a later
+  // full-file check (e.g. `cairn verify --deep`) compares against.
   std::string data_sha256() const;
 
  private:
