@@ -33,12 +33,29 @@ struct CoordinatorServer::Rep {
   bool shut_down = false;
 };
 
+namespace {
+
+absl::StatusOr<std::unique_ptr<internal::Catalog>> OpenCatalog(const CoordinatorOptions& options) {
+  if (options.catalog.empty()) return internal::Catalog::Open(options.db_path);
+  ASSIGN_OR_RETURN(internal::EtcdStoreOptions etcd, internal::ParseEtcdUri(options.catalog));
+  etcd.candidate = options.listen;
+  etcd.lease_ttl_seconds = options.etcd_lease_ttl_seconds;
+  etcd.on_lost_leadership = options.on_lost_leadership;
+  etcd.on_standby = options.on_standby;
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::KvStore> store, internal::OpenEtcdStore(etcd));
+  return std::make_unique<internal::Catalog>(std::move(store));
+}
+
+}  // namespace
+
 CoordinatorServer::CoordinatorServer(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 CoordinatorServer::~CoordinatorServer() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorOptions& options) {
-  if (options.db_path.empty()) return absl::InvalidArgumentError("--db is required");
+  if (options.db_path.empty() == options.catalog.empty()) {
+    return absl::InvalidArgumentError("give the catalog as --db=DIR or --catalog=etcd://..., one of them");
+  }
   if (options.storage_uri.empty()) return absl::InvalidArgumentError("--storage is required");
   if (options.heartbeat_interval_ms <= 0 ||
       options.writer_timeout_ms < 3 * options.heartbeat_interval_ms) {
@@ -49,7 +66,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
   auto rep = std::make_unique<Rep>();
   Clock* clock = options.clock ? options.clock : &rep->real_clock;
-  ASSIGN_OR_RETURN(auto catalog, internal::Catalog::Open(options.db_path));
+  ASSIGN_OR_RETURN(auto catalog, OpenCatalog(options));
   // Writers are handed this root: a relative path would mean another
   // directory in each process (or be refused there).
   ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));

@@ -23,6 +23,7 @@
 #define CAIRN_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,8 +37,21 @@ namespace cairn {
 struct CoordinatorOptions {
   // HOST:PORT to listen on; port 0 picks a free port.
   std::string listen = "127.0.0.1:0";
-  // RocksDB directory of the catalog (created if missing). Required.
+  // Where the catalog lives: a RocksDB directory (created if missing), the
+  // embedded default; or, for several coordinators of which one leads,
+  // `catalog` = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX". Exactly one.
   std::string db_path;
+  std::string catalog;
+  // etcd only: the leadership lease's TTL. A standby takes over at most
+  // about this long after the leader stops renewing it.
+  int64_t etcd_lease_ttl_seconds = 5;
+  // etcd only: called once if this coordinator loses the leadership (its
+  // catalog then refuses every write). A server process should exit, so its
+  // supervisor restarts it as a standby.
+  std::function<void(const absl::Status&)> on_lost_leadership;
+  // etcd only: called while this coordinator waits as a standby, with the
+  // leader's address.
+  std::function<void(const std::string&)> on_standby;
   // Root under which every job's checkpoints live. Required.
   std::string storage_uri;
   StorageOptions storage;  // how to reach it (S3 endpoint and credentials, ...)
@@ -68,7 +82,8 @@ struct CoordinatorOptions {
 
 class CoordinatorServer {
  public:
-  // Opens the catalog, claims the storage root (FailedPrecondition if a
+  // Opens the catalog (with etcd: waits until this coordinator leads),
+  // claims the storage root (FailedPrecondition if a
   // marker there names another catalog), recovers unfinished commits, and
   // starts serving.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const CoordinatorOptions& options);

@@ -1,6 +1,12 @@
 // cairn-coordinator: the catalog and commit service. See README.md.
 #include <iostream>
+#include <chrono>
+#include <cstdlib>
+#include <future>
 #include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "proto/cmdline/signals.h"
 
 #include "proto/cmdline/flags.h"
 #include "observability/log.h"
@@ -12,14 +18,22 @@
 namespace {
 
 constexpr char kUsage[] =
-    R"(usage: cairn-coordinator --db=DIR --storage=URI [--listen=HOST:PORT]
+    R"(usage: cairn-coordinator (--db=DIR | --catalog=etcd://HOST:PORT[,...]/PREFIX)
+                         --storage=URI [--listen=HOST:PORT] [--etcd-lease-ttl=SECONDS]
                          [--pending-timeout=SECONDS] [--writer-timeout=SECONDS]
                          [--heartbeat-interval=SECONDS] [--metrics-listen=HOST:PORT]
                          [--tls-cert=FILE --tls-key=FILE [--tls-ca=FILE]
                           [--tls-client-auth]] [--insecure] [--auth-key-file=FILE]
 
-Keeps the catalog of jobs and checkpoints (RocksDB in DIR), assigns shards to
-shard writers and commits checkpoints under the storage root URI.
+Keeps the catalog of jobs and checkpoints, assigns shards to shard writers and
+commits checkpoints under the storage root URI.
+  --db               the catalog in a RocksDB directory (embedded; the default
+                     choice for one coordinator)
+  --catalog          the catalog in etcd, for several coordinators: one leads
+                     (an etcd lease), the others wait as standbys and take over
+                     when it stops; several endpoints as IPV4:PORT,IPV4:PORT
+  --etcd-lease-ttl   seconds a leader may go silent before a standby takes
+                     over (default 5)
   --listen           address to serve on (default 127.0.0.1:0; port 0 picks a
                      free port, printed as "listening on HOST:PORT")
   --pending-timeout  abort a checkpoint whose shards have not all arrived after
@@ -46,7 +60,7 @@ int main(int argc, char** argv) {
   cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
-                             "crash-at", "s3-endpoint", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
+                             "crash-at", "s3-endpoint", "catalog", "etcd-lease-ttl", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
                              "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
     std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
@@ -88,12 +102,37 @@ int main(int argc, char** argv) {
     }
     *ms = static_cast<int64_t>(seconds * 1000 + 0.5);
   }
-  if (options.db_path.empty() || options.storage_uri.empty()) {
-    std::cerr << "cairn-coordinator: --db and --storage are required\n" << kUsage;
+  options.catalog = flags->Get("catalog").value_or("");
+  if (options.db_path.empty() == options.catalog.empty() || options.storage_uri.empty()) {
+    std::cerr << "cairn-coordinator: --storage and one of --db or --catalog are required\n" << kUsage;
     return 2;
   }
+  auto ttl = flags->GetInt("etcd-lease-ttl", 2, 3600);
+  if (!ttl.ok()) {
+    std::cerr << "cairn-coordinator: " << ttl.status().message() << "\n";
+    return 2;
+  }
+  if (ttl->has_value()) options.etcd_lease_ttl_seconds = **ttl;
+  // Fail-stop: a deposed leader's catalog refuses every write (fencing); the
+  // process ends so its supervisor restarts it as a standby.
+  options.on_lost_leadership = [](const absl::Status& why) {
+    cairn::logging::Log(absl::StrCat("lost the leadership (", why.message(), "); exiting"));
+    std::_Exit(3);
+  };
+  options.on_standby = [](const std::string& leader) {
+    cairn::logging::Log(leader.empty() ? std::string("standby: waiting for the leadership")
+                                       : absl::StrCat("standby: the leader is ", leader));
+  };
   const int rc = cairn::cmdline::ServerSecurityFromFlags(*flags, "cairn-coordinator", options.listen, &options.tls,
                                                      &options.insecure, &options.auth_key);
   if (rc >= 0) return rc;
-  return cairn::cmdline::ServeUntilSignal(cairn::CoordinatorServer::Start(options), "cairn-coordinator");
+  // A standby waits inside Start until it leads; SIGTERM still stops it.
+  auto started = std::async(std::launch::async, [&options] { return cairn::CoordinatorServer::Start(options); });
+  while (started.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    if (const int sig = cairn::cmdline::PollTerminationSignal(200); sig != 0) {
+      cairn::logging::Log(absl::StrCat("signal ", sig, " before serving; exiting"));
+      std::_Exit(0);
+    }
+  }
+  return cairn::cmdline::ServeUntilSignal(started.get(), "cairn-coordinator");
 }

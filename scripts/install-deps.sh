@@ -21,6 +21,9 @@ PACKAGES=(
   # The Python package (python/, built for /usr/bin/python3): pybind11 headers,
   # NumPy; PyTorch for the train/kill/resume example test (large: ~45 s here).
   pybind11-dev python3-dev python3-numpy python3-torch
+  # The HA catalog: etcd's v3 schemas (the coordinator's etcd client is
+  # generated from them) and etcd itself for the tests.
+  golang-etcd-server-dev etcd-server etcd-client
 )
 
 missing=()

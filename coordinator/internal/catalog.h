@@ -1,6 +1,7 @@
-// The coordinator's durable catalog in RocksDB. Every write is synced
-// (WriteOptions::sync) before it returns: a record the coordinator has
-// acknowledged survives a crash of the process or the machine.
+// The coordinator's durable catalog: its records over a KvStore
+// (kv_store.h: RocksDB embedded, or etcd). Every write is durable before it
+// returns: a record the coordinator has acknowledged survives a crash of the
+// process or the machine.
 //
 // Keys:  ckpt/<job>/<step, 20 digits>  → cairn.v1.CheckpointRecord
 //        writer/<id>                   → cairn.v1.WriterInfo
@@ -14,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "coordinator/internal/kv_store.h"
 #include "proto/catalog.pb.h"
 
 namespace cairn {
@@ -21,9 +23,13 @@ namespace internal {
 
 class Catalog {
  public:
-  // Opens (creating if needed) the RocksDB database in `dir`.
+  explicit Catalog(std::unique_ptr<KvStore> store);
+  // A catalog in (creating if needed) the RocksDB database in `dir`.
   static absl::StatusOr<std::unique_ptr<Catalog>> Open(const std::string& dir);
   ~Catalog();
+
+  // Where the records live ("rocksdb:DIR", "etcd://...").
+  std::string Describe() const { return store_->Describe(); }
 
   absl::Status PutCheckpoint(const v1::CheckpointRecord& record);
   // NotFound if absent.
@@ -50,9 +56,11 @@ class Catalog {
   absl::StatusOr<std::vector<v1::WriterInfo>> ListWriters();
 
  private:
-  struct Rep;
-  explicit Catalog(std::unique_ptr<Rep> rep);
-  std::unique_ptr<Rep> rep_;
+  absl::Status PutMessage(const std::string& key, const google::protobuf::Message& m);
+  template <typename Message>
+  absl::StatusOr<std::vector<Message>> ScanMessages(const std::string& prefix);
+
+  std::unique_ptr<KvStore> store_;
 };
 
 }  // namespace internal

@@ -30,5 +30,12 @@ int WaitForTerminationSignal() {
   return sig;
 }
 
+int PollTerminationSignal(int timeout_ms) {
+  sigset_t set = TerminationSet();
+  timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1000000L};
+  const int sig = sigtimedwait(&set, nullptr, &timeout);
+  return sig > 0 ? sig : 0;
+}
+
 }  // namespace cmdline
 }  // namespace cairn

@@ -11,6 +11,8 @@ void BlockTerminationSignals();
 // Waits until SIGTERM or SIGINT arrives; returns the signal number.
 // REQUIRES: BlockTerminationSignals() was called.
 int WaitForTerminationSignal();
+// Like WaitForTerminationSignal, for at most `timeout_ms`; 0 if none came.
+int PollTerminationSignal(int timeout_ms);
 
 }  // namespace cmdline
 }  // namespace cairn

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace cairn {
 namespace rpc {
@@ -30,6 +31,18 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
 
 }  // namespace
 
+std::string ChannelTarget(const std::string& address) {
+  if (address.find(',') == std::string::npos) return address;
+  std::string target = "ipv4:";
+  for (absl::string_view part : absl::StrSplit(address, ',')) {
+    std::string a(part);
+    if (absl::StartsWith(a, "localhost:")) a = absl::StrCat("127.0.0.1", a.substr(9));
+    if (target.size() > 5) target += ",";
+    target += a;
+  }
+  return target;
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
@@ -49,7 +62,8 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 }
 
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ChannelArgs());
+  return grpc::CreateCustomChannel(ChannelTarget(address), grpc::InsecureChannelCredentials(),
+                                   ChannelArgs());
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& address,
@@ -72,7 +86,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& add
     ssl.pem_cert_chain = *cert;
     ssl.pem_private_key = *key;
   }
-  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), ChannelArgs());
+  return grpc::CreateCustomChannel(ChannelTarget(address), grpc::SslCredentials(ssl), ChannelArgs());
 }
 
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials() {

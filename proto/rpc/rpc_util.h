@@ -26,7 +26,15 @@ grpc::Status ToGrpc(const absl::Status& s);
 // `what` names the peer or call for the message ("coordinator 1.2.3.4:5").
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what = "");
 
-// A plaintext channel to HOST:PORT with Cairn's message limits.
+// The gRPC target for an address: HOST:PORT as is; a list
+// "IP:PORT,IP:PORT,..." (several coordinators, one leading) as one
+// "ipv4:" target, over which gRPC connects to the first that answers and
+// moves on when it goes (a standby does not listen until it leads).
+// "localhost:PORT" in a list means 127.0.0.1.
+std::string ChannelTarget(const std::string& address);
+
+// A plaintext channel to HOST:PORT (or a list, see ChannelTarget) with
+// Cairn's message limits.
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address);
 // A channel to HOST:PORT: TLS if tls.client_enabled() (verifying the server
 // against tls.ca_file, presenting cert_file/key_file if set), else plaintext.

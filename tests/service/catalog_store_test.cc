@@ -1,0 +1,245 @@
+// The catalog's stores (coordinator/internal/kv_store.h) against one
+// conformance suite: RocksDB, and etcd on a real 3-member cluster started on
+// 127.0.0.1. Then etcd's leadership: one leader at a time, a standby takes
+// over when the leader goes, and a deposed leader's writes are refused
+// (fencing), also with one etcd member down.
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/internal/catalog.h"
+#include "coordinator/internal/kv_store.h"
+#include "gtest/gtest.h"
+#include "tests/testing/etcd.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace internal {
+namespace {
+
+using testing::EtcdCluster;
+using testing::TempDir;
+
+// One etcd cluster for the whole binary (starting one takes a few seconds).
+EtcdCluster* SharedEtcd() {
+  static TempDir* dir = new TempDir();
+  static EtcdCluster* cluster = new EtcdCluster(dir->path(), 3);
+  return cluster;
+}
+
+std::string UniquePrefix() {
+  static std::atomic<int> n{0};
+  return absl::StrCat("test-", ::getpid(), "-", n.fetch_add(1));
+}
+
+EtcdStoreOptions EtcdOptions(const std::string& prefix, const std::string& candidate) {
+  EtcdStoreOptions o;
+  o.endpoints = SharedEtcd()->endpoints();
+  o.prefix = prefix;
+  o.candidate = candidate;
+  o.lease_ttl_seconds = 2;
+  o.call_timeout_ms = 5000;
+  return o;
+}
+
+class StoreConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "rocksdb") {
+      auto s = OpenRocksDbStore(dir_.Join("db"));
+      ASSERT_TRUE(s.ok()) << s.status();
+      store_ = *std::move(s);
+    } else {
+      if (!SharedEtcd()->ok()) GTEST_SKIP() << SharedEtcd()->why();
+      auto s = OpenEtcdStore(EtcdOptions(UniquePrefix(), "c1"));
+      ASSERT_TRUE(s.ok()) << s.status();
+      store_ = *std::move(s);
+    }
+  }
+  TempDir dir_;
+  std::unique_ptr<KvStore> store_;
+};
+
+TEST_P(StoreConformance, GetPutOverwriteDelete) {
+  auto absent = store_->Get("a");
+  ASSERT_TRUE(absent.ok()) << absent.status();
+  EXPECT_FALSE(absent->has_value());
+  const std::string binary("x\0y\xff", 4);
+  ASSERT_TRUE(store_->Put("a", binary).ok());
+  EXPECT_EQ(store_->Get("a")->value(), binary);
+  ASSERT_TRUE(store_->Put("a", "second").ok());
+  EXPECT_EQ(store_->Get("a")->value(), "second");
+  ASSERT_TRUE(store_->Delete("a").ok());
+  EXPECT_FALSE(store_->Get("a")->has_value());
+  EXPECT_TRUE(store_->Delete("never-there").ok());
+}
+
+TEST_P(StoreConformance, ScanIsAscendingAndStaysInsideItsPrefix) {
+  // More keys than one etcd page (1000), written out of order.
+  constexpr int kKeys = 1203;
+  for (int i = kKeys - 1; i >= 0; --i) {
+    ASSERT_TRUE(store_->Put(absl::StrFormat("ckpt/job/%05d", i), absl::StrCat(i)).ok());
+  }
+  ASSERT_TRUE(store_->Put("ckpt/job2/00001", "other job").ok());
+  ASSERT_TRUE(store_->Put("ckpt/jo", "shorter").ok());
+  auto rows = store_->Scan("ckpt/job/");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), static_cast<size_t>(kKeys));
+  for (int i = 0; i < kKeys; ++i) {
+    EXPECT_EQ((*rows)[static_cast<size_t>(i)].first, absl::StrFormat("ckpt/job/%05d", i));
+    EXPECT_EQ((*rows)[static_cast<size_t>(i)].second, absl::StrCat(i));
+  }
+  EXPECT_EQ(store_->Scan("ckpt/")->size(), static_cast<size_t>(kKeys + 2));
+  EXPECT_TRUE(store_->Scan("nothing/")->empty());
+}
+
+TEST_P(StoreConformance, CatalogRecordsRoundTrip) {
+  Catalog catalog(std::move(store_));
+  v1::CheckpointRecord r;
+  r.set_job("bert");
+  r.set_step(7);
+  r.set_state(v1::COMMITTED);
+  ASSERT_TRUE(catalog.PutCheckpoint(r).ok());
+  r.set_step(12);
+  ASSERT_TRUE(catalog.PutCheckpoint(r).ok());
+  r.set_job("bert2");
+  ASSERT_TRUE(catalog.PutCheckpoint(r).ok());
+  auto listed = catalog.ListCheckpoints("bert");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].step(), 7);
+  EXPECT_EQ((*listed)[1].step(), 12);
+  EXPECT_EQ(catalog.ListCheckpoints("")->size(), 3u);
+  EXPECT_TRUE(absl::IsNotFound(catalog.GetCheckpoint("bert", 8).status()));
+  ASSERT_TRUE(catalog.PutMeta("catalog_id", "abc").ok());
+  EXPECT_EQ(*catalog.GetMeta("catalog_id"), "abc");
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, ::testing::Values("rocksdb", "etcd"),
+                         [](const auto& info) { return info.param; });
+
+class EtcdLeadership : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!SharedEtcd()->ok()) GTEST_SKIP() << SharedEtcd()->why();
+  }
+};
+
+TEST_F(EtcdLeadership, OneLeaderAtATimeAndTheStandbyTakesOver) {
+  const std::string prefix = UniquePrefix();
+  auto first = OpenEtcdStore(EtcdOptions(prefix, "coordinator-a"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Put("k", "from a").ok());
+
+  std::promise<std::string> seen_leader;
+  std::atomic<bool> reported{false};
+  EtcdStoreOptions b = EtcdOptions(prefix, "coordinator-b");
+  b.on_standby = [&](const std::string& leader) {
+    if (!reported.exchange(true)) seen_leader.set_value(leader);
+  };
+  auto second = std::async(std::launch::async, [b] { return OpenEtcdStore(b); });
+  // b waits as a standby and names the leader.
+  auto leader = seen_leader.get_future();
+  ASSERT_EQ(leader.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(leader.get(), "coordinator-a");
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(1500)), std::future_status::timeout);
+
+  // a goes (its lease is revoked on close): b leads, and sees a's data.
+  const auto t0 = std::chrono::steady_clock::now();
+  first->reset();
+  ASSERT_EQ(second.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto b_store = second.get();
+  ASSERT_TRUE(b_store.ok()) << b_store.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_EQ((*b_store)->Get("k")->value(), "from a");
+  EXPECT_TRUE((*b_store)->Put("k", "from b").ok());
+}
+
+TEST_F(EtcdLeadership, ADeposedLeaderCannotWrite) {
+  const std::string prefix = UniquePrefix();
+  std::promise<absl::Status> lost;
+  std::atomic<bool> lost_once{false};
+  EtcdStoreOptions a = EtcdOptions(prefix, "coordinator-a");
+  a.on_lost_leadership = [&](const absl::Status& why) {
+    if (!lost_once.exchange(true)) lost.set_value(why);
+  };
+  auto first = OpenEtcdStore(a);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Put("k", "a1").ok());
+
+  // Another process takes the leadership behind a's back (as after a's lease
+  // expired during a partition): the leader key is replaced.
+  testing::RunResult del = testing::Run({"/usr/bin/etcdctl", "--endpoints=" + SharedEtcd()->endpoints()[0],
+                                         "del", prefix + "/leader"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  auto second = OpenEtcdStore(EtcdOptions(prefix, "coordinator-b"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE((*second)->Put("k", "b1").ok());
+
+  // a's writes are refused, and change nothing.
+  absl::Status s = (*first)->Put("k", "a2");
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_TRUE(absl::IsFailedPrecondition((*first)->Delete("k")));
+  EXPECT_EQ((*second)->Get("k")->value(), "b1");
+  auto why = lost.get_future();
+  ASSERT_EQ(why.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_FALSE(why.get().ok());
+}
+
+TEST_F(EtcdLeadership, ALeaderThatCannotRenewItsLeaseStepsDown) {
+  // A private single-member cluster, paused under the leader: its lease
+  // cannot be renewed, so it must give up within the TTL.
+  TempDir dir;
+  EtcdCluster solo(dir.path(), 1);
+  ASSERT_TRUE(solo.ok()) << solo.why();
+  std::promise<absl::Status> lost;
+  std::atomic<bool> lost_once{false};
+  EtcdStoreOptions a;
+  a.endpoints = solo.endpoints();
+  a.prefix = "solo";
+  a.candidate = "coordinator-a";
+  a.lease_ttl_seconds = 2;
+  a.call_timeout_ms = 1000;
+  a.on_lost_leadership = [&](const absl::Status& why) {
+    if (!lost_once.exchange(true)) lost.set_value(why);
+  };
+  auto store = OpenEtcdStore(a);
+  ASSERT_TRUE(store.ok()) << store.status();
+  solo.Pause(0);
+  auto why = lost.get_future();
+  const bool stepped_down = why.wait_for(std::chrono::seconds(6)) == std::future_status::ready;
+  solo.Resume(0);
+  ASSERT_TRUE(stepped_down);
+  EXPECT_TRUE(absl::IsFailedPrecondition((*store)->Put("k", "late")));
+}
+
+TEST_F(EtcdLeadership, OneMemberDownChangesNothing) {
+  TempDir dir;
+  EtcdCluster three(dir.path(), 3);
+  ASSERT_TRUE(three.ok()) << three.why();
+  EtcdStoreOptions a;
+  a.endpoints = three.endpoints();
+  a.prefix = "three";
+  a.candidate = "coordinator-a";
+  a.lease_ttl_seconds = 3;
+  auto store = OpenEtcdStore(a);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put("k", "1").ok());
+  for (int i = 0; i < 3; ++i) {
+    three.Kill(i);
+    ASSERT_TRUE((*store)->Put("k", absl::StrCat("with member ", i, " down")).ok()) << i;
+    EXPECT_EQ((*store)->Get("k")->value(), absl::StrCat("with member ", i, " down"));
+    three.Restart(i);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+}  // namespace
+}  // namespace internal
+}  // namespace cairn

@@ -1,0 +1,187 @@
+// High availability on etcd with real processes: a 3-member etcd cluster on
+// 127.0.0.1, two coordinators sharing its catalog and one storage root, two
+// writers and the CLI given both coordinator addresses. The leader is
+// SIGKILLed during a multi-shard save, before and after the decision; the
+// standby takes over within the lease TTL plus a few seconds; the
+// interrupted step ends committed or aborted, never half-visible; every
+// committed step restores exactly; the old leader, restarted, stands by.
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "storage/bundle/safetensors.h"
+#include "tests/testing/etcd.h"
+#include "tests/testing/process.h"
+#include "tests/testing/safetensors_util.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+using testing::BinPath;
+using testing::EtcdCluster;
+using testing::FreePort;
+using testing::RunResult;
+using testing::ServerProcess;
+
+constexpr int kLeaseTtlSeconds = 2;
+
+RunResult Cairn(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("cairn"));
+  return testing::Run(args);
+}
+
+class HaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    etcd_ = std::make_unique<EtcdCluster>(dir_.Join("etcd"), 3);
+    if (!etcd_->ok()) {
+      if (absl::StartsWith(etcd_->why(), "missing dependency")) GTEST_SKIP() << etcd_->why();
+      FAIL() << etcd_->why();
+    }
+    for (int i = 0; i < 2; ++i) addresses_.push_back(absl::StrCat("127.0.0.1:", FreePort()));
+    both_ = absl::StrCat(addresses_[0], ",", addresses_[1]);
+  }
+
+  std::vector<std::string> CoordinatorArgv(int i) const {
+    return {BinPath("cairn-coordinator"),
+            "--listen=" + addresses_[static_cast<size_t>(i)],
+            "--catalog=" + etcd_->CatalogUri("cairn"),
+            "--storage=" + dir_.Join("storage"),
+            absl::StrCat("--etcd-lease-ttl=", kLeaseTtlSeconds),
+            "--writer-timeout=3",
+            "--heartbeat-interval=0.5"};
+  }
+
+  // Starts coordinator i; returns when it serves (a standby: when it leads).
+  std::future<std::unique_ptr<ServerProcess>> StartCoordinator(int i) {
+    const std::vector<std::string> argv = CoordinatorArgv(i);
+    const std::string log = dir_.Join(absl::StrCat("coordinator", i, ".log"));
+    return std::async(std::launch::async, [argv, log] { return std::make_unique<ServerProcess>(argv, log); });
+  }
+
+  std::unique_ptr<ServerProcess> StartWriter(int i) {
+    return std::make_unique<ServerProcess>(
+        std::vector<std::string>{BinPath("cairn-writer"), "--coordinator=" + both_},
+        dir_.Join(absl::StrCat("writer", i, ".log")));
+  }
+
+  std::string File(int64_t step, int shard) {
+    const std::string path = dir_.Join(absl::StrCat("s", step, "-", shard, ".safetensors"));
+    std::vector<SafetensorsTensor> infos = {{absl::StrCat("w", shard), DataType::kFloat, {4096}}};
+    testing::WriteFile(path, *BuildSafetensorsPrefix(&infos, {}) +
+                                 testing::PatternBytes(16384, static_cast<uint32_t>(step * 10 + shard)));
+    return path;
+  }
+
+  RunResult SaveShard(int64_t step, int shard, int shards) {
+    return Cairn({"save", "--coordinator=" + both_, "--job=j", absl::StrCat("--step=", step),
+                  absl::StrCat("--shard=", shard, "/", shards), "--from=" + File(step, shard)});
+  }
+
+  // Every shard of `step` restores exactly (the files as saved).
+  void ExpectRestoresExactly(int64_t step, int shards) {
+    const std::string to = dir_.Join(absl::StrCat("restored-", step, ".safetensors"));
+    RunResult r = Cairn({"restore", "--coordinator=" + both_, "--job=j", absl::StrCat("--step=", step),
+                         "--to=" + to});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto got = testing::ReadSafetensorsTensors(to);
+    ASSERT_EQ(got.size(), static_cast<size_t>(shards));
+    for (int s = 0; s < shards; ++s) {
+      EXPECT_EQ(got.at(absl::StrCat("w", s)), testing::PatternBytes(16384, static_cast<uint32_t>(step * 10 + s)))
+          << "step " << step << " shard " << s;
+    }
+  }
+
+  // The committed steps of job j, per `cairn list --json`.
+  std::string ListJson() { return Cairn({"list", "--coordinator=" + both_, "--job=j", "--json"}).out; }
+
+  testing::TempDir dir_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::vector<std::string> addresses_;
+  std::string both_;
+};
+
+TEST_F(HaTest, TheStandbyTakesOverWhenTheLeaderIsKilledMidSave) {
+  auto leader = StartCoordinator(0).get();
+  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto standby = StartCoordinator(1);
+  // The standby waits; it does not serve.
+  EXPECT_EQ(standby.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+  auto w0 = StartWriter(0);
+  auto w1 = StartWriter(1);
+  ASSERT_FALSE(w0->address().empty());
+  ASSERT_FALSE(w1->address().empty());
+
+  // Step 1 commits through the first leader.
+  ASSERT_EQ(SaveShard(1, 0, 2).exit_code, 0);
+  RunResult last = SaveShard(1, 1, 2);
+  ASSERT_EQ(last.exit_code, 0) << last.err;
+  ASSERT_TRUE(absl::StrContains(last.out, "committed")) << last.out;
+
+  // Step 2: one of two shards durable, then the leader dies (before the
+  // decision).
+  ASSERT_EQ(SaveShard(2, 0, 2).exit_code, 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  leader->Kill();
+  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  auto new_leader = standby.get();
+  ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(kLeaseTtlSeconds + 8));
+
+  // The interrupted step is pending under the new leader: its last shard
+  // completes it (the writers follow the new leader).
+  RunResult finish = SaveShard(2, 1, 2);
+  ASSERT_EQ(finish.exit_code, 0) << finish.err;
+  EXPECT_TRUE(absl::StrContains(finish.out, "committed")) << finish.out;
+  ExpectRestoresExactly(1, 2);
+  ExpectRestoresExactly(2, 2);
+
+  // The old leader, restarted, stands by while the new one leads.
+  auto restarted = StartCoordinator(0);
+  EXPECT_EQ(restarted.wait_for(std::chrono::seconds(3)), std::future_status::timeout);
+  ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
+  ExpectRestoresExactly(3, 1);
+  new_leader->Kill();
+  ASSERT_EQ(restarted.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  auto third = restarted.get();
+  ASSERT_FALSE(third->address().empty());
+  for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, step == 3 ? 1 : 2);
+}
+
+TEST_F(HaTest, ALeaderKilledAfterTheDecisionLeavesTheStepCommittedOrAborted) {
+  // The leader crashes right after deciding to commit (its decision is in
+  // etcd, the publishing is not done): the standby finishes the commit.
+  std::vector<std::string> argv = CoordinatorArgv(0);
+  argv.push_back("--crash-at=after_decide");
+  auto leader = std::make_unique<ServerProcess>(argv, dir_.Join("coordinator0.log"));
+  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto standby = StartCoordinator(1);
+  auto w0 = StartWriter(0);
+  auto w1 = StartWriter(1);
+  ASSERT_FALSE(w0->address().empty());
+  ASSERT_FALSE(w1->address().empty());
+
+  ASSERT_EQ(SaveShard(5, 0, 2).exit_code, 0);
+  RunResult last = SaveShard(5, 1, 2);  // its report reaches the decision; the leader exits
+  EXPECT_EQ(leader->WaitExit(10000), testing::kCrashPointExitCode);
+  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  auto new_leader = standby.get();
+  ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
+  // Recovery finished the decided commit: step 5 is committed and whole.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!absl::StrContains(ListJson(), "\"step\": 5") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(absl::StrContains(ListJson(), "\"step\": 5")) << ListJson() << last.err;
+  ExpectRestoresExactly(5, 2);
+}
+
+}  // namespace
+}  // namespace cairn

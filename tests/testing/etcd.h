@@ -1,0 +1,55 @@
+// A real etcd cluster (Debian's /usr/bin/etcd) on 127.0.0.1 for tests: N
+// members on free ports, data in a temporary directory, killed on
+// destruction.
+#ifndef CAIRN_TESTS_TESTING_ETCD_H_
+#define CAIRN_TESTS_TESTING_ETCD_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace cairn {
+namespace testing {
+
+class EtcdCluster {
+ public:
+  // Starts `members` members under `dir` and waits (up to 30 s) until every
+  // one answers its health check. ok() false (and why()) otherwise, e.g.
+  // when etcd is not installed.
+  EtcdCluster(const std::string& dir, int members);
+  ~EtcdCluster();
+
+  bool ok() const { return ok_; }
+  const std::string& why() const { return why_; }
+  // "127.0.0.1:PORT" client endpoints.
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  // "etcd://E1,E2,.../PREFIX"
+  std::string CatalogUri(const std::string& prefix) const;
+  // SIGKILL member i (a crash); Restart brings it back with its data.
+  void Kill(int i);
+  void Restart(int i);
+  // SIGSTOP / SIGCONT member i (a pause: it answers nothing meanwhile).
+  void Pause(int i);
+  void Resume(int i);
+
+ private:
+  void Start(int i, bool fresh);
+  bool Healthy(int i) const;
+
+  std::string dir_;
+  std::vector<std::string> endpoints_;
+  std::vector<int> peer_ports_;
+  std::vector<pid_t> pids_;
+  std::string initial_cluster_;
+  bool ok_ = false;
+  std::string why_;
+};
+
+// A free TCP port on 127.0.0.1 (bound and released; racy but fine for tests).
+int FreePort();
+
+}  // namespace testing
+}  // namespace cairn
+
+#endif  // CAIRN_TESTS_TESTING_ETCD_H_
