@@ -38,7 +38,7 @@ namespace {
 absl::StatusOr<std::unique_ptr<internal::Catalog>> OpenCatalog(const CoordinatorOptions& options) {
   if (options.catalog.empty()) return internal::Catalog::Open(options.db_path);
   ASSIGN_OR_RETURN(internal::EtcdStoreOptions etcd, internal::ParseEtcdUri(options.catalog));
-  etcd.candidate = options.listen;
+  etcd.candidate = options.advertise.empty() ? options.listen : options.advertise;
   etcd.lease_ttl_seconds = options.etcd_lease_ttl_seconds;
   etcd.on_lost_leadership = options.on_lost_leadership;
   etcd.on_standby = options.on_standby;

@@ -42,6 +42,9 @@ struct CoordinatorOptions {
   // `catalog` = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX". Exactly one.
   std::string db_path;
   std::string catalog;
+  // etcd only: this coordinator's name in the leader election, as standbys
+  // report it (default: `listen`).
+  std::string advertise;
   // etcd only: the leadership lease's TTL. A standby takes over at most
   // about this long after the leader stops renewing it.
   int64_t etcd_lease_ttl_seconds = 5;

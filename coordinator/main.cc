@@ -18,8 +18,9 @@
 namespace {
 
 constexpr char kUsage[] =
-    R"(usage: cairn-coordinator (--db=DIR | --catalog=etcd://HOST:PORT[,...]/PREFIX)
-                         --storage=URI [--listen=HOST:PORT] [--etcd-lease-ttl=SECONDS]
+    R"(usage: cairn-coordinator (--db=DIR | --catalog=etcd://HOST:PORT[,...]/PREFIX
+                          [--etcd-lease-ttl=SECONDS] [--advertise=HOST:PORT])
+                         --storage=URI [--listen=HOST:PORT]
                          [--pending-timeout=SECONDS] [--writer-timeout=SECONDS]
                          [--heartbeat-interval=SECONDS] [--metrics-listen=HOST:PORT]
                          [--tls-cert=FILE --tls-key=FILE [--tls-ca=FILE]
@@ -34,6 +35,8 @@ commits checkpoints under the storage root URI.
                      when it stops; several endpoints as IPV4:PORT,IPV4:PORT
   --etcd-lease-ttl   seconds a leader may go silent before a standby takes
                      over (default 5)
+  --advertise        this coordinator's address as the others report it
+                     (default: --listen)
   --listen           address to serve on (default 127.0.0.1:0; port 0 picks a
                      free port, printed as "listening on HOST:PORT")
   --pending-timeout  abort a checkpoint whose shards have not all arrived after
@@ -60,7 +63,7 @@ int main(int argc, char** argv) {
   cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                             {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
-                             "crash-at", "s3-endpoint", "catalog", "etcd-lease-ttl", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
+                             "crash-at", "s3-endpoint", "catalog", "etcd-lease-ttl", "advertise", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
                              "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
     std::cerr << "cairn-coordinator: " << flags.status().message() << "\n" << kUsage;
@@ -103,6 +106,7 @@ int main(int argc, char** argv) {
     *ms = static_cast<int64_t>(seconds * 1000 + 0.5);
   }
   options.catalog = flags->Get("catalog").value_or("");
+  options.advertise = flags->Get("advertise").value_or("");
   if (options.db_path.empty() == options.catalog.empty() || options.storage_uri.empty()) {
     std::cerr << "cairn-coordinator: --storage and one of --db or --catalog are required\n" << kUsage;
     return 2;

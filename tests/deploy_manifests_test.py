@@ -61,5 +61,26 @@ for unit, exe in (("cairn-coordinator.service", "cairn-coordinator"), ("cairn-wr
     check(f"/usr/local/bin/{exe}" in text, f"{unit} runs {exe}")
     for flag in re.findall(r"--([a-z0-9-]+)=", text):
         check(flag in have[exe], f"{unit}: {exe} --help documents --{flag}")
+# The HA variant: 3 etcd members, 2 coordinators on the etcd catalog, ready
+# only while leading, and every flag real.
+ha = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(os.path.join(ROOT, "deploy/kubernetes/cairn-ha.yaml")))}
+etcd = ha.get(("StatefulSet", "cairn-etcd"))
+hacoord = ha.get(("StatefulSet", "cairn-coordinator"))
+check(etcd is not None and etcd["spec"]["replicas"] == 3, "HA: a 3-member etcd")
+check(hacoord is not None and hacoord["spec"]["replicas"] >= 2, "HA: at least 2 coordinators")
+hc = hacoord["spec"]["template"]["spec"]["containers"][0]
+check(any(a.startswith("--catalog=etcd://") for a in hc["args"]), "HA: coordinators use the etcd catalog")
+check(not any(a.startswith("--db=") for a in hc["args"]), "HA: no local --db")
+check(hc.get("readinessProbe", {}).get("tcpSocket", {}).get("port") == 7070,
+      "HA: readiness = listening = leading")
+check(("Service", "cairn-coordinator") in ha, "HA: the coordinator Service")
+for a in hc["args"]:
+    flag = a[2:].split("=")[0]
+    check(flag in have["cairn-coordinator"], f"HA manifest: cairn-coordinator --help documents --{flag}")
+text = open(os.path.join(ROOT, "deploy/systemd/cairn-coordinator-ha.service")).read()
+check("--catalog=etcd://" in text, "HA unit uses the etcd catalog")
+for flag in re.findall(r"--([a-z0-9-]+)=", text):
+    check(flag in have["cairn-coordinator"], f"cairn-coordinator-ha.service: --help documents --{flag}")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

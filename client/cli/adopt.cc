@@ -40,7 +40,7 @@ int RunAdopt(const std::vector<std::string>& args) {
   const bool json = flags.GetBool("json");
   auto result = AdoptCheckpoints(**client, job, *from, [json](const std::string& line) {
     (json ? std::cerr : std::cout) << line << "\n";
-  });
+  }, StorageFromFlags(flags));
   if (!result.ok()) return Failed(result.status());
   if (json) {
     nlohmann::json out = {{"job", job},

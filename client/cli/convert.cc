@@ -35,6 +35,7 @@ int RunConvert(const std::vector<std::string>& args) {
   auto shards = flags.GetInt("shards", 1, 99999);
   if (!shards.ok()) return UsageError(std::string(shards.status().message()));
   ConvertOptions options;
+  options.storage = StorageFromFlags(flags);
   options.shards = static_cast<int>(shards->value_or(1));
   options.strict = flags.GetBool("strict");
   options.warn = [bar = bar.get()](const std::string& msg) { bar->Note("cairn: warning: " + msg); };

@@ -25,7 +25,7 @@ int RunInspect(const std::vector<std::string>& args) {
                        &flags);
   if (rc >= 0) return rc;
   if (flags.positional().size() != 1) return UsageError("inspect takes exactly one PREFIX");
-  auto out = InspectCheckpoint(flags.positional()[0], flags.GetBool("json"));
+  auto out = InspectCheckpoint(flags.positional()[0], flags.GetBool("json"), StorageFromFlags(flags));
   if (!out.ok()) return Failed(out.status());
   std::cout << *out;
   return kOk;

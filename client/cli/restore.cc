@@ -111,6 +111,7 @@ int RunRestore(const std::vector<std::string>& args) {
   bar->Finish();
   RestoreOutputOptions out_options;
   out_options.strict = flags.GetBool("strict");
+  out_options.storage = StorageFromFlags(flags);
   out_options.warn = [](const std::string& msg) { std::cerr << "cairn: warning: " << msg << "\n"; };
   auto summary = WriteRestoredTensors(*tensors, *to, out_options);
   if (!summary.ok()) return Failed(summary.status());

@@ -55,12 +55,12 @@ int RunVerify(const std::vector<std::string>& args) {
     if (flags.positional().size() != 1) return UsageError("verify takes exactly one PREFIX");
     prefix = flags.positional()[0];
   }
-  auto report = VerifyCheckpoint(prefix, bar->Callback());
+  auto report = VerifyCheckpoint(prefix, bar->Callback(), StorageFromFlags(flags));
   if (!report.ok()) return Failed(*bar, report.status());
   bar->Finish();
   if (flags.GetBool("deep")) {
     auto files_bar = ProgressBarFromFlags(flags, "verify files", &rc);
-    auto files = VerifyFiles(root, inventory, files_bar->Callback());
+    auto files = VerifyFiles(root, inventory, files_bar->Callback(), StorageFromFlags(flags));
     if (!files.ok()) return Failed(*files_bar, files.status());
     files_bar->Finish();
     report->problems.insert(report->problems.end(), files->problems.begin(), files->problems.end());

@@ -26,12 +26,31 @@ namespace {
 using testing::EtcdCluster;
 using testing::TempDir;
 
-// One etcd cluster for the whole binary (starting one takes a few seconds).
-EtcdCluster* SharedEtcd() {
-  static TempDir* dir = new TempDir();
-  static EtcdCluster* cluster = new EtcdCluster(dir->path(), 3);
-  return cluster;
-}
+// One etcd cluster for the whole binary (starting one takes a few
+// seconds), stopped when the tests end.
+class SharedEtcdEnvironment : public ::testing::Environment {
+ public:
+  EtcdCluster* Get() {
+    if (!cluster_) {
+      dir_ = std::make_unique<TempDir>();
+      cluster_ = std::make_unique<EtcdCluster>(dir_->path(), 3);
+    }
+    return cluster_.get();
+  }
+  void TearDown() override {
+    cluster_.reset();
+    dir_.reset();
+  }
+
+ private:
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<EtcdCluster> cluster_;
+};
+
+SharedEtcdEnvironment* const kSharedEtcd = static_cast<SharedEtcdEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new SharedEtcdEnvironment));
+
+EtcdCluster* SharedEtcd() { return kSharedEtcd->Get(); }
 
 std::string UniquePrefix() {
   static std::atomic<int> n{0};

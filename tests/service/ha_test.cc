@@ -5,6 +5,8 @@
 // standby takes over within the lease TTL plus a few seconds; the
 // interrupted step ends committed or aborted, never half-visible; every
 // committed step restores exactly; the old leader, restarted, stands by.
+#include <signal.h>
+
 #include <chrono>
 #include <future>
 #include <memory>
@@ -181,6 +183,34 @@ TEST_F(HaTest, ALeaderKilledAfterTheDecisionLeavesTheStepCommittedOrAborted) {
   }
   ASSERT_TRUE(absl::StrContains(ListJson(), "\"step\": 5")) << ListJson() << last.err;
   ExpectRestoresExactly(5, 2);
+}
+
+TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
+  // A leader cut off from etcd longer than its lease (here: stopped with
+  // SIGSTOP, as a long pause or partition looks from outside) loses the
+  // leadership; when it runs again it must not write, and it exits.
+  auto leader = StartCoordinator(0).get();
+  ASSERT_FALSE(leader->address().empty());
+  auto standby = StartCoordinator(1);
+  auto w0 = StartWriter(0);
+  ASSERT_FALSE(w0->address().empty());
+  ASSERT_EQ(SaveShard(1, 0, 1).exit_code, 0);
+
+  ::kill(leader->pid(), SIGSTOP);
+  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  auto new_leader = standby.get();
+  ASSERT_FALSE(new_leader->address().empty());
+  // (A frozen process still holds its clients' TCP connections: they would
+  // wait on it until their deadline. It wakes first here.)
+  ::kill(leader->pid(), SIGCONT);
+  // It finds its lease gone (or its first write fenced) and stops.
+  EXPECT_EQ(leader->WaitExit(3000 * kLeaseTtlSeconds), 3);
+  EXPECT_TRUE(absl::StrContains(testing::ReadFile(dir_.Join("coordinator0.log")), "lost the leadership"));
+  // The clients and the writer follow the new leader; nothing the old one
+  // held changed what is committed.
+  ASSERT_EQ(SaveShard(2, 0, 1).exit_code, 0);
+  ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
+  for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, 1);
 }
 
 }  // namespace

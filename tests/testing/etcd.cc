@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -96,11 +97,15 @@ void EtcdCluster::Start(int i, bool fresh) {
   const std::string log = absl::StrCat(dir_, "/etcd", i, ".log");
   const pid_t pid = ::fork();
   if (pid == 0) {
+    // Dies with the test, even if the test crashes; inherits no descriptor
+    // (a lock file a build script holds, say) but its log.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
+    ::close_range(3, ~0U, 0);
     std::vector<char*> args;
     for (std::string& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
