@@ -28,6 +28,7 @@
 #include "storage/internal/path.h"
 #include "storage/backends/remote_common.h"
 #include "storage/backends/remote_storage.h"
+#include "storage/backends/s3_xml.h"
 #include "storage/backends/sigv4.h"
 #include "storage/registry.h"
 #include "storage/status_macros.h"
@@ -35,65 +36,6 @@
 namespace cairn {
 namespace internal {
 namespace {
-
-// ------------------------------------------------------------ XML
-
-// Text of the first <tag>…</tag> in `xml` at or after `*pos`; advances *pos.
-bool NextTag(absl::string_view xml, absl::string_view tag, size_t* pos, std::string* out) {
-  const std::string open = absl::StrCat("<", tag, ">");
-  const std::string close = absl::StrCat("</", tag, ">");
-  const size_t a = xml.find(open, *pos);
-  if (a == absl::string_view::npos) return false;
-  const size_t b = xml.find(close, a + open.size());
-  if (b == absl::string_view::npos) return false;
-  std::string raw(xml.substr(a + open.size(), b - a - open.size()));
-  // Unescape the five XML entities (object keys may contain them).
-  std::string text;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] == '&') {
-      static const std::pair<const char*, char> kEntities[] = {
-          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-      bool matched = false;
-      for (const auto& [entity, ch] : kEntities) {
-        if (raw.compare(i, strlen(entity), entity) == 0) {
-          text.push_back(ch);
-          i += strlen(entity) - 1;
-          matched = true;
-          break;
-        }
-      }
-      if (!matched) text.push_back('&');
-    } else {
-      text.push_back(raw[i]);
-    }
-  }
-  *out = std::move(text);
-  *pos = b + close.size();
-  return true;
-}
-
-std::string Tag(absl::string_view xml, absl::string_view tag) {
-  size_t pos = 0;
-  std::string out;
-  NextTag(xml, tag, &pos, &out);
-  return out;
-}
-
-std::string XmlEscape(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
-
 
 class S3Storage;
 
@@ -176,7 +118,7 @@ class S3Storage : public Storage {
       auto resp = transport_->Send(req);
       if (!Retryable(resp) || !backoff.Wait()) {
         if (Retryable(resp)) {
-          const std::string last = resp.ok() ? absl::StrCat("HTTP ", resp->status, " ", Tag(resp->body, "Code"))
+          const std::string last = resp.ok() ? absl::StrCat("HTTP ", resp->status, " ", ParseErrorBody(resp->body).code)
                                              : std::string(resp.status().message());
           return absl::UnavailableError(absl::StrCat(call.method, " ", Describe(call.key), " failed after ",
                                                      backoff.attempts(), " attempts: ", last));
@@ -188,9 +130,10 @@ class S3Storage : public Storage {
 
   // Maps a non-2xx response to a status naming the object.
   absl::Status Error(const HttpResponse& r, const std::string& what) const {
-    const std::string code = Tag(r.body, "Code");
+    const S3ErrorBody body = ParseErrorBody(r.body);
+    const std::string& code = body.code;
     const std::string msg = absl::StrCat(what, ": HTTP ", r.status, code.empty() ? "" : " ", code,
-                                         Tag(r.body, "Message").empty() ? "" : ": ", Tag(r.body, "Message"));
+                                         body.message.empty() ? "" : ": ", body.message);
     switch (r.status) {
       case 403:
         return absl::PermissionDeniedError(absl::StrCat(msg, " (check the credentials for bucket ", bucket_, ")"));
@@ -286,12 +229,12 @@ class S3Storage : public Storage {
 
   absl::Status DeleteMany(const std::vector<std::string>& paths) override {
     for (size_t i = 0; i < paths.size(); i += 1000) {
-      std::string xml = "<Delete><Quiet>true</Quiet>";
+      std::vector<std::string> keys;
       for (size_t j = i; j < std::min(paths.size(), i + 1000); ++j) {
         RETURN_IF_ERROR(ValidateRelativePath(paths[j]));
-        absl::StrAppend(&xml, "<Object><Key>", XmlEscape(Key(paths[j])), "</Key></Object>");
+        keys.push_back(Key(paths[j]));
       }
-      xml += "</Delete>";
+      const std::string xml = DeleteObjectsXml(keys);
       Call c;
       c.method = "POST";
       c.query = {{"delete", ""}};
@@ -299,9 +242,17 @@ class S3Storage : public Storage {
       c.body = xml;
       ASSIGN_OR_RETURN(HttpResponse r, Send(c));
       if (r.status / 100 != 2) return Error(r, absl::StrCat("batch delete in ", Describe(prefix_)));
-      if (absl::StrContains(r.body, "<Error>")) {
+      auto failed = ParseDeleteResult(r.body);
+      if (!failed.ok()) {
         return absl::InternalError(absl::StrCat("batch delete in ", Describe(prefix_), ": ",
-                                                Tag(r.body, "Key"), ": ", Tag(r.body, "Code")));
+                                                failed.status().message()));
+      }
+      if (!failed->empty()) {
+        const DeleteError& e = failed->front();
+        return absl::InternalError(absl::StrCat("batch delete in ", Describe(prefix_), ": ", e.key, ": ",
+                                                e.code, e.message.empty() ? "" : ": ", e.message,
+                                                failed->size() > 1 ? absl::StrCat(" (and ", failed->size() - 1,
+                                                                                  " more keys)") : ""));
       }
     }
     return absl::OkStatus();
@@ -336,12 +287,14 @@ class S3Storage : public Storage {
                                                         std::max(1, options_.s3.list_page_size))));
       ASSIGN_OR_RETURN(HttpResponse r, Send(c));
       if (r.status / 100 != 2) return Error(r, absl::StrCat("list ", Describe(key_prefix)));
-      size_t pos = 0;
-      std::string key;
-      while (NextTag(r.body, "Key", &pos, &key)) keys.push_back(key);
+      auto page = ParseListObjectsV2(r.body);
+      if (!page.ok()) {
+        return absl::InternalError(absl::StrCat("list ", Describe(key_prefix), ": ", page.status().message()));
+      }
+      keys.insert(keys.end(), page->keys.begin(), page->keys.end());
       if (max && keys.size() >= max) break;
-      if (Tag(r.body, "IsTruncated") != "true") break;
-      token = Tag(r.body, "NextContinuationToken");
+      if (!page->truncated) break;
+      token = page->next_token;
       if (token.empty()) break;
     }
     std::sort(keys.begin(), keys.end());
@@ -367,13 +320,13 @@ class S3Storage : public Storage {
       c.key = dst;
       c.headers = {{"x-amz-copy-source", source}};
       ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-      if (r.status / 100 != 2 || absl::StrContains(r.body, "<Error>")) {
+      if (r.status / 100 != 2 || BodyReportsFailure(r.body)) {
         return Error(r, absl::StrCat("copy ", Describe(src), " to ", Describe(dst)));
       }
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(std::string upload_id, CreateUpload(dst));
-    std::string parts_xml;
+    std::map<int, std::string> etags;
     const uint64_t part = 1ULL << 30;
     int number = 1;
     for (uint64_t off = 0; off < size; off += part, ++number) {
@@ -385,14 +338,18 @@ class S3Storage : public Storage {
                    {"x-amz-copy-source-range",
                     absl::StrCat("bytes=", off, "-", std::min(size, off + part) - 1)}};
       auto r = Send(c);
-      if (!r.ok() || r->status / 100 != 2) {
+      if (!r.ok() || r->status / 100 != 2 || BodyReportsFailure(r->body)) {
         AbortUpload(dst, upload_id);
         return r.ok() ? Error(*r, absl::StrCat("copy part of ", Describe(dst))) : r.status();
       }
-      absl::StrAppend(&parts_xml, "<Part><PartNumber>", number, "</PartNumber><ETag>",
-                      XmlEscape(Tag(r->body, "ETag")), "</ETag></Part>");
+      auto etag = ParseCopyPartResult(r->body);
+      if (!etag.ok()) {
+        AbortUpload(dst, upload_id);
+        return absl::InternalError(absl::StrCat("copy part of ", Describe(dst), ": ", etag.status().message()));
+      }
+      etags[number] = *etag;
     }
-    return CompleteUpload(dst, upload_id, parts_xml, size);
+    return CompleteUpload(dst, upload_id, etags, size);
   }
 
   absl::StatusOr<std::string> CreateUpload(const std::string& key) {
@@ -402,7 +359,12 @@ class S3Storage : public Storage {
     c.query = {{"uploads", ""}};
     ASSIGN_OR_RETURN(HttpResponse r, Send(c));
     if (r.status / 100 != 2) return Error(r, absl::StrCat("start multipart upload of ", Describe(key)));
-    std::string id = Tag(r.body, "UploadId");
+    auto parsed = ParseInitiateMultipartUpload(r.body);
+    if (!parsed.ok()) {
+      return absl::InternalError(absl::StrCat("start multipart upload of ", Describe(key), ": ",
+                                              parsed.status().message()));
+    }
+    const std::string id = *parsed;
     if (id.empty()) return absl::InternalError(absl::StrCat("no UploadId for ", Describe(key)));
     // Starting an upload is not idempotent: an earlier attempt whose answer
     // was lost may have opened one the store keeps (and bills) for good —
@@ -422,11 +384,10 @@ class S3Storage : public Storage {
     c.query = {{"prefix", key}, {"uploads", ""}};
     auto r = Send(c);
     if (!r.ok() || r->status / 100 != 2) return;
-    size_t pos = 0;
-    std::string upload;
-    while (NextTag(r->body, "Upload", &pos, &upload)) {
-      const std::string id = Tag(upload, "UploadId");
-      if (Tag(upload, "Key") == key && !id.empty() && id != keep) AbortUpload(key, id);
+    auto uploads = ParseListMultipartUploads(r->body);
+    if (!uploads.ok()) return;
+    for (const MultipartUploadEntry& u : *uploads) {
+      if (u.key == key && !u.upload_id.empty() && u.upload_id != keep) AbortUpload(key, u.upload_id);
     }
   }
 
@@ -444,8 +405,8 @@ class S3Storage : public Storage {
   }
 
   absl::Status CompleteUpload(const std::string& key, const std::string& upload_id,
-                              const std::string& parts_xml, uint64_t size) {
-    const std::string xml = absl::StrCat("<CompleteMultipartUpload>", parts_xml, "</CompleteMultipartUpload>");
+                              const std::map<int, std::string>& etags, uint64_t size) {
+    const std::string xml = CompleteMultipartUploadXml(etags);
     Call c;
     c.method = "POST";
     c.key = key;
@@ -453,12 +414,12 @@ class S3Storage : public Storage {
     c.headers = {{"Content-MD5", Md5Base64(xml)}, {"Content-Type", "application/xml"}};
     c.body = xml;
     ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status == 404 && absl::StrContains(r.body, "NoSuchUpload")) {
+    if (r.status == 404 && ParseErrorBody(r.body).code == "NoSuchUpload") {
       // A retried Complete whose first attempt succeeded but lost its reply.
       auto existing = Head(key);
       if (existing.ok() && *existing == size) return absl::OkStatus();
     }
-    if (r.status / 100 != 2 || absl::StrContains(r.body, "<Error>")) {
+    if (r.status / 100 != 2 || BodyReportsFailure(r.body)) {
       AbortUpload(key, upload_id);
       return Error(r, absl::StrCat("complete multipart upload of ", Describe(key)));
     }
@@ -559,12 +520,7 @@ absl::Status S3WritableFile::Close() {
     return s;
   }
   done_ = true;
-  std::string parts;
-  for (const auto& [number, etag] : etags_) {
-    absl::StrAppend(&parts, "<Part><PartNumber>", number, "</PartNumber><ETag>", XmlEscape(etag),
-                    "</ETag></Part>");
-  }
-  return storage_->CompleteUpload(key_, upload_id_, parts, size_);
+  return storage_->CompleteUpload(key_, upload_id_, etags_, size_);
 }
 
 void S3WritableFile::Abandon() {
