@@ -25,17 +25,6 @@ constexpr char kXmlns[] = "http://s3.amazonaws.com/doc/2006-03-01/";
 constexpr char kLastModified[] = "2026-01-01T00:00:00.000Z";
 constexpr size_t kMaxKeys = 1000;  // S3's limit per list page and per batch delete
 
-HttpResponse S3Error(long status, absl::string_view code, absl::string_view message,
-                     absl::string_view resource) {
-  HttpResponse r;
-  r.status = status;
-  r.headers["content-type"] = "application/xml";
-  r.body = absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>", code, "</Code><Message>",
-                        XmlEscape(message), "</Message><Resource>", XmlEscape(resource),
-                        "</Resource><RequestId>fake</RequestId></Error>");
-  return r;
-}
-
 HttpResponse XmlAnswer(absl::string_view root, absl::string_view content) {
   HttpResponse r;
   r.status = 200;
@@ -85,6 +74,17 @@ Operation Classify(const HttpRequest& req, const FakeUrl& url, bool has_key) {
 }
 
 }  // namespace
+
+HttpResponse S3ErrorAnswer(long status, absl::string_view code, absl::string_view message,
+                           absl::string_view resource) {
+  HttpResponse r;
+  r.status = status;
+  r.headers["content-type"] = "application/xml";
+  r.body = absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>", code, "</Code><Message>",
+                        XmlEscape(message), "</Message><Resource>", XmlEscape(resource),
+                        "</Resource><RequestId>fake</RequestId></Error>");
+  return r;
+}
 
 struct FakeS3Server::Target {
   FakeUrl url;
@@ -136,7 +136,7 @@ std::map<std::string, int64_t> FakeS3Server::RequestCounts() const {
 
 absl::StatusOr<HttpResponse> FakeS3Server::Send(const HttpRequest& request) {
   auto url = ParseFakeUrl(request.url);
-  if (!url.ok()) return Deliver(request, S3Error(400, "InvalidURI", url.status().message(), request.url));
+  if (!url.ok()) return Deliver(request, S3ErrorAnswer(400, "InvalidURI", url.status().message(), request.url));
   Target t;
   t.url = *std::move(url);
   absl::string_view path = absl::StripPrefix(t.url.path, "/");
@@ -148,25 +148,25 @@ absl::StatusOr<HttpResponse> FakeS3Server::Send(const HttpRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   ++counts_[t.op.empty() ? "(not implemented)" : t.op];
   if (t.op.empty() || t.bucket.empty()) {
-    return Deliver(request, S3Error(501, "NotImplemented", absl::StrCat("the fake S3 does not implement ",
+    return Deliver(request, S3ErrorAnswer(501, "NotImplemented", absl::StrCat("the fake S3 does not implement ",
                                                                         request.method, " ", request.url), "/"));
   }
   for (const auto& [name, value] : t.url.query) {
     if (std::find(op.params.begin(), op.params.end(), name) == op.params.end()) {
-      return Deliver(request, S3Error(501, "NotImplemented", absl::StrCat("the fake S3 does not implement "
+      return Deliver(request, S3ErrorAnswer(501, "NotImplemented", absl::StrCat("the fake S3 does not implement "
                                                                           "parameter ", name, " of ", t.op), "/"));
     }
   }
   if (auto refused = CheckSigV4(request, t.url, options_.access_key, options_.secret_key, options_.region)) {
-    return Deliver(request, S3Error(refused->status, refused->code, refused->message, t.url.raw_path));
+    return Deliver(request, S3ErrorAnswer(refused->status, refused->code, refused->message, t.url.raw_path));
   }
   const std::string md5 = HeaderValue(request, "Content-MD5");
   if (!md5.empty() && md5 != internal::Md5Base64(request.body)) {
-    return Deliver(request, S3Error(400, "BadDigest", "The Content-MD5 you specified did not match what we "
+    return Deliver(request, S3ErrorAnswer(400, "BadDigest", "The Content-MD5 you specified did not match what we "
                                                       "received.", t.url.raw_path));
   }
   if (buckets_.count(t.bucket) == 0) {
-    return Deliver(request, S3Error(404, "NoSuchBucket", "The specified bucket does not exist", t.bucket));
+    return Deliver(request, S3ErrorAnswer(404, "NoSuchBucket", "The specified bucket does not exist", t.bucket));
   }
   return Deliver(request, Handle(request, t));
 }
@@ -181,9 +181,9 @@ HttpResponse FakeS3Server::Handle(const HttpRequest& req, const Target& t) {
   if (t.op == "CompleteMultipartUpload") return CompleteUpload(req, t);
   if (t.op == "HeadObject" || t.op == "GetObject") {
     auto it = objects.find(t.key);
-    if (it == objects.end()) return S3Error(404, "NoSuchKey", "The specified key does not exist.", resource);
+    if (it == objects.end()) return S3ErrorAnswer(404, "NoSuchKey", "The specified key does not exist.", resource);
     HttpResponse r = AnswerBytes(req, *it->second.data);
-    if (r.status == 416) return S3Error(416, "InvalidRange", "The requested range is not satisfiable", resource);
+    if (r.status == 416) return S3ErrorAnswer(416, "InvalidRange", "The requested range is not satisfiable", resource);
     r.headers["etag"] = it->second.etag;
     return r;
   }
@@ -211,7 +211,7 @@ HttpResponse FakeS3Server::Handle(const HttpRequest& req, const Target& t) {
   // UploadPart and AbortMultipartUpload: an upload of this key.
   auto upload = uploads_.find(t.url.Get("uploadId"));
   if (upload == uploads_.end() || upload->second.bucket != t.bucket || upload->second.key != t.key) {
-    return S3Error(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
+    return S3ErrorAnswer(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
                                         "the upload may have been aborted or completed.", resource);
   }
   if (t.op == "AbortMultipartUpload") {
@@ -221,7 +221,7 @@ HttpResponse FakeS3Server::Handle(const HttpRequest& req, const Target& t) {
   }
   int number = 0;
   if (!absl::SimpleAtoi(t.url.Get("partNumber"), &number) || number < 1 || number > 10000) {
-    return S3Error(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
+    return S3ErrorAnswer(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
                    resource);
   }
   Object& part = upload->second.parts[number];
@@ -235,14 +235,14 @@ HttpResponse FakeS3Server::ListObjects(const Target& t) {
   const std::string prefix = t.url.Get("prefix");
   size_t max_keys = kMaxKeys;
   if (t.url.Has("max-keys") && !absl::SimpleAtoi(t.url.Get("max-keys"), &max_keys)) {
-    return S3Error(400, "InvalidArgument", "Provided max-keys not an integer or within integer range", "/");
+    return S3ErrorAnswer(400, "InvalidArgument", "Provided max-keys not an integer or within integer range", "/");
   }
   max_keys = std::min(max_keys, kMaxKeys);
   std::string after = t.url.Get("start-after");
   if (t.url.Has("continuation-token")) {
     auto token = list_tokens_.find(t.url.Get("continuation-token"));
     if (token == list_tokens_.end()) {
-      return S3Error(400, "InvalidArgument", "The continuation token provided is incorrect", "/");
+      return S3ErrorAnswer(400, "InvalidArgument", "The continuation token provided is incorrect", "/");
     }
     after = token->second;
   }
@@ -293,7 +293,7 @@ HttpResponse FakeS3Server::ListUploads(const Target& t) {
 
 HttpResponse FakeS3Server::DeleteObjects(const HttpRequest& req, const Target& t) {
   if (HeaderValue(req, "Content-MD5").empty()) {
-    return S3Error(400, "InvalidRequest", "Missing required header for this request: Content-MD5", "/");
+    return S3ErrorAnswer(400, "InvalidRequest", "Missing required header for this request: Content-MD5", "/");
   }
   auto doc = internal::ParseXml(req.body);
   std::vector<std::string> keys;
@@ -303,7 +303,7 @@ HttpResponse FakeS3Server::DeleteObjects(const HttpRequest& req, const Target& t
     }
   }
   if (!doc.ok() || doc->name != "Delete" || keys.empty() || keys.size() > kMaxKeys) {
-    return S3Error(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
+    return S3ErrorAnswer(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
                                         "our published schema", "/");
   }
   const bool quiet = doc->ChildText("Quiet") == "true";
@@ -321,18 +321,18 @@ HttpResponse FakeS3Server::CopyObject(const HttpRequest& req, const Target& t) {
   absl::string_view src = source.ok() ? absl::StripPrefix(*source, "/") : "";
   const size_t slash = src.find('/');
   if (!source.ok() || slash == absl::string_view::npos || absl::StrContains(src, '?')) {
-    return S3Error(400, "InvalidArgument", "Copy Source must mention the source bucket and key: "
+    return S3ErrorAnswer(400, "InvalidArgument", "Copy Source must mention the source bucket and key: "
                                            "sourcebucket/sourcekey", resource);
   }
   const std::string src_bucket(src.substr(0, slash)), src_key(src.substr(slash + 1));
   if (src_bucket == t.bucket && src_key == t.key) {
-    return S3Error(400, "InvalidRequest", "This copy request is illegal because it is trying to copy an object "
+    return S3ErrorAnswer(400, "InvalidRequest", "This copy request is illegal because it is trying to copy an object "
                                           "to itself without changing the object's metadata", resource);
   }
   auto b = buckets_.find(src_bucket);
-  if (b == buckets_.end()) return S3Error(404, "NoSuchBucket", "The specified bucket does not exist", src_bucket);
+  if (b == buckets_.end()) return S3ErrorAnswer(404, "NoSuchBucket", "The specified bucket does not exist", src_bucket);
   auto o = b->second.find(src_key);
-  if (o == b->second.end()) return S3Error(404, "NoSuchKey", "The specified key does not exist.", src);
+  if (o == b->second.end()) return S3ErrorAnswer(404, "NoSuchKey", "The specified key does not exist.", src);
   const Object copy = o->second;
   buckets_[t.bucket][t.key] = copy;
   return XmlAnswer("CopyObjectResult", Tagged("LastModified", kLastModified) + Tagged("ETag", copy.etag));
@@ -342,7 +342,7 @@ HttpResponse FakeS3Server::CompleteUpload(const HttpRequest& req, const Target& 
   const std::string resource = absl::StrCat("/", t.bucket, "/", t.key);
   auto upload = uploads_.find(t.url.Get("uploadId"));
   if (upload == uploads_.end() || upload->second.bucket != t.bucket || upload->second.key != t.key) {
-    return S3Error(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
+    return S3ErrorAnswer(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
                                         "the upload may have been aborted or completed.", resource);
   }
   auto doc = internal::ParseXml(req.body);
@@ -355,27 +355,27 @@ HttpResponse FakeS3Server::CompleteUpload(const HttpRequest& req, const Target& 
     listed.emplace_back(number, p.ChildText("ETag"));
   }
   if (!readable || listed.empty()) {
-    return S3Error(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
+    return S3ErrorAnswer(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
                                         "our published schema", resource);
   }
-  std::string data, md5s;
+  std::string data, etags;
   for (size_t i = 0; i < listed.size(); ++i) {
     if (i > 0 && listed[i].first <= listed[i - 1].first) {
-      return S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order.", resource);
+      return S3ErrorAnswer(400, "InvalidPartOrder", "The list of parts was not in ascending order.", resource);
     }
     auto part = upload->second.parts.find(listed[i].first);
     if (part == upload->second.parts.end() || Unquoted(part->second.etag) != Unquoted(listed[i].second)) {
-      return S3Error(400, "InvalidPart", absl::StrCat("One or more of the specified parts could not be found: ",
+      return S3ErrorAnswer(400, "InvalidPart", absl::StrCat("One or more of the specified parts could not be found: ",
                                                       listed[i].first), resource);
     }
     if (i + 1 < listed.size() && part->second.data->size() < options_.min_part_size) {
-      return S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
+      return S3ErrorAnswer(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
                      resource);
     }
     data += *part->second.data;
-    md5s += part->second.etag;
+    etags += part->second.etag;
   }
-  const std::string etag = absl::StrCat("\"", Unquoted(ETagOf(md5s)), "-", listed.size(), "\"");
+  const std::string etag = absl::StrCat("\"", Unquoted(ETagOf(etags)), "-", listed.size(), "\"");
   buckets_[t.bucket][t.key] = {std::make_shared<const std::string>(std::move(data)), etag};
   uploads_.erase(upload);
   return XmlAnswer("CompleteMultipartUploadResult",

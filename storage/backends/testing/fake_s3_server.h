@@ -37,6 +37,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "storage/backends/http_transport.h"
 #include "storage/storage.h"
 
@@ -52,6 +53,11 @@ struct FakeS3Options {
   // this many bytes (S3: 5 MiB, else 400 EntityTooSmall).
   uint64_t min_part_size = 5 << 20;
 };
+
+// An S3 error answer: an <Error> document with `code`, `message` and
+// `resource`, as S3 (and fault_proxy.py) send them.
+internal::HttpResponse S3ErrorAnswer(long status, absl::string_view code, absl::string_view message,
+                                     absl::string_view resource);
 
 // Thread-safe.
 class FakeS3Server : public internal::HttpTransport {

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "storage/backends/testing/fake_s3_server.h"
 
 namespace cairn {
 namespace testing {
@@ -13,12 +14,8 @@ using internal::HttpResponse;
 namespace {
 
 HttpResponse InjectedError(long status, const char* code, const HttpRequest& request) {
-  HttpResponse r;
-  r.status = status;
-  r.headers["content-type"] = "application/xml";
-  r.body = absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>", code,
-                        "</Code><Message>injected by FaultyTransport</Message><Resource>", request.method, " ",
-                        request.url, "</Resource><RequestId>fault</RequestId></Error>");
+  HttpResponse r = S3ErrorAnswer(status, code, "injected by FaultyTransport",
+                                 absl::StrCat(request.method, " ", request.url));
   if (request.method == "HEAD") r.body.clear();
   return r;
 }
