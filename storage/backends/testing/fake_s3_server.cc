@@ -24,6 +24,9 @@ namespace {
 constexpr char kXmlns[] = "http://s3.amazonaws.com/doc/2006-03-01/";
 constexpr char kLastModified[] = "2026-01-01T00:00:00.000Z";
 constexpr size_t kMaxKeys = 1000;  // S3's limit per list page and per batch delete
+constexpr char kNoSuchUpload[] =
+    "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or "
+    "completed.";
 
 HttpResponse XmlAnswer(absl::string_view root, absl::string_view content) {
   HttpResponse r;
@@ -148,13 +151,15 @@ absl::StatusOr<HttpResponse> FakeS3Server::Send(const HttpRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   ++counts_[t.op.empty() ? "(not implemented)" : t.op];
   if (t.op.empty() || t.bucket.empty()) {
-    return Deliver(request, S3ErrorAnswer(501, "NotImplemented", absl::StrCat("the fake S3 does not implement ",
-                                                                        request.method, " ", request.url), "/"));
+    return Deliver(request, S3ErrorAnswer(501, "NotImplemented",
+                                          absl::StrCat("the fake S3 does not implement ", request.method, " ",
+                                                       request.url), "/"));
   }
   for (const auto& [name, value] : t.url.query) {
     if (std::find(op.params.begin(), op.params.end(), name) == op.params.end()) {
-      return Deliver(request, S3ErrorAnswer(501, "NotImplemented", absl::StrCat("the fake S3 does not implement "
-                                                                          "parameter ", name, " of ", t.op), "/"));
+      return Deliver(request, S3ErrorAnswer(501, "NotImplemented",
+                                            absl::StrCat("the fake S3 does not implement parameter ", name,
+                                                         " of ", t.op), "/"));
     }
   }
   if (auto refused = CheckSigV4(request, t.url, options_.access_key, options_.secret_key, options_.region)) {
@@ -163,7 +168,7 @@ absl::StatusOr<HttpResponse> FakeS3Server::Send(const HttpRequest& request) {
   const std::string md5 = HeaderValue(request, "Content-MD5");
   if (!md5.empty() && md5 != internal::Md5Base64(request.body)) {
     return Deliver(request, S3ErrorAnswer(400, "BadDigest", "The Content-MD5 you specified did not match what we "
-                                                      "received.", t.url.raw_path));
+                                                            "received.", t.url.raw_path));
   }
   if (buckets_.count(t.bucket) == 0) {
     return Deliver(request, S3ErrorAnswer(404, "NoSuchBucket", "The specified bucket does not exist", t.bucket));
@@ -211,8 +216,7 @@ HttpResponse FakeS3Server::Handle(const HttpRequest& req, const Target& t) {
   // UploadPart and AbortMultipartUpload: an upload of this key.
   auto upload = uploads_.find(t.url.Get("uploadId"));
   if (upload == uploads_.end() || upload->second.bucket != t.bucket || upload->second.key != t.key) {
-    return S3ErrorAnswer(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
-                                        "the upload may have been aborted or completed.", resource);
+    return S3ErrorAnswer(404, "NoSuchUpload", kNoSuchUpload, resource);
   }
   if (t.op == "AbortMultipartUpload") {
     uploads_.erase(upload);
@@ -222,7 +226,7 @@ HttpResponse FakeS3Server::Handle(const HttpRequest& req, const Target& t) {
   int number = 0;
   if (!absl::SimpleAtoi(t.url.Get("partNumber"), &number) || number < 1 || number > 10000) {
     return S3ErrorAnswer(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
-                   resource);
+                         resource);
   }
   Object& part = upload->second.parts[number];
   part = {std::make_shared<const std::string>(req.body), ETagOf(req.body)};
@@ -304,7 +308,7 @@ HttpResponse FakeS3Server::DeleteObjects(const HttpRequest& req, const Target& t
   }
   if (!doc.ok() || doc->name != "Delete" || keys.empty() || keys.size() > kMaxKeys) {
     return S3ErrorAnswer(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
-                                        "our published schema", "/");
+                                              "our published schema", "/");
   }
   const bool quiet = doc->ChildText("Quiet") == "true";
   std::string content;
@@ -322,12 +326,12 @@ HttpResponse FakeS3Server::CopyObject(const HttpRequest& req, const Target& t) {
   const size_t slash = src.find('/');
   if (!source.ok() || slash == absl::string_view::npos || absl::StrContains(src, '?')) {
     return S3ErrorAnswer(400, "InvalidArgument", "Copy Source must mention the source bucket and key: "
-                                           "sourcebucket/sourcekey", resource);
+                                                 "sourcebucket/sourcekey", resource);
   }
   const std::string src_bucket(src.substr(0, slash)), src_key(src.substr(slash + 1));
   if (src_bucket == t.bucket && src_key == t.key) {
     return S3ErrorAnswer(400, "InvalidRequest", "This copy request is illegal because it is trying to copy an object "
-                                          "to itself without changing the object's metadata", resource);
+                                                "to itself without changing the object's metadata", resource);
   }
   auto b = buckets_.find(src_bucket);
   if (b == buckets_.end()) return S3ErrorAnswer(404, "NoSuchBucket", "The specified bucket does not exist", src_bucket);
@@ -342,8 +346,7 @@ HttpResponse FakeS3Server::CompleteUpload(const HttpRequest& req, const Target& 
   const std::string resource = absl::StrCat("/", t.bucket, "/", t.key);
   auto upload = uploads_.find(t.url.Get("uploadId"));
   if (upload == uploads_.end() || upload->second.bucket != t.bucket || upload->second.key != t.key) {
-    return S3ErrorAnswer(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
-                                        "the upload may have been aborted or completed.", resource);
+    return S3ErrorAnswer(404, "NoSuchUpload", kNoSuchUpload, resource);
   }
   auto doc = internal::ParseXml(req.body);
   std::vector<std::pair<int, std::string>> listed;  // part number, ETag
@@ -356,7 +359,7 @@ HttpResponse FakeS3Server::CompleteUpload(const HttpRequest& req, const Target& 
   }
   if (!readable || listed.empty()) {
     return S3ErrorAnswer(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against "
-                                        "our published schema", resource);
+                                              "our published schema", resource);
   }
   std::string data, etags;
   for (size_t i = 0; i < listed.size(); ++i) {
@@ -366,11 +369,11 @@ HttpResponse FakeS3Server::CompleteUpload(const HttpRequest& req, const Target& 
     auto part = upload->second.parts.find(listed[i].first);
     if (part == upload->second.parts.end() || Unquoted(part->second.etag) != Unquoted(listed[i].second)) {
       return S3ErrorAnswer(400, "InvalidPart", absl::StrCat("One or more of the specified parts could not be found: ",
-                                                      listed[i].first), resource);
+                                                            listed[i].first), resource);
     }
     if (i + 1 < listed.size() && part->second.data->size() < options_.min_part_size) {
-      return S3ErrorAnswer(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
-                     resource);
+      return S3ErrorAnswer(400, "EntityTooSmall",
+                           "Your proposed upload is smaller than the minimum allowed object size.", resource);
     }
     data += *part->second.data;
     etags += part->second.etag;
