@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3 strace
   clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libabsl-dev libssl-dev libcurl4-openssl-dev libsnappy-dev
+  librocksdb-dev libabsl-dev libssl-dev libcurl4-openssl-dev libxml2-dev libsnappy-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
   # The TLS tests make throwaway certificates with the openssl tool.
   openssl

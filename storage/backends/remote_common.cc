@@ -5,8 +5,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "storage/backends/s3_xml.h"
 
 namespace cairn {
 namespace internal {
@@ -15,7 +15,7 @@ bool Retryable(const absl::StatusOr<HttpResponse>& r) {
   if (!r.ok()) return absl::IsUnavailable(r.status());
   const long s = r->status;
   return s == 500 || s == 502 || s == 503 || s == 504 || s == 429 ||
-         (s == 400 && absl::StrContains(r->body, "RequestTimeout"));
+         (s == 400 && ParseErrorBody(r->body).code == "RequestTimeout");
 }
 
 Backoff::Backoff(int64_t budget_ms)

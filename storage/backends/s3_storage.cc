@@ -1,34 +1,19 @@
-// The S3 storage backend: path-style requests signed with AWS Signature V4
-// (internal/sigv4.cc) over the HttpTransport interface (curl lives only in
-// internal/http_transport.cc).
-//
-// Reliability: every request is retried on transport failures (resets,
-// timeouts), 500/502/503/504 and 429/SlowDown with exponential backoff and
-// full jitter, within S3Options::retry_total_ms (internal/remote_common.h);
-// the final error names the object and the last failure. Uploads carry
-// Content-MD5 (signed), which the store verifies. Large files are uploaded
-// by multipart upload, several parts in flight, aborted if the file is
-// abandoned or fails. Large reads are split into ranged GETs fetched in
-// parallel.
-#include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <future>
-#include <map>
-#include <mutex>
-#include <random>
-#include <thread>
+// The S3 storage backend: the Storage interface over the objects under a key
+// prefix of one bucket ("s3://BUCKET/PREFIX"), on the requests of
+// s3_client.h. Large files are written as multipart uploads
+// (s3_multipart.cc), large reads split into ranged GETs fetched in parallel
+// (remote_common.h), renames are server-side copies.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "storage/backends/http_transport.h"
-#include "storage/internal/path.h"
 #include "storage/backends/remote_common.h"
 #include "storage/backends/remote_storage.h"
-#include "storage/backends/sigv4.h"
+#include "storage/backends/s3_client.h"
+#include "storage/internal/path.h"
 #include "storage/registry.h"
 #include "storage/status_macros.h"
 
@@ -36,235 +21,39 @@ namespace cairn {
 namespace internal {
 namespace {
 
-// ------------------------------------------------------------ XML
-
-// Text of the first <tag>…</tag> in `xml` at or after `*pos`; advances *pos.
-bool NextTag(absl::string_view xml, absl::string_view tag, size_t* pos, std::string* out) {
-  const std::string open = absl::StrCat("<", tag, ">");
-  const std::string close = absl::StrCat("</", tag, ">");
-  const size_t a = xml.find(open, *pos);
-  if (a == absl::string_view::npos) return false;
-  const size_t b = xml.find(close, a + open.size());
-  if (b == absl::string_view::npos) return false;
-  std::string raw(xml.substr(a + open.size(), b - a - open.size()));
-  // Unescape the five XML entities (object keys may contain them).
-  std::string text;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] == '&') {
-      static const std::pair<const char*, char> kEntities[] = {
-          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-      bool matched = false;
-      for (const auto& [entity, ch] : kEntities) {
-        if (raw.compare(i, strlen(entity), entity) == 0) {
-          text.push_back(ch);
-          i += strlen(entity) - 1;
-          matched = true;
-          break;
-        }
-      }
-      if (!matched) text.push_back('&');
-    } else {
-      text.push_back(raw[i]);
-    }
-  }
-  *out = std::move(text);
-  *pos = b + close.size();
-  return true;
-}
-
-std::string Tag(absl::string_view xml, absl::string_view tag) {
-  size_t pos = 0;
-  std::string out;
-  NextTag(xml, tag, &pos, &out);
-  return out;
-}
-
-std::string XmlEscape(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
-
-
-class S3Storage;
-
-class S3WritableFile : public WritableFile {
- public:
-  S3WritableFile(S3Storage* storage, std::string path, std::string key)
-      : storage_(storage), path_(std::move(path)), key_(std::move(key)) {}
-  ~S3WritableFile() override {
-    if (!done_) Abandon();
-  }
-  absl::Status Append(absl::string_view data) override;
-  uint64_t Size() const override { return size_; }
-  absl::Status Close() override;
-  void Abandon() override;
-  const std::string& name() const override { return path_; }
-
- private:
-  absl::Status StartPart();  // sends buffer_ as the next part
-  absl::Status WaitForParts(size_t max_in_flight);
-
-  S3Storage* storage_;
-  std::string path_;
-  std::string key_;
-  std::string buffer_;
-  uint64_t size_ = 0;
-  bool done_ = false;
-  absl::Status status_;
-  std::string upload_id_;
-  int next_part_ = 1;
-  std::map<int, std::string> etags_;
-  std::vector<std::future<absl::StatusOr<std::pair<int, std::string>>>> in_flight_;
-};
-
 class S3Storage : public Storage {
  public:
-  S3Storage(std::string bucket, std::string prefix, StorageOptions options,
-            std::shared_ptr<HttpTransport> transport, Url endpoint)
-      : bucket_(std::move(bucket)),
-        prefix_(std::move(prefix)),
-        options_(std::move(options)),
-        transport_(std::move(transport)),
-        endpoint_(std::move(endpoint)) {}
-
-  struct Call {
-    std::string method = "GET";
-    std::string key;  // full object key ("" = the bucket itself)
-    std::vector<std::pair<std::string, std::string>> query;
-    std::vector<std::pair<std::string, std::string>> headers;
-    absl::string_view body;
-    char* sink = nullptr;
-    size_t sink_capacity = 0;
-  };
-
-  // Signs and sends with retries. Returns the final response, whatever its
-  // status, or the last transport error once the retry budget is spent.
-  absl::StatusOr<HttpResponse> Send(const Call& call) {
-    const std::string canonical_uri =
-        absl::StrCat(endpoint_.path, "/", UriEncode(bucket_, true),
-                     call.key.empty() ? "" : absl::StrCat("/", UriEncode(call.key, false)));
-    const std::string query = CanonicalQuery(call.query);
-    Backoff backoff(options_.s3.retry_total_ms);
-    while (true) {
-      SigningInput in;
-      in.method = call.method;
-      in.host = endpoint_.host;
-      in.canonical_uri = canonical_uri;
-      in.query = call.query;
-      in.headers = call.headers;
-      in.payload_hash = call.body.empty() ? Sha256Hex("") : "UNSIGNED-PAYLOAD";
-      in.amz_date = AmzDateNow();
-      in.region = options_.s3.region;
-      Signature sig = SignV4(credentials(), in);
-      HttpRequest req;
-      req.method = call.method;
-      req.url = absl::StrCat(endpoint_.base, canonical_uri, query.empty() ? "" : "?", query);
-      req.headers = sig.headers;
-      req.body = call.body;
-      req.sink = call.sink;
-      req.sink_capacity = call.sink_capacity;
-      auto resp = transport_->Send(req);
-      if (!Retryable(resp) || !backoff.Wait()) {
-        if (Retryable(resp)) {
-          const std::string last = resp.ok() ? absl::StrCat("HTTP ", resp->status, " ", Tag(resp->body, "Code"))
-                                             : std::string(resp.status().message());
-          return absl::UnavailableError(absl::StrCat(call.method, " ", Describe(call.key), " failed after ",
-                                                     backoff.attempts(), " attempts: ", last));
-        }
-        return resp;
-      }
-    }
-  }
-
-  // Maps a non-2xx response to a status naming the object.
-  absl::Status Error(const HttpResponse& r, const std::string& what) const {
-    const std::string code = Tag(r.body, "Code");
-    const std::string msg = absl::StrCat(what, ": HTTP ", r.status, code.empty() ? "" : " ", code,
-                                         Tag(r.body, "Message").empty() ? "" : ": ", Tag(r.body, "Message"));
-    switch (r.status) {
-      case 403:
-        return absl::PermissionDeniedError(absl::StrCat(msg, " (check the credentials for bucket ", bucket_, ")"));
-      case 404:
-        if (code == "NoSuchBucket") return absl::NotFoundError(absl::StrCat("bucket ", bucket_, " does not exist: ", msg));
-        return absl::NotFoundError(msg);
-      case 400:
-      case 411:
-      case 413:
-        return absl::InvalidArgumentError(msg);
-      default:
-        return absl::InternalError(msg);
-    }
-  }
-
-  std::string Describe(const std::string& key) const { return absl::StrCat("s3://", bucket_, "/", key); }
-  std::string Key(absl::string_view path) const { return prefix_.empty() ? std::string(path) : JoinPath(prefix_, path); }
-  AwsCredentials credentials() const {
-    return {options_.s3.access_key, options_.s3.secret_key, options_.s3.session_token};
-  }
-  const StorageOptions& options() const { return options_; }
-
-  absl::StatusOr<uint64_t> Head(const std::string& key) {
-    Call c;
-    c.method = "HEAD";
-    c.key = key;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status == 404) return absl::NotFoundError(absl::StrCat(Describe(key), ": no such object"));
-    if (r.status / 100 != 2) return Error(r, absl::StrCat("HEAD ", Describe(key)));
-    uint64_t size = 0;
-    if (!absl::SimpleAtoi(r.headers["content-length"], &size)) {
-      return absl::DataLossError(absl::StrCat("HEAD ", Describe(key), ": no Content-Length"));
-    }
-    return size;
-  }
+  // `prefix` has no trailing '/'; "" is the whole bucket.
+  S3Storage(std::shared_ptr<const S3Client> client, std::string prefix)
+      : client_(std::move(client)), prefix_(std::move(prefix)) {}
 
   absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(absl::string_view path) override {
     RETURN_IF_ERROR(ValidateRelativePath(path));
     const std::string key = Key(path);
-    ASSIGN_OR_RETURN(uint64_t size, Head(key));
-    FetchFn fetch = [this, key](uint64_t offset, size_t n, char* dst) -> absl::Status {
-      Call c;
-      c.key = key;
-      c.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + n - 1));
-      c.sink = dst;
-      c.sink_capacity = n;
-      ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-      if (r.status != 206 && r.status != 200) return Error(r, absl::StrCat("GET ", Describe(key)));
-      if (r.sink_bytes != n) {
-        return absl::UnavailableError(absl::StrCat("GET ", Describe(key), ": got ", r.sink_bytes,
-                                                   " of ", n, " bytes"));
-      }
-      return absl::OkStatus();
+    ASSIGN_OR_RETURN(uint64_t size, client_->Head(key));
+    FetchFn fetch = [client = client_, key](uint64_t offset, size_t n, char* dst) {
+      return client->GetRange(key, offset, n, dst);
     };
-    return NewRemoteReadableFile(Describe(key), size, std::move(fetch), options_);
+    return NewRemoteReadableFile(client_->Describe(key), size, std::move(fetch), client_->options());
   }
 
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(absl::string_view path) override {
     RETURN_IF_ERROR(ValidateRelativePath(path));
-    return std::unique_ptr<WritableFile>(new S3WritableFile(this, Describe(Key(path)), Key(path)));
+    return NewS3WritableFile(client_, client_->Describe(Key(path)), Key(path));
   }
 
   absl::StatusOr<uint64_t> FileSize(absl::string_view path) override {
     RETURN_IF_ERROR(ValidateRelativePath(path));
-    return Head(Key(path));
+    return client_->Head(Key(path));
   }
 
   absl::StatusOr<bool> Exists(absl::string_view path) override {
     RETURN_IF_ERROR(ValidateRelativePath(path));
-    auto size = Head(Key(path));
+    auto size = client_->Head(Key(path));
     if (size.ok()) return true;
     if (absl::IsNotFound(size.status())) {
       // A "directory": any object under path/.
-      ASSIGN_OR_RETURN(auto keys, ListKeys(absl::StrCat(Key(path), "/"), 1));
+      ASSIGN_OR_RETURN(auto keys, client_->List(absl::StrCat(Key(path), "/"), 1));
       return !keys.empty();
     }
     return size.status();
@@ -274,37 +63,24 @@ class S3Storage : public Storage {
     RETURN_IF_ERROR(ValidateRelativePath(from));
     RETURN_IF_ERROR(ValidateRelativePath(to));
     const std::string src = Key(from), dst = Key(to);
-    ASSIGN_OR_RETURN(uint64_t size, Head(src));
-    RETURN_IF_ERROR(Copy(src, dst, size));
-    return DeleteKey(src);
+    ASSIGN_OR_RETURN(uint64_t size, client_->Head(src));
+    RETURN_IF_ERROR(client_->Copy(src, dst, size));
+    return client_->Delete(src);
   }
 
   absl::Status Delete(absl::string_view path) override {
     RETURN_IF_ERROR(ValidateRelativePath(path));
-    return DeleteKey(Key(path));
+    return client_->Delete(Key(path));
   }
 
   absl::Status DeleteMany(const std::vector<std::string>& paths) override {
-    for (size_t i = 0; i < paths.size(); i += 1000) {
-      std::string xml = "<Delete><Quiet>true</Quiet>";
-      for (size_t j = i; j < std::min(paths.size(), i + 1000); ++j) {
-        RETURN_IF_ERROR(ValidateRelativePath(paths[j]));
-        absl::StrAppend(&xml, "<Object><Key>", XmlEscape(Key(paths[j])), "</Key></Object>");
-      }
-      xml += "</Delete>";
-      Call c;
-      c.method = "POST";
-      c.query = {{"delete", ""}};
-      c.headers = {{"Content-MD5", Md5Base64(xml)}, {"Content-Type", "application/xml"}};
-      c.body = xml;
-      ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-      if (r.status / 100 != 2) return Error(r, absl::StrCat("batch delete in ", Describe(prefix_)));
-      if (absl::StrContains(r.body, "<Error>")) {
-        return absl::InternalError(absl::StrCat("batch delete in ", Describe(prefix_), ": ",
-                                                Tag(r.body, "Key"), ": ", Tag(r.body, "Code")));
-      }
+    std::vector<std::string> keys;
+    keys.reserve(paths.size());
+    for (const std::string& path : paths) {
+      RETURN_IF_ERROR(ValidateRelativePath(path));
+      keys.push_back(Key(path));
     }
-    return absl::OkStatus();
+    return client_->DeleteMany(keys, client_->Describe(prefix_));
   }
 
   absl::Status RemoveDirIfEmpty(absl::string_view) override { return absl::OkStatus(); }
@@ -313,7 +89,7 @@ class S3Storage : public Storage {
     RETURN_IF_ERROR(ValidateRelativePath(dir));
     const std::string key_prefix = dir.empty() ? (prefix_.empty() ? "" : prefix_ + "/")
                                                : absl::StrCat(Key(dir), "/");
-    ASSIGN_OR_RETURN(auto keys, ListKeys(key_prefix, 0));
+    ASSIGN_OR_RETURN(auto keys, client_->List(key_prefix, 0));
     std::vector<std::string> out;
     const size_t strip = prefix_.empty() ? 0 : prefix_.size() + 1;
     for (const std::string& k : keys) out.push_back(k.substr(strip));
@@ -321,259 +97,19 @@ class S3Storage : public Storage {
   }
 
   std::string uri() const override {
-    return prefix_.empty() ? absl::StrCat("s3://", bucket_) : absl::StrCat("s3://", bucket_, "/", prefix_);
-  }
-
-  // ListObjectsV2 with pagination; max = 0: all.
-  absl::StatusOr<std::vector<std::string>> ListKeys(const std::string& key_prefix, size_t max) {
-    std::vector<std::string> keys;
-    std::string token;
-    while (true) {
-      Call c;
-      c.query = {{"list-type", "2"}, {"prefix", key_prefix}};
-      if (!token.empty()) c.query.emplace_back("continuation-token", token);
-      c.query.emplace_back("max-keys", absl::StrCat(max ? max : static_cast<size_t>(
-                                                        std::max(1, options_.s3.list_page_size))));
-      ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-      if (r.status / 100 != 2) return Error(r, absl::StrCat("list ", Describe(key_prefix)));
-      size_t pos = 0;
-      std::string key;
-      while (NextTag(r.body, "Key", &pos, &key)) keys.push_back(key);
-      if (max && keys.size() >= max) break;
-      if (Tag(r.body, "IsTruncated") != "true") break;
-      token = Tag(r.body, "NextContinuationToken");
-      if (token.empty()) break;
-    }
-    std::sort(keys.begin(), keys.end());
-    return keys;
-  }
-
-  absl::Status DeleteKey(const std::string& key) {
-    Call c;
-    c.method = "DELETE";
-    c.key = key;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status / 100 != 2 && r.status != 404) return Error(r, absl::StrCat("DELETE ", Describe(key)));
-    return absl::OkStatus();
-  }
-
-  // Server-side copy: CopyObject up to 5 GiB, multipart UploadPartCopy above.
-  absl::Status Copy(const std::string& src, const std::string& dst, uint64_t size) {
-    const std::string source = absl::StrCat("/", UriEncode(bucket_, true), "/", UriEncode(src, false));
-    constexpr uint64_t kMaxSingleCopy = 5ULL << 30;
-    if (size <= kMaxSingleCopy) {
-      Call c;
-      c.method = "PUT";
-      c.key = dst;
-      c.headers = {{"x-amz-copy-source", source}};
-      ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-      if (r.status / 100 != 2 || absl::StrContains(r.body, "<Error>")) {
-        return Error(r, absl::StrCat("copy ", Describe(src), " to ", Describe(dst)));
-      }
-      return absl::OkStatus();
-    }
-    ASSIGN_OR_RETURN(std::string upload_id, CreateUpload(dst));
-    std::string parts_xml;
-    const uint64_t part = 1ULL << 30;
-    int number = 1;
-    for (uint64_t off = 0; off < size; off += part, ++number) {
-      Call c;
-      c.method = "PUT";
-      c.key = dst;
-      c.query = {{"partNumber", absl::StrCat(number)}, {"uploadId", upload_id}};
-      c.headers = {{"x-amz-copy-source", source},
-                   {"x-amz-copy-source-range",
-                    absl::StrCat("bytes=", off, "-", std::min(size, off + part) - 1)}};
-      auto r = Send(c);
-      if (!r.ok() || r->status / 100 != 2) {
-        AbortUpload(dst, upload_id);
-        return r.ok() ? Error(*r, absl::StrCat("copy part of ", Describe(dst))) : r.status();
-      }
-      absl::StrAppend(&parts_xml, "<Part><PartNumber>", number, "</PartNumber><ETag>",
-                      XmlEscape(Tag(r->body, "ETag")), "</ETag></Part>");
-    }
-    return CompleteUpload(dst, upload_id, parts_xml, size);
-  }
-
-  absl::StatusOr<std::string> CreateUpload(const std::string& key) {
-    Call c;
-    c.method = "POST";
-    c.key = key;
-    c.query = {{"uploads", ""}};
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status / 100 != 2) return Error(r, absl::StrCat("start multipart upload of ", Describe(key)));
-    std::string id = Tag(r.body, "UploadId");
-    if (id.empty()) return absl::InternalError(absl::StrCat("no UploadId for ", Describe(key)));
-    // Starting an upload is not idempotent: an earlier attempt whose answer
-    // was lost may have opened one the store keeps (and bills) for good —
-    // our retry, or libcurl's own silent resend on a reused connection that
-    // closed, which we cannot see. Keys are written by one file at a time,
-    // so every other open upload of this key is such an orphan: one listing
-    // per multipart file finds them.
-    AbortOtherUploads(key, id);
-    return id;
-  }
-
-  // Aborts every open multipart upload of exactly `key` but `keep`. Best
-  // effort: a failure leaves what the store's lifecycle rules would clean.
-  void AbortOtherUploads(const std::string& key, const std::string& keep) {
-    Call c;
-    c.method = "GET";
-    c.query = {{"prefix", key}, {"uploads", ""}};
-    auto r = Send(c);
-    if (!r.ok() || r->status / 100 != 2) return;
-    size_t pos = 0;
-    std::string upload;
-    while (NextTag(r->body, "Upload", &pos, &upload)) {
-      const std::string id = Tag(upload, "UploadId");
-      if (Tag(upload, "Key") == key && !id.empty() && id != keep) AbortUpload(key, id);
-    }
-  }
-
-  absl::StatusOr<std::string> UploadPart(const std::string& key, const std::string& upload_id,
-                                         int number, absl::string_view data) {
-    Call c;
-    c.method = "PUT";
-    c.key = key;
-    c.query = {{"partNumber", absl::StrCat(number)}, {"uploadId", upload_id}};
-    c.headers = {{"Content-MD5", Md5Base64(data)}};
-    c.body = data;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status / 100 != 2) return Error(r, absl::StrCat("upload part ", number, " of ", Describe(key)));
-    return r.headers["etag"];
-  }
-
-  absl::Status CompleteUpload(const std::string& key, const std::string& upload_id,
-                              const std::string& parts_xml, uint64_t size) {
-    const std::string xml = absl::StrCat("<CompleteMultipartUpload>", parts_xml, "</CompleteMultipartUpload>");
-    Call c;
-    c.method = "POST";
-    c.key = key;
-    c.query = {{"uploadId", upload_id}};
-    c.headers = {{"Content-MD5", Md5Base64(xml)}, {"Content-Type", "application/xml"}};
-    c.body = xml;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status == 404 && absl::StrContains(r.body, "NoSuchUpload")) {
-      // A retried Complete whose first attempt succeeded but lost its reply.
-      auto existing = Head(key);
-      if (existing.ok() && *existing == size) return absl::OkStatus();
-    }
-    if (r.status / 100 != 2 || absl::StrContains(r.body, "<Error>")) {
-      AbortUpload(key, upload_id);
-      return Error(r, absl::StrCat("complete multipart upload of ", Describe(key)));
-    }
-    return absl::OkStatus();
-  }
-
-  void AbortUpload(const std::string& key, const std::string& upload_id) {
-    Call c;
-    c.method = "DELETE";
-    c.key = key;
-    c.query = {{"uploadId", upload_id}};
-    Send(c).IgnoreError();
-  }
-
-  absl::Status PutObject(const std::string& key, absl::string_view data) {
-    Call c;
-    c.method = "PUT";
-    c.key = key;
-    c.headers = {{"Content-MD5", Md5Base64(data)}};
-    c.body = data;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(c));
-    if (r.status / 100 != 2) return Error(r, absl::StrCat("PUT ", Describe(key)));
-    return absl::OkStatus();
+    return prefix_.empty() ? absl::StrCat("s3://", client_->bucket())
+                           : absl::StrCat("s3://", client_->bucket(), "/", prefix_);
   }
 
  private:
-  std::string bucket_;
-  std::string prefix_;
-  StorageOptions options_;
-  std::shared_ptr<HttpTransport> transport_;
-  Url endpoint_;
+  std::string Key(absl::string_view path) const {
+    return prefix_.empty() ? std::string(path) : JoinPath(prefix_, path);
+  }
+
+  // Shared with the files opened: they may outlive the storage object.
+  const std::shared_ptr<const S3Client> client_;
+  const std::string prefix_;
 };
-
-absl::Status S3WritableFile::Append(absl::string_view data) {
-  if (done_) return absl::FailedPreconditionError(absl::StrCat(path_, " is closed"));
-  if (!status_.ok()) return status_;
-  const size_t part = std::max<size_t>(storage_->options().s3.part_size, 5 << 20);
-  size_ += data.size();
-  while (!data.empty()) {
-    const size_t take = std::min(part - buffer_.size(), data.size());
-    buffer_.append(data.data(), take);
-    data.remove_prefix(take);
-    if (buffer_.size() == part) {
-      status_ = StartPart();
-      if (!status_.ok()) return status_;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status S3WritableFile::StartPart() {
-  if (upload_id_.empty()) {
-    ASSIGN_OR_RETURN(upload_id_, storage_->CreateUpload(key_));
-  }
-  RETURN_IF_ERROR(WaitForParts(static_cast<size_t>(std::max(1, storage_->options().s3.upload_parallelism)) - 1));
-  const int number = next_part_++;
-  auto data = std::make_shared<std::string>(std::move(buffer_));
-  buffer_.clear();
-  S3Storage* storage = storage_;
-  std::string key = key_, upload_id = upload_id_;
-  in_flight_.push_back(std::async(std::launch::async, [storage, key, upload_id, number, data]()
-                                      -> absl::StatusOr<std::pair<int, std::string>> {
-    ASSIGN_OR_RETURN(std::string etag, storage->UploadPart(key, upload_id, number, *data));
-    return std::make_pair(number, etag);
-  }));
-  return absl::OkStatus();
-}
-
-absl::Status S3WritableFile::WaitForParts(size_t max_in_flight) {
-  absl::Status first;
-  while (in_flight_.size() > max_in_flight) {
-    auto r = in_flight_.front().get();
-    in_flight_.erase(in_flight_.begin());
-    if (!r.ok()) {
-      if (first.ok()) first = r.status();
-    } else {
-      etags_[r->first] = r->second;
-    }
-  }
-  return first;
-}
-
-absl::Status S3WritableFile::Close() {
-  if (done_) return absl::FailedPreconditionError(absl::StrCat(path_, " is closed"));
-  if (!status_.ok()) {
-    Abandon();
-    return status_;
-  }
-  if (upload_id_.empty()) {
-    done_ = true;
-    return storage_->PutObject(key_, buffer_);
-  }
-  absl::Status s = buffer_.empty() ? absl::OkStatus() : StartPart();
-  absl::Status waited = WaitForParts(0);
-  if (s.ok()) s = waited;
-  if (!s.ok()) {
-    Abandon();
-    return s;
-  }
-  done_ = true;
-  std::string parts;
-  for (const auto& [number, etag] : etags_) {
-    absl::StrAppend(&parts, "<Part><PartNumber>", number, "</PartNumber><ETag>", XmlEscape(etag),
-                    "</ETag></Part>");
-  }
-  return storage_->CompleteUpload(key_, upload_id_, parts, size_);
-}
-
-void S3WritableFile::Abandon() {
-  if (done_) return;
-  done_ = true;
-  WaitForParts(0).IgnoreError();
-  if (!upload_id_.empty()) storage_->AbortUpload(key_, upload_id_);
-  buffer_.clear();
-}
 
 }  // namespace
 
@@ -600,8 +136,9 @@ absl::StatusOr<std::unique_ptr<Storage>> NewS3StorageForUri(absl::string_view ur
   ASSIGN_OR_RETURN(Url endpoint, ParseUrl(options.s3.endpoint));
   while (!endpoint.path.empty() && endpoint.path.back() == '/') endpoint.path.pop_back();
   if (!transport) transport = NewCurlTransport();
-  return std::unique_ptr<Storage>(
-      new S3Storage(std::move(bucket), std::move(prefix), options, std::move(transport), std::move(endpoint)));
+  auto client = std::make_shared<const S3Client>(std::move(bucket), options, std::move(transport),
+                                                 std::move(endpoint));
+  return std::unique_ptr<Storage>(new S3Storage(std::move(client), std::move(prefix)));
 }
 
 }  // namespace internal

@@ -1,9 +1,15 @@
 // One conformance suite that every storage backend runs: local files, the
-// in-memory backend, S3 (a real Ceph object gateway, directly and through a
-// fault-injecting proxy) and, for the read part, plain HTTP (nginx).
+// in-memory backend, S3 and, for the read part, plain HTTP.
 //
-// The remote servers are started by scripts/test.sh (tests/servers/*.sh),
-// which exports:
+// S3 and HTTP run on every build against in-process fakes
+// (storage/backends/testing/): s3_fake, s3_faulty_fake (the same behind
+// injected 500s, 503 SlowDowns, resets before and after the request is
+// applied, and silent resends), http_fake and http_faulty_fake. After each
+// test on a fake S3 no multipart upload may be left open.
+//
+// They also run against real servers, a Ceph object gateway (directly and
+// through a fault-injecting proxy) and nginx, started by scripts/test.sh
+// (tests/servers/*.sh), which exports:
 //   AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 //   CAIRN_TEST_S3_BUCKET          a bucket to use
 //   CAIRN_TEST_S3_FAULT_ENDPOINT  the same gateway behind tests/servers/fault_proxy.py
@@ -12,13 +18,20 @@
 // ..." (scripts/test.sh fails such skips when CI=true).
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "storage/bundle/bundle_reader.h"
 #include "storage/bundle/bundle_writer.h"
 #include "proto/cmdline/flags.h"
+#include "storage/backends/remote_storage.h"
+#include "storage/backends/testing/fake_http_server.h"
+#include "storage/backends/testing/fake_s3_server.h"
+#include "storage/backends/testing/faulty_transport.h"
 #include "storage/storage.h"
 #include "tests/testing/test_util.h"
 
@@ -49,15 +62,100 @@ struct Backend {
   std::function<std::unique_ptr<Storage>(std::string* why)> open;
   // For read-only backends: writes a file so that the backend can read it.
   std::function<void(const std::string& path, const std::string& data)> seed;
+  // If set, run after each test: checks on what the test left behind.
+  std::function<void()> check;
 };
+
+// The in-process servers of the current test (fresh ones for each).
+struct Fakes {
+  std::shared_ptr<testing::FakeS3Server> s3;
+  std::shared_ptr<testing::FakeHttpServer> http;
+  std::shared_ptr<testing::FaultyTransport> faulty;
+  uint64_t fault_seed = 0;
+  std::string http_dir;
+};
+Fakes& CurrentFakes() {
+  static Fakes fakes;
+  return fakes;
+}
+constexpr char kFakeBucket[] = "fake-bucket";
+
+// The fault seed of the next faulty test: CAIRN_FAULT_SEED (as for
+// scripts/test.sh's proxy) or random for the first, one more for each
+// after. Printed after each faulty test; parallel requests draw in arrival
+// order, so a seed replays a test only roughly.
+uint64_t NextFaultSeed() {
+  static uint64_t seed = [] {
+    uint64_t s = 0;
+    return absl::SimpleAtoi(Env("CAIRN_FAULT_SEED"), &s) ? s : std::random_device{}();
+  }();
+  return seed++;
+}
+
+// Wraps `server` in injected faults if `faulty` (20% of requests, as the
+// proxy in front of the real gateway).
+std::shared_ptr<internal::HttpTransport> MaybeFaulty(std::shared_ptr<internal::HttpTransport> server,
+                                                     bool faulty) {
+  if (!faulty) return server;
+  testing::FaultOptions faults;
+  faults.rate = 0.2;
+  faults.seed = CurrentFakes().fault_seed = NextFaultSeed();
+  CurrentFakes().faulty = std::make_shared<testing::FaultyTransport>(std::move(server), faults);
+  return CurrentFakes().faulty;
+}
+
+void CheckFakes() {
+  const Fakes& fakes = CurrentFakes();
+  if (fakes.s3) {
+    const std::vector<std::string> open = fakes.s3->OpenUploads(kFakeBucket);
+    EXPECT_TRUE(open.empty()) << "multipart uploads left open: " << absl::StrJoin(open, ", ");
+  }
+  if (fakes.faulty && fakes.faulty->requests() > 0) {
+    std::cout << "injected faults (seed " << fakes.fault_seed << "): " << fakes.faulty->Summary() << "\n";
+  }
+}
 
 std::vector<Backend> Backends() {
   std::vector<Backend> out;
   static testing::TempDir local_root;  // removed at exit
   out.push_back({"local", true, [](std::string*) {
                    return std::move(NewLocalStorage(local_root.Join(UniqueName()))).value();
-                 }, nullptr});
-  out.push_back({"memory", true, [](std::string*) { return NewMemoryStorage(); }, nullptr});
+                 }, nullptr, nullptr});
+  out.push_back({"memory", true, [](std::string*) { return NewMemoryStorage(); }, nullptr, nullptr});
+  auto s3_fake = [](bool faulty) {
+    return [faulty](std::string*) -> std::unique_ptr<Storage> {
+      Fakes& fakes = CurrentFakes();
+      fakes = Fakes();
+      fakes.s3 = std::make_shared<testing::FakeS3Server>();
+      fakes.s3->CreateBucket(kFakeBucket);
+      StorageOptions options;
+      options.s3 = fakes.s3->ClientOptions();
+      options.s3.part_size = 5 << 20;
+      options.s3.list_page_size = 7;  // exercise pagination
+      auto s = internal::NewS3StorageForUri(absl::StrCat("s3://", kFakeBucket, "/", UniqueName()), options,
+                                            MaybeFaulty(fakes.s3, faulty));
+      EXPECT_TRUE(s.ok()) << s.status();
+      return s.ok() ? std::move(s).value() : nullptr;
+    };
+  };
+  out.push_back({"s3_fake", true, s3_fake(false), nullptr, CheckFakes});
+  out.push_back({"s3_faulty_fake", true, s3_fake(true), nullptr, CheckFakes});
+  auto http_fake = [](bool faulty) {
+    return [faulty](std::string*) -> std::unique_ptr<Storage> {
+      Fakes& fakes = CurrentFakes();
+      fakes = Fakes();
+      fakes.http = std::make_shared<testing::FakeHttpServer>();
+      fakes.http_dir = UniqueName();
+      return std::move(internal::NewHttpStorageForUri(absl::StrCat("http://fake-http.test/", fakes.http_dir), {},
+                                                      MaybeFaulty(fakes.http, faulty)))
+          .value();
+    };
+  };
+  auto http_fake_seed = [](const std::string& path, const std::string& data) {
+    CurrentFakes().http->Put(absl::StrCat("/", CurrentFakes().http_dir, "/", path), data);
+  };
+  out.push_back({"http_fake", false, http_fake(false), http_fake_seed, CheckFakes});
+  out.push_back({"http_faulty_fake", false, http_fake(true), http_fake_seed, CheckFakes});
   auto s3 = [](const std::string& endpoint_var) {
     return [endpoint_var](std::string* why) -> std::unique_ptr<Storage> {
       const std::string endpoint = Env(endpoint_var.c_str());
@@ -76,8 +174,8 @@ std::vector<Backend> Backends() {
       return s.ok() ? std::move(s).value() : nullptr;
     };
   };
-  out.push_back({"s3", true, s3("AWS_ENDPOINT_URL"), nullptr});
-  out.push_back({"s3_faulty", true, s3("CAIRN_TEST_S3_FAULT_ENDPOINT"), nullptr});
+  out.push_back({"s3", true, s3("AWS_ENDPOINT_URL"), nullptr, nullptr});
+  out.push_back({"s3_faulty", true, s3("CAIRN_TEST_S3_FAULT_ENDPOINT"), nullptr, nullptr});
   static std::string http_dir;
   out.push_back({"http", false,
                  [](std::string* why) -> std::unique_ptr<Storage> {
@@ -96,7 +194,8 @@ std::vector<Backend> Backends() {
                    auto f = std::move(local->NewWritableFile(JoinPath(http_dir, path))).value();
                    ASSERT_TRUE(f->Append(data).ok());
                    ASSERT_TRUE(f->Close().ok());
-                 }});
+                 },
+                 nullptr});
   return out;
 }
 
@@ -108,6 +207,9 @@ class Conformance : public ::testing::TestWithParam<Backend> {
     std::string why;
     storage_ = GetParam().open(&why);
     if (!storage_) GTEST_SKIP() << why;
+  }
+  void TearDown() override {
+    if (storage_ && GetParam().check) GetParam().check();
   }
   // Puts a file, through the backend if it is writable.
   void Put(const std::string& path, const std::string& data) {
