@@ -98,9 +98,9 @@ class EtcdStore : public KvStore {
     cv_.notify_all();
     if (keepalive_.joinable()) keepalive_.join();
     // Hand over at once instead of after the TTL (best effort).
-    if (lease_id_ != 0 && !lost_.load()) {
+    if (lease_id_.load() != 0 && !lost_.load()) {
       pb::LeaseRevokeRequest req;
-      req.set_id(lease_id_);
+      req.set_id(lease_id_.load());
       pb::LeaseRevokeResponse resp;
       grpc::ClientContext ctx;
       ctx.set_deadline(WallClock::now() + std::chrono::seconds(2));
@@ -108,9 +108,8 @@ class EtcdStore : public KvStore {
     }
   }
 
-  // Grants the lease, starts renewing it, and waits until this process
-  // holds the leader key.
-  absl::Status Campaign() {
+  // A new lease for this process's candidacy.
+  absl::Status GrantLease() {
     pb::LeaseGrantRequest grant;
     grant.set_ttl(options_.lease_ttl_seconds);
     pb::LeaseGrantResponse granted;
@@ -121,13 +120,35 @@ class EtcdStore : public KvStore {
     if (!granted.error().empty()) {
       return absl::InternalError(absl::StrCat("etcd lease grant: ", granted.error()));
     }
-    lease_id_ = granted.id();
+    std::lock_guard<std::mutex> lock(mu_);
+    lease_id_.store(granted.id());
     last_renewal_ = Clock::now();
+    standby_lease_gone_ = false;
+    return absl::OkStatus();
+  }
+
+  // Grants the lease, starts renewing it, and waits until this process
+  // holds the leader key. A standby rides out etcd being unreachable (and
+  // takes a new lease if its own expired meanwhile); only a first lease
+  // that cannot be granted fails the start.
+  absl::Status Campaign() {
+    absl::Status s = GrantLease();
+    if (!s.ok()) return s;
     keepalive_ = std::thread([this] { KeepAlive(); });
 
     std::string last_seen = "\x01";  // not a name: report the first state
     while (true) {
-      if (lost_.load()) return absl::UnavailableError("etcd lease expired while campaigning");
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (stop_) return absl::CancelledError("closed while campaigning");
+      }
+      if (standby_lease_gone_.load()) {
+        if (absl::Status g = GrantLease(); !g.ok()) {
+          logging::Log(absl::StrCat("standby: ", g.message(), "; retrying"));
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          continue;
+        }
+      }
       pb::TxnRequest txn;
       pb::Compare* absent = txn.add_compare();
       absent->set_key(leader_key_);
@@ -137,14 +158,19 @@ class EtcdStore : public KvStore {
       pb::PutRequest* put = txn.add_success()->mutable_request_put();
       put->set_key(leader_key_);
       put->set_value(options_.candidate);
-      put->set_lease(lease_id_);
+      put->set_lease(lease_id_.load());
       txn.add_failure()->mutable_request_range()->set_key(leader_key_);
       pb::TxnResponse resp;
       s = Call("campaign", [&](grpc::ClientContext* ctx) { return kv_->Txn(ctx, txn, &resp); });
-      if (!s.ok()) return s;
-      if (resp.succeeded()) {
+      if (!s.ok() && !absl::IsUnavailable(s)) return s;
+      if (s.ok() && resp.succeeded()) {
         leader_revision_ = resp.header().revision();
+        leading_.store(true);
         return absl::OkStatus();
+      }
+      if (!s.ok()) {
+        logging::Log(absl::StrCat("standby: ", s.message(), "; retrying"));
+        continue;
       }
       std::string current;
       if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
@@ -262,21 +288,29 @@ class EtcdStore : public KvStore {
     if (options_.on_lost_leadership) options_.on_lost_leadership(why);
   }
 
-  // Renews the lease every TTL/3. A lease not renewed for a whole TTL may
-  // have expired (etcd decides): leadership is then lost.
+  // Renews the lease every TTL/3, and after a failed renewal again at once
+  // (another etcd member may answer). A lease not renewed for a whole TTL
+  // may have expired (etcd decides): leadership is then lost.
   void KeepAlive() {
     const auto period = std::chrono::milliseconds(options_.lease_ttl_seconds * 1000 / 3);
     std::unique_lock<std::mutex> lock(mu_);
+    bool failed = false;
     while (!stop_ && !lost_.load()) {
-      cv_.wait_for(lock, period, [this] { return stop_; });
+      cv_.wait_for(lock, failed ? std::chrono::milliseconds(100) : period, [this] { return stop_; });
       if (stop_) return;
       lock.unlock();
       const absl::Status renewed = RenewOnce();
       lock.lock();
+      failed = !renewed.ok();
       if (renewed.ok()) {
         last_renewal_ = Clock::now();
       } else if (absl::IsNotFound(renewed) ||
                  Clock::now() - last_renewal_ >= std::chrono::seconds(options_.lease_ttl_seconds)) {
+        if (!leading_.load()) {
+          // A standby's lease: the campaign takes a new one.
+          standby_lease_gone_ = true;
+          continue;
+        }
         lock.unlock();
         Lose(renewed);
         return;
@@ -286,10 +320,11 @@ class EtcdStore : public KvStore {
 
   absl::Status RenewOnce() {
     grpc::ClientContext ctx;
-    ctx.set_deadline(WallClock::now() + std::chrono::milliseconds(options_.lease_ttl_seconds * 1000 / 3));
+    ctx.set_deadline(WallClock::now() + std::chrono::milliseconds(options_.lease_ttl_seconds * 1000 / 4));
+    ctx.set_wait_for_ready(true);  // a member reconnecting is not a failure
     auto stream = lease_->LeaseKeepAlive(&ctx);
     pb::LeaseKeepAliveRequest req;
-    req.set_id(lease_id_);
+    req.set_id(lease_id_.load());
     pb::LeaseKeepAliveResponse resp;
     if (!stream->Write(req) || !stream->Read(&resp)) {
       stream->WritesDone();
@@ -308,7 +343,9 @@ class EtcdStore : public KvStore {
   std::unique_ptr<pb::KV::Stub> kv_;
   std::unique_ptr<pb::Lease::Stub> lease_;
   const std::string leader_key_;
-  int64_t lease_id_ = 0;
+  std::atomic<int64_t> lease_id_{0};
+  std::atomic<bool> leading_{false};
+  std::atomic<bool> standby_lease_gone_{false};
   int64_t leader_revision_ = 0;  // create revision of our leader key
   std::atomic<bool> lost_{false};
   std::mutex mu_;
@@ -355,6 +392,11 @@ absl::StatusOr<std::unique_ptr<KvStore>> OpenEtcdStore(const EtcdStoreOptions& o
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
   args.SetMaxReceiveMessageSize(256 << 20);
+  // A restarted member is used again within seconds (gRPC's default backoff
+  // grows to two minutes).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
   auto store = std::make_unique<EtcdStore>(options, std::move(channel));
   absl::Status s = store->Campaign();

@@ -19,7 +19,8 @@ extern char** environ;
 namespace cairn {
 namespace testing {
 
-ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                             int wait_ms) {
   int out[2];
   if (::pipe(out) != 0) return;
   posix_spawn_file_actions_t actions;
@@ -39,29 +40,45 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::st
     ::close(out[0]);
     return;
   }
-  std::string line;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    struct pollfd p = {out[0], POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
+  stdout_fd_ = out[0];
+  if (wait_ms > 0 && !WaitListening(wait_ms)) Kill();
+}
+
+bool ServerProcess::WaitListening(int timeout_ms) {
+  if (!address_.empty()) return true;
+  if (stdout_fd_ < 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool eof = false;
+  do {
+    struct pollfd p = {stdout_fd_, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms == 0 ? 0 : 100) <= 0) continue;
     char buf[256];
-    ssize_t n = ::read(out[0], buf, sizeof(buf));
-    if (n <= 0) break;
-    line.append(buf, static_cast<size_t>(n));
-  }
-  ::close(out[0]);  // the servers print nothing else on stdout
+    ssize_t n = ::read(stdout_fd_, buf, sizeof(buf));
+    if (n <= 0) {
+      eof = true;
+      break;
+    }
+    line_.append(buf, static_cast<size_t>(n));
+  } while (line_.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline);
   const std::string marker = "listening on ";
-  size_t at = line.find(marker);
-  size_t end = line.find('\n');
+  const size_t at = line_.find(marker);
+  const size_t end = line_.find('\n');
   if (at == std::string::npos || end == std::string::npos) {
-    Kill();
-    return;
+    if (eof) {
+      ::close(stdout_fd_);
+      stdout_fd_ = -1;
+    }
+    return false;
   }
-  address_ = line.substr(at + marker.size(), end - at - marker.size());
+  address_ = line_.substr(at + marker.size(), end - at - marker.size());
+  ::close(stdout_fd_);  // the servers print nothing else on stdout
+  stdout_fd_ = -1;
+  return true;
 }
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0 && !exited_) Stop();
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
 }
 
 int ServerProcess::port() const { return std::stoi(address_.substr(address_.rfind(':') + 1)); }

@@ -21,9 +21,14 @@ inline constexpr int kCrashPointExitCode = 86;
 class ServerProcess {
  public:
   // Starts argv (argv[0] a path) with stderr appended to `log_path`, and
-  // waits up to 30 s for its "listening on" line. On failure address() is
-  // empty and the process is gone.
-  ServerProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  // waits up to `wait_ms` for its "listening on" line. On failure address()
+  // is empty and the process is gone. With wait_ms = 0 it returns at once
+  // (a standby coordinator, say); WaitListening tells when it serves.
+  ServerProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                int wait_ms = 30000);
+  // True once the process has printed "listening on" (waits up to
+  // timeout_ms; 0 = just look).
+  bool WaitListening(int timeout_ms);
   ~ServerProcess();  // SIGTERM, then SIGKILL after 5 s
 
   const std::string& address() const { return address_; }
@@ -40,6 +45,8 @@ class ServerProcess {
 
  private:
   pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string line_;  // stdout so far, until the "listening on" line
   std::string address_;
   int exit_status_ = 0;
   bool exited_ = false;
