@@ -17,9 +17,9 @@ grpc::ChannelArguments ChannelArgs() {
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Reconnect within seconds, not gRPC's default of up to two minutes: a
   // restarted server, or after a failover the new leading coordinator,
-  // is found again quickly.
+  // is found again quickly. (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: it is
+  // also the time a connection attempt, TLS handshake included, may take.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   return args;
 }
