@@ -12,14 +12,8 @@ cmd=${1:?usage: cluster.sh start|stop DATA_DIR [WRITERS]}
 DATA=${2:?usage: cluster.sh start|stop DATA_DIR [WRITERS]}
 WRITERS=${3:-2}
 
-wait_listening() {  # wait_listening FILE: prints HOST:PORT once the server says so
-  for _ in $(seq 1 100); do
-    if grep -q '^listening on ' "$1" 2>/dev/null; then sed -n 's/^listening on //p' "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "server did not start; see ${1%.out}.log" >&2
-  return 1
-}
+# shellcheck source=deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"
 
 case "$cmd" in
   start)

@@ -20,14 +20,8 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-wait_listening() {  # wait_listening FILE [TRIES]: prints HOST:PORT once the server says so
-  for _ in $(seq 1 "${2:-100}"); do
-    if grep -q '^listening on ' "$1" 2>/dev/null; then sed -n 's/^listening on //p' "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "server did not start; see ${1%.out}.log" >&2
-  return 1
-}
+# shellcheck source=deploy/local/lib.sh
+. "$ROOT/deploy/local/lib.sh"
 
 case "$cmd" in
   start)

@@ -23,6 +23,7 @@ using testing::BinPath;
 using testing::Run;
 using testing::RunResult;
 using testing::SharedDir;
+using testing::WriteSafetensors;
 
 #define SKIP_WITHOUT_SHARED()                                                  \
   if (SharedDir().empty()) GTEST_SKIP() << "missing dependency: ../shared/testdata/tf not found; " \
@@ -153,17 +154,6 @@ TEST(Cli, ConvertEveryRealCheckpointToSafetensorsExactly) {
   EXPECT_EQ(a, 0.5f);
   EXPECT_EQ(b, 2.0f);
   EXPECT_EQ(c, 3.0f);
-}
-
-// Writes a safetensors file with the project's own canonical writer.
-void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
-                      std::map<std::string, std::string> data,
-                      const std::map<std::string, std::string>& metadata) {
-  auto prefix = BuildSafetensorsPrefix(&infos, metadata);
-  ASSERT_TRUE(prefix.ok()) << prefix.status();
-  std::string bytes = *prefix;
-  for (const auto& info : infos) bytes += data[info.name];
-  testing::WriteFile(path, bytes);
 }
 
 TEST(Cli, SafetensorsToThreeShardBundleAndBackIsIdentical) {

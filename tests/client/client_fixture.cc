@@ -45,16 +45,6 @@ bool Contains(absl::string_view haystack, absl::string_view needle) {
   return haystack.find(needle) != absl::string_view::npos;
 }
 
-void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
-                      std::map<std::string, std::string> data,
-                      const std::map<std::string, std::string>& metadata) {
-  auto prefix = BuildSafetensorsPrefix(&infos, metadata);
-  ASSERT_TRUE(prefix.ok()) << prefix.status();
-  std::string bytes = *prefix;
-  for (const auto& info : infos) bytes += data[info.name];
-  testing::WriteFile(path, bytes);
-}
-
 FourPartCheckpoint::FourPartCheckpoint() {
   auto storage = OpenStorage(dir_.path(), {});
   EXPECT_TRUE(storage.ok()) << storage.status();

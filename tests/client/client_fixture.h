@@ -18,6 +18,7 @@
 #include "storage/bundle/safetensors.h"
 #include "storage/bundle/tensor_slice.h"
 #include "storage/storage.h"
+#include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -40,10 +41,7 @@ testing::RunResult Cairn(std::vector<std::string> args);
 
 bool Contains(absl::string_view haystack, absl::string_view needle);
 
-// Writes a safetensors file of `infos` (data by tensor name) and `metadata`.
-void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
-                      std::map<std::string, std::string> data,
-                      const std::map<std::string, std::string>& metadata);
+using testing::WriteSafetensors;
 
 // The checkpoint most tests restore from: four single-writer parts merged
 // into DIR/job/ckpt-5/variables, as the service's commit does. Part k holds

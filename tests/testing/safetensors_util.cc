@@ -45,5 +45,15 @@ std::string PatternBytes(size_t n, uint32_t seed) {
   return s;
 }
 
+void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
+                      std::map<std::string, std::string> data,
+                      const std::map<std::string, std::string>& metadata) {
+  auto prefix = BuildSafetensorsPrefix(&infos, metadata);
+  ASSERT_TRUE(prefix.ok()) << prefix.status();
+  std::string bytes = *prefix;
+  for (const auto& info : infos) bytes += data[info.name];
+  WriteFile(path, bytes);
+}
+
 }  // namespace testing
 }  // namespace cairn

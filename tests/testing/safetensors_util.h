@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "storage/bundle/safetensors.h"
 
@@ -16,6 +17,12 @@ namespace testing {
 // given, receives the parsed header (metadata included).
 std::map<std::string, std::string> ReadSafetensorsTensors(const std::string& path,
                                                           SafetensorsHeader* header_out = nullptr);
+
+// Writes a safetensors file of `infos` (data by tensor name) and `metadata`
+// with the project's own canonical writer. A failure is a test failure.
+void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
+                      std::map<std::string, std::string> data,
+                      const std::map<std::string, std::string>& metadata);
 
 // `n` deterministic pseudo-random bytes; different seeds give different bytes.
 std::string PatternBytes(size_t n, uint32_t seed);
