@@ -3,6 +3,7 @@
 // and ShardStream's framing.
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -152,6 +153,41 @@ TEST_F(FakeService, ListAndGetMapTheCatalog) {
   auto missing = client_->Get("j", 7);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(client_->List("nobody").ok());
+}
+
+// Every state the coordinator reports has its own name (the string mapping
+// before CheckpointState had no MERGING and no ABORTING: both read
+// "unspecified"), and a restore refuses an uncommitted step naming it.
+TEST_F(FakeService, EveryCheckpointStateHasItsName) {
+  const std::vector<std::tuple<v1::CheckpointState, CheckpointState, std::string>> states = {
+      {v1::PENDING, CheckpointState::kPending, "pending"},
+      {v1::MERGING, CheckpointState::kMerging, "merging"},
+      {v1::COMMITTING, CheckpointState::kCommitting, "committing"},
+      {v1::COMMITTED, CheckpointState::kCommitted, "committed"},
+      {v1::ABORTING, CheckpointState::kAborting, "aborting"},
+      {v1::ABORTED, CheckpointState::kAborted, "aborted"},
+      {v1::DELETING, CheckpointState::kDeleting, "deleting"}};
+  int64_t step = 1;
+  for (const auto& [wire, state, name] : states) {
+    v1::CheckpointInfo info;
+    info.set_job("s");
+    info.set_step(step);
+    info.set_state(wire);
+    info.set_num_shards(1);
+    info.set_prefix_uri("/nowhere/s/ckpt-" + std::to_string(step) + "/variables");
+    coordinator_.AddCheckpoint(info);
+    auto got = client_->Get("s", step);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->state, state) << name;
+    EXPECT_EQ(CheckpointStateName(got->state), name);
+    if (state != CheckpointState::kCommitted) {
+      auto restored = client_->Restore("s", step, {});
+      EXPECT_EQ(restored.status().code(), absl::StatusCode::kFailedPrecondition) << name;
+      EXPECT_TRUE(Contains(restored.status().message(), "is " + name + ", not committed"))
+          << restored.status();
+    }
+    ++step;
+  }
 }
 
 // ShardStream frames each data chunk itself; the writer parses it with the
