@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "storage/status_macros.h"
 
 namespace cairn {
 namespace internal {
@@ -11,6 +12,22 @@ namespace {
 
 std::string CheckpointKey(const std::string& job, int64_t step) {
   return absl::StrFormat("ckpt/%s/%020d", job, step);
+}
+
+std::string ShardPrefix(const std::string& job, int64_t step) {
+  return absl::StrFormat("shard/%s/%020d/", job, step);
+}
+
+std::string ShardKey(const std::string& job, int64_t step, int index) {
+  return absl::StrFormat("%s%010d", ShardPrefix(job, step), index);
+}
+
+// The record's bytes without its shards (a copy only if it has any).
+std::string HeaderBytes(const v1::CheckpointRecord& record) {
+  if (record.shards_size() == 0) return record.SerializeAsString();
+  v1::CheckpointRecord header = record;
+  header.clear_shards();
+  return header.SerializeAsString();
 }
 
 template <typename Message>
@@ -52,7 +69,72 @@ absl::StatusOr<std::vector<Message>> Catalog::ScanMessages(const std::string& pr
 }
 
 absl::Status Catalog::PutCheckpoint(const v1::CheckpointRecord& record) {
-  return PutMessage(CheckpointKey(record.job(), record.step()), record);
+  return store_->Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record));
+}
+
+absl::Status Catalog::PutCheckpointDroppingShards(const v1::CheckpointRecord& record) {
+  return store_->Write({KvWrite::Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record)),
+                        KvWrite::DeletePrefix(ShardPrefix(record.job(), record.step()))});
+}
+
+absl::Status Catalog::PutShard(const std::string& job, int64_t step, const v1::ShardRecord& shard) {
+  return PutMessage(ShardKey(job, step, shard.index()), shard);
+}
+
+absl::Status Catalog::PutCheckpointAndShard(const v1::CheckpointRecord& record,
+                                            const v1::ShardRecord& shard) {
+  return store_->Write(
+      {KvWrite::Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record)),
+       KvWrite::Put(ShardKey(record.job(), record.step(), shard.index()), shard.SerializeAsString())});
+}
+
+absl::Status Catalog::LoadShards(v1::CheckpointRecord* record) {
+  ASSIGN_OR_RETURN(auto rows, store_->Scan(ShardPrefix(record->job(), record->step())));
+  const int n = record->num_shards();
+  if (record->shards_size() != n) {  // inline shards (older versions) are kept
+    record->clear_shards();
+    record->mutable_shards()->Reserve(n);
+    for (int i = 0; i < n; ++i) record->add_shards()->set_index(i);
+  }
+  for (const auto& [key, bytes] : rows) {
+    ASSIGN_OR_RETURN(auto shard, Parse<v1::ShardRecord>(key, bytes));
+    if (shard.index() < 0 || shard.index() >= n) {
+      return absl::DataLossError(absl::StrCat("catalog record ", key, " names shard ", shard.index(),
+                                              " of a checkpoint of ", n));
+    }
+    *record->mutable_shards(shard.index()) = std::move(shard);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ShardRecord> Catalog::GetShard(const std::string& job, int64_t step, int index) {
+  const std::string key = ShardKey(job, step, index);
+  ASSIGN_OR_RETURN(auto bytes, store_->Get(key));
+  if (bytes.has_value()) return Parse<v1::ShardRecord>(key, *bytes);
+  // Written by an older version, inside the record?
+  auto record = GetCheckpoint(job, step);
+  if (record.ok() && index >= 0 && index < record->shards_size()) return record->shards(index);
+  if (!record.ok() && !absl::IsNotFound(record.status())) return record.status();
+  v1::ShardRecord fresh;
+  fresh.set_index(index);
+  return fresh;
+}
+
+absl::Status Catalog::MigrateInlineShards(const v1::CheckpointRecord& record) {
+  if (record.shards_size() == 0) return absl::OkStatus();
+  std::vector<KvWrite> batch;
+  for (const auto& shard : record.shards()) {
+    if (shard.token().empty()) continue;  // never assigned: nothing to keep
+    batch.push_back(KvWrite::Put(ShardKey(record.job(), record.step(), shard.index()),
+                                 shard.SerializeAsString()));
+    if (batch.size() == KvStore::kMaxBatch) {
+      RETURN_IF_ERROR(store_->Write(batch));
+      batch.clear();
+    }
+  }
+  RETURN_IF_ERROR(store_->Write(batch));
+  // Last: until here the inline shards are still the record's.
+  return PutCheckpoint(record);
 }
 
 absl::StatusOr<v1::CheckpointRecord> Catalog::GetCheckpoint(const std::string& job, int64_t step) {
@@ -66,7 +148,8 @@ absl::StatusOr<v1::CheckpointRecord> Catalog::GetCheckpoint(const std::string& j
 }
 
 absl::Status Catalog::DeleteCheckpoint(const std::string& job, int64_t step) {
-  return store_->Delete(CheckpointKey(job, step));
+  return store_->Write(
+      {KvWrite::Delete(CheckpointKey(job, step)), KvWrite::DeletePrefix(ShardPrefix(job, step))});
 }
 
 absl::StatusOr<std::vector<v1::CheckpointRecord>> Catalog::ListCheckpoints(const std::string& job) {

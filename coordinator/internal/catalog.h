@@ -3,9 +3,16 @@
 // returns: a record the coordinator has acknowledged survives a crash of the
 // process or the machine.
 //
-// Keys:  ckpt/<job>/<step, 20 digits>  → cairn.v1.CheckpointRecord
-//        writer/<id>                   → cairn.v1.WriterInfo
-//        meta/<name>                   → raw bytes (catalog_id, attempt_key)
+// Keys:  ckpt/<job>/<step, 20 digits>   → cairn.v1.CheckpointRecord, without
+//                                         its shards
+//        shard/<job>/<step>/<index, 10 digits> → cairn.v1.ShardRecord, for
+//                                         each shard an attempt was assigned to
+//        writer/<id>                    → cairn.v1.WriterInfo
+//        meta/<name>                    → raw bytes (catalog_id, attempt_key)
+// Shards have keys of their own so that a shard report writes one small
+// record whatever the step's size (a step may have 100,000 shards). Older
+// versions kept them inside the checkpoint record; such records are read as
+// they are, and MigrateInlineShards moves the shards of one out.
 #ifndef CAIRN_COORDINATOR_INTERNAL_CATALOG_H_
 #define CAIRN_COORDINATOR_INTERNAL_CATALOG_H_
 
@@ -31,12 +38,33 @@ class Catalog {
   // Where the records live ("rocksdb:DIR", "etcd://...").
   std::string Describe() const { return store_->Describe(); }
 
+  // Writes the record without its shards (PutShard writes those).
   absl::Status PutCheckpoint(const v1::CheckpointRecord& record);
-  // NotFound if absent.
+  // Writes the record and deletes its shards: an aborted checkpoint's
+  // shards are of no further use, and a later incarnation of the step must
+  // not find them.
+  absl::Status PutCheckpointDroppingShards(const v1::CheckpointRecord& record);
+  // One shard of a checkpoint.
+  absl::Status PutShard(const std::string& job, int64_t step, const v1::ShardRecord& shard);
+  // Both at once, or neither.
+  absl::Status PutCheckpointAndShard(const v1::CheckpointRecord& record,
+                                     const v1::ShardRecord& shard);
+  // The record without its shards (LoadShards adds them); NotFound if
+  // absent.
   absl::StatusOr<v1::CheckpointRecord> GetCheckpoint(const std::string& job, int64_t step);
+  // Sets `record`'s shards: num_shards of them, as last written (a shard
+  // never written is only its index).
+  absl::Status LoadShards(v1::CheckpointRecord* record);
+  // One shard as last written (only its index if never written).
+  absl::StatusOr<v1::ShardRecord> GetShard(const std::string& job, int64_t step, int index);
+  // A record an older version wrote with its shards inside: writes the
+  // shards under their own keys, then the record without them. Does nothing
+  // to a record without inline shards.
+  absl::Status MigrateInlineShards(const v1::CheckpointRecord& record);
+  // The record and its shards, at once.
   absl::Status DeleteCheckpoint(const std::string& job, int64_t step);
   // Every checkpoint of `job` (or of every job if empty), ascending by
-  // (job, step).
+  // (job, step), without their shards.
   absl::StatusOr<std::vector<v1::CheckpointRecord>> ListCheckpoints(const std::string& job);
 
   // NotFound if the job has no record (no policy, never committed).

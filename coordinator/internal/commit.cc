@@ -137,15 +137,15 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
                                              (done.abort_reason().empty() ? "" : ": "),
                                              done.abort_reason()));
     }
-    if (it->second.state() == v1::COMMITTING) {
+    if (it->second.record.state() == v1::COMMITTING) {
       lock.unlock();
       return FinishCommit(key);
     }
-    if (it->second.state() != v1::MERGING) {
+    if (it->second.record.state() != v1::MERGING) {
       return absl::InternalError(absl::StrCat("checkpoint ", name, " is ",
-                                              StateName(it->second.state()), ", not merging"));
+                                              StateName(it->second.record.state()), ", not merging"));
     }
-    record = it->second;
+    record = it->second.record;
   }
   int64_t tensors = 0;
   for (const auto& shard : record.shards()) tensors += shard.num_tensors();
@@ -189,7 +189,7 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it == live_.end() || it->second.state() != v1::MERGING) {
+    if (it == live_.end() || it->second.record.state() != v1::MERGING) {
       return absl::AbortedError(
           absl::StrCat("checkpoint ", name, " was aborted while its parts were merged"));
     }
@@ -197,12 +197,13 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
 #ifdef CAIRN_PLANTED_BUG
       break;
 #endif
-      if (it->second.shards(i).token() != record.shards(i).token()) {
+      if (it->second.record.shards(i).token() != record.shards(i).token()) {
         return absl::InternalError(absl::StrCat("checkpoint ", name, ": shard ", i,
                                                 " changed during its merge (a bug); not committed"));
       }
     }
-    v1::CheckpointRecord updated = it->second;
+    v1::CheckpointRecord& live = it->second.record;
+    v1::CheckpointRecord updated = CopyWithoutShards(&live);
     RETURN_IF_ERROR(Transition(&updated, v1::COMMITTING));
     updated.clear_files();
     uint64_t bytes = 0;
@@ -215,7 +216,7 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
       info->set_sha256(f.sha256);
       // Data files keep the CRCs their writers computed.
       if (i < static_cast<size_t>(updated.num_shards())) {
-        for (const auto& sf : updated.shards(static_cast<int>(i)).files()) {
+        for (const auto& sf : live.shards(static_cast<int>(i)).files()) {
           if (absl::EndsWith(sf.path(), ".data-00000-of-00001")) {
             info->set_crc32c(sf.crc32c());
             info->set_sha256(sf.sha256());
@@ -226,7 +227,8 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
     }
     updated.set_bytes(bytes);
     RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
-    it->second = std::move(updated);
+    updated.mutable_shards()->Swap(live.mutable_shards());
+    live = std::move(updated);
   }
   CAIRN_SYNC_POINT("after_decide");
   return FinishCommit(key);
@@ -238,8 +240,8 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it == live_.end() || it->second.state() != v1::COMMITTING) return absl::OkStatus();
-    record = it->second;
+    if (it == live_.end() || it->second.record.state() != v1::COMMITTING) return absl::OkStatus();
+    record = CopyWithoutShards(&it->second.record);  // publishing needs only the files
   }
   // Publish: data files first, the index last; each rename is atomic and
   // durable, and a rename already done is skipped when this runs again.
@@ -281,16 +283,21 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   RETURN_IF_ERROR(WriteStateFile(record.job(), &updated));
   CAIRN_SYNC_POINT("after_state_file");
   RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+  LiveCheckpoint done;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    live_.erase(key);
+    auto it = live_.find(key);
+    if (it != live_.end()) {
+      done = std::move(it->second);
+      live_.erase(it);
+    }
   }
   Log(At(key.first, key.second), absl::StrCat("committed: ", updated.num_shards(), " shards, ",
                                               updated.bytes(), " bytes"));
   metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);
   metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.")
       .Add(static_cast<double>(updated.bytes()));
-  RemoveStaging(record);
+  RemoveStaging(done.record.shards_size() > 0 ? done.record : record);
   auto job = catalog_->GetJob(record.job());
   if (!job.ok() || job->first_commit_micros() == 0) {
     v1::JobRecord j = job.ok() ? *job : v1::JobRecord();
@@ -326,8 +333,8 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it == live_.end() || !Undecided(it->second.state())) return absl::OkStatus();
-    record = it->second;
+    if (it == live_.end() || !Undecided(it->second.record.state())) return absl::OkStatus();
+    record = it->second.record;
     RETURN_IF_ERROR(Transition(&record, v1::ABORTING));
     record.set_abort_reason(why);
     RETURN_IF_ERROR(catalog_->PutCheckpoint(record));
@@ -350,7 +357,7 @@ absl::Status CoordinatorService::FinishAbort(v1::CheckpointRecord record) {
   CAIRN_SYNC_POINT("abort_before_cleanup");
   RemoveStaging(record);
   RETURN_IF_ERROR(Transition(&record, v1::ABORTED));
-  return catalog_->PutCheckpoint(record);
+  return catalog_->PutCheckpointDroppingShards(record);
 }
 
 // Removes a staging directory. Only Cairn's own staging area (a directory

@@ -48,5 +48,13 @@ bool AllShardsDurable(const v1::CheckpointRecord& record) {
                      [](const v1::ShardRecord& s) { return s.durable(); });
 }
 
+v1::CheckpointRecord CopyWithoutShards(v1::CheckpointRecord* record) {
+  google::protobuf::RepeatedPtrField<v1::ShardRecord> shards;
+  shards.Swap(record->mutable_shards());
+  v1::CheckpointRecord copy = *record;
+  shards.Swap(record->mutable_shards());
+  return copy;
+}
+
 }  // namespace internal
 }  // namespace cairn

@@ -44,6 +44,10 @@ bool Undecided(v1::CheckpointState state);
 
 bool AllShardsDurable(const v1::CheckpointRecord& record);
 
+// A copy of `record` without its shards, which are not copied (a step may
+// have 100,000): they are set aside during the copy and put back.
+v1::CheckpointRecord CopyWithoutShards(v1::CheckpointRecord* record);
+
 }  // namespace internal
 }  // namespace cairn
 

@@ -37,18 +37,6 @@ constexpr int64_t kScanPage = 1000;
 
 // The first key after every key that starts with `prefix` (etcd's
 // range_end for a prefix scan).
-std::string PrefixEnd(const std::string& prefix) {
-  std::string end = prefix;
-  while (!end.empty()) {
-    if (static_cast<unsigned char>(end.back()) < 0xff) {
-      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');  // every key
-}
-
 bool IsIpv4(absl::string_view host) {
   in_addr addr;
   return ::inet_pton(AF_INET, std::string(host).c_str(), &addr) == 1;
@@ -194,18 +182,34 @@ class EtcdStore : public KvStore {
     return std::optional<std::string>(resp.kvs(0).value());
   }
 
-  absl::Status Put(const std::string& key, const std::string& value) override {
+  absl::Status Write(const std::vector<KvWrite>& batch) override {
+    if (batch.empty()) return absl::OkStatus();
+    if (batch.size() > kMaxBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("catalog write of ", batch.size(), " changes; at most ", kMaxBatch));
+    }
     pb::TxnRequest txn;
-    pb::PutRequest* put = txn.add_success()->mutable_request_put();
-    put->set_key(Key(key));
-    put->set_value(value);
-    return Fenced("put " + key, &txn);
-  }
-
-  absl::Status Delete(const std::string& key) override {
-    pb::TxnRequest txn;
-    txn.add_success()->mutable_request_delete_range()->set_key(Key(key));
-    return Fenced("delete " + key, &txn);
+    for (const KvWrite& w : batch) {
+      switch (w.op) {
+        case KvWrite::Op::kPut: {
+          pb::PutRequest* put = txn.add_success()->mutable_request_put();
+          put->set_key(Key(w.key));
+          put->set_value(w.value);
+          break;
+        }
+        case KvWrite::Op::kDelete:
+          txn.add_success()->mutable_request_delete_range()->set_key(Key(w.key));
+          break;
+        case KvWrite::Op::kDeletePrefix: {
+          pb::DeleteRangeRequest* del = txn.add_success()->mutable_request_delete_range();
+          del->set_key(Key(w.key));
+          del->set_range_end(PrefixEnd(Key(w.key)));
+          break;
+        }
+      }
+    }
+    return Fenced(absl::StrCat("write ", batch.front().key, batch.size() > 1 ? " (batch)" : ""),
+                  &txn);
   }
 
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(

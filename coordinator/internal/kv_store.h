@@ -22,16 +22,56 @@
 namespace cairn {
 namespace internal {
 
+// One change of a batch (KvStore::Write).
+struct KvWrite {
+  enum class Op { kPut, kDelete, kDeletePrefix };
+  Op op;
+  std::string key;    // the key, or the prefix for kDeletePrefix
+  std::string value;  // kPut only
+
+  static KvWrite Put(std::string key, std::string value) {
+    return {Op::kPut, std::move(key), std::move(value)};
+  }
+  // OK if absent.
+  static KvWrite Delete(std::string key) { return {Op::kDelete, std::move(key), {}}; }
+  // Every key starting with `prefix`.
+  static KvWrite DeletePrefix(std::string prefix) {
+    return {Op::kDeletePrefix, std::move(prefix), {}};
+  }
+};
+
+// The smallest key greater than every key that starts with `prefix` (the
+// end of a prefix range).
+inline std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
+      prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
 class KvStore {
  public:
+  // The most changes one Write takes: etcd refuses transactions of more
+  // than 128 operations by default (--max-txn-ops), and the fence adds one.
+  static constexpr size_t kMaxBatch = 100;
+
   virtual ~KvStore() = default;
   // nullopt if absent.
   virtual absl::StatusOr<std::optional<std::string>> Get(const std::string& key) = 0;
-  // Durable when OK. An etcd store that is no longer the leader answers
-  // FailedPrecondition and writes nothing.
-  virtual absl::Status Put(const std::string& key, const std::string& value) = 0;
+  // All of `batch` or none of it; durable when OK. At most kMaxBatch
+  // changes (InvalidArgument otherwise), no key changed twice (etcd refuses
+  // overlapping changes in one transaction). An etcd store that is no
+  // longer the leader answers FailedPrecondition and writes nothing.
+  virtual absl::Status Write(const std::vector<KvWrite>& batch) = 0;
+  absl::Status Put(const std::string& key, const std::string& value) {
+    return Write({KvWrite::Put(key, value)});
+  }
   // OK if absent.
-  virtual absl::Status Delete(const std::string& key) = 0;
+  absl::Status Delete(const std::string& key) { return Write({KvWrite::Delete(key)}); }
   // Every (key, value) whose key starts with `prefix`, ascending by key.
   virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       const std::string& prefix) = 0;

@@ -281,9 +281,9 @@ absl::StatusOr<v1::RollbackResponse> CoordinatorService::DoRollback(const v1::Ro
   std::vector<Key> undecided;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [key, r] : live_) {
+    for (const auto& [key, live] : live_) {
       if (key.first != job || key.second <= req.to_step()) continue;
-      if (!Undecided(r.state()) || completing_.count(key)) {
+      if (!Undecided(live.record.state()) || completing_.count(key)) {
         return absl::UnavailableError(absl::StrCat(
             "cannot roll back job ", job, " now: step ", key.second,
             " is being committed; try again once it is"));

@@ -1,6 +1,7 @@
 // The embedded catalog store: RocksDB, every write synced.
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/internal/kv_store.h"
@@ -35,12 +36,29 @@ class RocksDbStore : public KvStore {
     return std::optional<std::string>(std::move(value));
   }
 
-  absl::Status Put(const std::string& key, const std::string& value) override {
-    return FromRocks(db_->Put(sync_write_, key, value), key);
-  }
-
-  absl::Status Delete(const std::string& key) override {
-    return FromRocks(db_->Delete(sync_write_, key), key);
+  absl::Status Write(const std::vector<KvWrite>& batch) override {
+    if (batch.empty()) return absl::OkStatus();
+    if (batch.size() > kMaxBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("catalog write of ", batch.size(), " changes; at most ", kMaxBatch));
+    }
+    rocksdb::WriteBatch wb;
+    for (const KvWrite& w : batch) {
+      rocksdb::Status s;
+      switch (w.op) {
+        case KvWrite::Op::kPut:
+          s = wb.Put(w.key, w.value);
+          break;
+        case KvWrite::Op::kDelete:
+          s = wb.Delete(w.key);
+          break;
+        case KvWrite::Op::kDeletePrefix:
+          s = wb.DeleteRange(w.key, PrefixEnd(w.key));
+          break;
+      }
+      if (!s.ok()) return FromRocks(s, w.key);
+    }
+    return FromRocks(db_->Write(sync_write_, &wb), batch.front().key);
   }
 
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(

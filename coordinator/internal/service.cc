@@ -125,9 +125,14 @@ absl::Status CoordinatorService::Recover() {
         continue;
       case v1::ABORTING:
         Log(At(r.job(), r.step()), "recovery: finishing the abort");
+        RETURN_IF_ERROR(catalog_->LoadShards(&r));
         RETURN_IF_ERROR(FinishAbort(r));
         continue;
       case v1::PENDING:
+        RETURN_IF_ERROR(catalog_->LoadShards(&r));
+        // Shards kept inside the record by an older version move to their
+        // own keys before anything writes the record without them.
+        RETURN_IF_ERROR(catalog_->MigrateInlineShards(r));
         if (AllShardsDurable(r)) {
           // Written by a version that merged straight from PENDING.
           RETURN_IF_ERROR(Transition(&r, v1::MERGING));
@@ -136,6 +141,8 @@ absl::Status CoordinatorService::Recover() {
         break;
       case v1::MERGING:
       case v1::COMMITTING:
+        RETURN_IF_ERROR(catalog_->LoadShards(&r));
+        RETURN_IF_ERROR(catalog_->MigrateInlineShards(r));
         break;
       default:
         continue;
@@ -143,7 +150,7 @@ absl::Status CoordinatorService::Recover() {
     if (r.state() == v1::MERGING) to_complete.push_back(key);
     if (r.state() == v1::COMMITTING) to_finish.push_back(key);
     std::lock_guard<std::mutex> lock(mu_);
-    live_[key] = std::move(r);
+    live_[key] = MakeLive(std::move(r));
   }
   // A deletion interrupted after its records were marked may have left the
   // state file naming steps whose files are gone.
@@ -215,7 +222,20 @@ grpc::Status CoordinatorService::ListWriters(grpc::ServerContext*, const v1::Lis
 
 // ----------------------------------------------------------------- queries
 
-void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info) const {
+CoordinatorService::LiveCheckpoint CoordinatorService::MakeLive(v1::CheckpointRecord record) {
+  LiveCheckpoint live;
+  live.record = std::move(record);
+  v1::CheckpointRecord& r = live.record;
+  if (r.shards_size() != r.num_shards()) {
+    r.clear_shards();
+    r.mutable_shards()->Reserve(r.num_shards());
+    for (int i = 0; i < r.num_shards(); ++i) r.add_shards()->set_index(i);
+  }
+  for (const auto& shard : r.shards()) live.durable += shard.durable() ? 1 : 0;
+  return live;
+}
+
+void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info) {
   info->set_job(r.job());
   info->set_step(r.step());
   info->set_state(r.state());
@@ -227,8 +247,16 @@ void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointI
   info->set_pinned(r.pinned());
   info->set_prefix_uri(JoinPath(storage_->uri(), CheckpointPrefix(r.job(), r.step())));
   *info->mutable_files() = r.files();
+  // Durable shards of a step still in the works (the catalog's record has
+  // none: they are under their own keys).
   int durable = 0;
-  for (const auto& s : r.shards()) durable += s.durable() ? 1 : 0;
+  if (r.state() == v1::COMMITTED) {
+    durable = r.num_shards();
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find({r.job(), r.step()});
+    if (it != live_.end()) durable = it->second.durable;
+  }
   info->set_shards_durable(durable);
 }
 
@@ -304,7 +332,8 @@ void CoordinatorService::BackgroundLoop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const int64_t now = clock_->NowMicros();
-      for (const auto& [key, r] : live_) {
+      for (const auto& [key, live] : live_) {
+        const v1::CheckpointRecord& r = live.record;
         if (completing_.count(key)) continue;  // a merge is running; decided after it
         const bool timed_out = now - r.created_at_micros() > options_.pending_timeout_ms * 1000;
         if (Undecided(r.state()) && timed_out) {

@@ -142,7 +142,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   void RemoveStaging(const v1::CheckpointRecord& record);
   void BackgroundLoop();
   std::string NewNonce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info) const;
+  void FillInfo(const v1::CheckpointRecord& r, v1::CheckpointInfo* info);
 
   const CoordinatorOptions options_;
   std::unique_ptr<Catalog> catalog_;
@@ -153,10 +153,17 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // Key of attempt tokens (catalog meta "attempt_key"); set by Recover.
   std::string attempt_key_;
 
+  // A checkpoint not yet decided or not yet finished (PENDING, MERGING,
+  // COMMITTING), with all its shards, and how many are durable (so a shard
+  // report costs the same whatever the step's size).
+  struct LiveCheckpoint {
+    v1::CheckpointRecord record;
+    int durable = 0;
+  };
+  static LiveCheckpoint MakeLive(v1::CheckpointRecord record);
+
   std::mutex mu_;
-  // Checkpoints not yet decided or not yet finished (PENDING, MERGING,
-  // COMMITTING).
-  std::map<Key, v1::CheckpointRecord> live_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, LiveCheckpoint> live_ ABSL_GUARDED_BY(mu_);
   // MERGING checkpoints some thread is merging right now.
   std::set<Key> completing_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

@@ -90,6 +90,8 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   const std::string name = Name(req.job(), req.step());
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(key);
+  // A step's first shard creates its record (without shards: only assigned
+  // shards are written, each under its own key).
   std::optional<v1::CheckpointRecord> created;
   if (it == live_.end()) {
     auto existing = catalog_->GetCheckpoint(req.job(), req.step());
@@ -111,10 +113,9 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
     record.set_num_shards(req.num_shards());
     record.set_created_at_micros(clock_->NowMicros());
     record.set_staging_dir(StagingDir(req.job(), req.step()));
-    for (int i = 0; i < req.num_shards(); ++i) record.add_shards()->set_index(i);
     created = std::move(record);
   }
-  const v1::CheckpointRecord& record = created ? *created : it->second;
+  const v1::CheckpointRecord& record = created ? *created : it->second.record;
 #ifdef CAIRN_PLANTED_BUG
   // Testing only (cairn-coordinator-planted, for the model checker): the
   // defect this state machine exists to prevent, a retry during the merge
@@ -139,28 +140,56 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   }
   ASSIGN_OR_RETURN(WriterRegistry::Choice chosen, writers_.Assign());
 
-  v1::CheckpointRecord updated = record;
-  v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
-  const std::string released = !shard->token().empty() && !shard->durable() ? shard->writer_id() : "";
-  if (!shard->token().empty()) {
-    // A retry supersedes the earlier attempt, durable or not.
-    shard->add_old_staging_prefixes(shard->staging_prefix());
+  // Only this shard's record is copied and written, and the checkpoint's
+  // record only when it is new or the metrics change it.
+  v1::ShardRecord shard;
+  if (created) {
+    shard.set_index(req.shard_index());
+  } else {
+    shard = record.shards(req.shard_index());
   }
-  shard->set_writer_id(chosen.id);
-  shard->set_durable(false);
-  shard->clear_files();
-  shard->set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", updated.staging_dir(),
-                                            req.shard_index(), NewNonce()));
+  const bool was_durable = shard.durable();
+  const std::string released = !shard.token().empty() && !shard.durable() ? shard.writer_id() : "";
+  if (!shard.token().empty()) {
+    // A retry supersedes the earlier attempt, durable or not.
+    shard.add_old_staging_prefixes(shard.staging_prefix());
+  }
+  shard.set_writer_id(chosen.id);
+  shard.set_durable(false);
+  shard.clear_files();
+  shard.set_staging_prefix(absl::StrFormat("%s/shard-%05d-%s/part", record.staging_dir(),
+                                           req.shard_index(), NewNonce()));
   auth::Attempt attempt{req.job(), req.step(), req.shard_index(), req.num_shards(),
-                        shard->staging_prefix()};
-  shard->set_token(auth::MintAttemptToken(attempt_key_, attempt));
-  for (const auto& [m, v] : req.metrics()) (*updated.mutable_metrics())[m] = v;
-  if (absl::Status s = catalog_->PutCheckpoint(updated); !s.ok()) {
+                        shard.staging_prefix()};
+  shard.set_token(auth::MintAttemptToken(attempt_key_, attempt));
+  bool metrics_change = false;
+  for (const auto& [m, v] : req.metrics()) {
+    auto found = record.metrics().find(m);
+    if (found == record.metrics().end() || found->second != v) metrics_change = true;
+  }
+  absl::Status written;
+  if (created || metrics_change) {
+    v1::CheckpointRecord header =
+        created ? *created : CopyWithoutShards(&it->second.record);
+    for (const auto& [m, v] : req.metrics()) (*header.mutable_metrics())[m] = v;
+    written = catalog_->PutCheckpointAndShard(header, shard);
+    if (written.ok() && created) {
+      LiveCheckpoint live = MakeLive(std::move(header));
+      it = live_.emplace(key, std::move(live)).first;
+    } else if (written.ok()) {
+      *it->second.record.mutable_metrics() = header.metrics();
+    }
+  } else {
+    written = catalog_->PutShard(req.job(), req.step(), shard);
+  }
+  if (!written.ok()) {
     writers_.Release(chosen.id);
-    return s;
+    return written;
   }
   if (!released.empty()) writers_.Release(released);
-  live_[key] = updated;
+  LiveCheckpoint& live = it->second;
+  if (was_durable) --live.durable;
+  *live.record.mutable_shards(req.shard_index()) = shard;
   {
     Where where = At(req.job(), req.step());
     where.shard = req.shard_index();
@@ -170,8 +199,8 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
 
   v1::BeginShardResponse resp;
   resp.set_writer_address(chosen.address);
-  resp.set_token(updated.shards(req.shard_index()).token());
-  resp.set_staging_prefix(updated.shards(req.shard_index()).staging_prefix());
+  resp.set_token(shard.token());
+  resp.set_staging_prefix(shard.staging_prefix());
   return resp;
 }
 
@@ -196,27 +225,33 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(key);
-    if (it != live_.end() && it->second.state() != v1::PENDING && current_attempt(it->second)) {
+    if (it != live_.end() && it->second.record.state() != v1::PENDING &&
+        current_attempt(it->second.record)) {
       // A repeated report of an attempt already in the merge or commit.
       v1::ShardDurableResponse resp;
-      resp.set_committed(it->second.state() == v1::COMMITTING);
-      resp.set_state(it->second.state());
+      resp.set_committed(it->second.record.state() == v1::COMMITTING);
+      resp.set_state(it->second.record.state());
       return resp;
     }
     if (it == live_.end()) {
       // A report repeated after a coordinator restart: the recovery may have
       // committed the checkpoint already, with this very attempt in it.
       auto done = catalog_->GetCheckpoint(req.job(), req.step());
-      if (done.ok() && done->state() == v1::COMMITTED && current_attempt(*done)) {
-        v1::ShardDurableResponse resp;
-        resp.set_committed(true);
-        resp.set_state(v1::COMMITTED);
-        return resp;
+      if (done.ok() && done->state() == v1::COMMITTED && req.shard_index() >= 0 &&
+          req.shard_index() < done->num_shards()) {
+        auto shard = catalog_->GetShard(req.job(), req.step(), req.shard_index());
+        if (shard.ok() && shard->token() == req.token()) {
+          v1::ShardDurableResponse resp;
+          resp.set_committed(true);
+          resp.set_state(v1::COMMITTED);
+          return resp;
+        }
       }
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
     }
-    v1::CheckpointRecord& record = it->second;
+    LiveCheckpoint& live = it->second;
+    v1::CheckpointRecord& record = live.record;
     if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
       return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
     }
@@ -240,19 +275,25 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint ", name, " is being aborted"));
     }
-    v1::CheckpointRecord updated = record;
-    v1::ShardRecord* shard = updated.mutable_shards(req.shard_index());
-    shard->set_durable(true);
-    *shard->mutable_files() = req.files();
-    shard->set_bytes(req.bytes());
-    shard->set_num_tensors(req.num_tensors());
+    v1::ShardRecord shard = current;
+    shard.set_durable(true);
+    *shard.mutable_files() = req.files();
+    shard.set_bytes(req.bytes());
+    shard.set_num_tensors(req.num_tensors());
     // The last durable shard starts the merge in the same synced write: from
     // here on no attempt of this checkpoint can change.
-    const bool complete = AllShardsDurable(updated);
-    if (complete) RETURN_IF_ERROR(Transition(&updated, v1::MERGING));
-    RETURN_IF_ERROR(catalog_->PutCheckpoint(updated));
+    const bool complete = live.durable + 1 == record.num_shards();
+    if (complete) {
+      v1::CheckpointRecord header = CopyWithoutShards(&record);
+      RETURN_IF_ERROR(Transition(&header, v1::MERGING));
+      RETURN_IF_ERROR(catalog_->PutCheckpointAndShard(header, shard));
+      record.set_state(v1::MERGING);
+    } else {
+      RETURN_IF_ERROR(catalog_->PutShard(req.job(), req.step(), shard));
+    }
     const std::string writer_id = current.writer_id();
-    record = std::move(updated);
+    *record.mutable_shards(req.shard_index()) = std::move(shard);
+    ++live.durable;
     writers_.Release(writer_id);
     if (!complete) {
       v1::ShardDurableResponse resp;

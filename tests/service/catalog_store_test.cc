@@ -140,6 +140,112 @@ TEST_P(StoreConformance, CatalogRecordsRoundTrip) {
   EXPECT_EQ(*catalog.GetMeta("catalog_id"), "abc");
 }
 
+TEST_P(StoreConformance, ABatchIsAllOrNothingAndDeletesPrefixes) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store_->Put(absl::StrCat("shard/j/1/", i), "x").ok());
+  ASSERT_TRUE(store_->Put("shard/j/10/0", "another step").ok());
+  ASSERT_TRUE(store_->Put("ckpt/j/1", "old").ok());
+  absl::Status s = store_->Write({KvWrite::Put("ckpt/j/1", "new"), KvWrite::DeletePrefix("shard/j/1/"),
+                                  KvWrite::Put("other", "y")});
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_->Get("ckpt/j/1")->value(), "new");
+  EXPECT_EQ(store_->Get("other")->value(), "y");
+  EXPECT_TRUE(store_->Scan("shard/j/1/")->empty());
+  EXPECT_EQ(store_->Get("shard/j/10/0")->value(), "another step");  // not under the prefix
+  ASSERT_TRUE(store_->Write({KvWrite::Delete("other"), KvWrite::Delete("never-there")}).ok());
+  EXPECT_FALSE(store_->Get("other")->has_value());
+
+  // Too large a batch is refused whole: nothing of it is written.
+  std::vector<KvWrite> big;
+  for (size_t i = 0; i <= KvStore::kMaxBatch; ++i) big.push_back(KvWrite::Put(absl::StrCat("big/", i), "v"));
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->Write(big)));
+  EXPECT_TRUE(store_->Scan("big/")->empty());
+  big.pop_back();
+  ASSERT_TRUE(store_->Write(big).ok());
+  EXPECT_EQ(store_->Scan("big/")->size(), KvStore::kMaxBatch);
+}
+
+// Shards live under their own keys: a shard report writes one small record
+// whatever the step's size, and a record keeps no shards of its own.
+TEST_P(StoreConformance, ShardsLiveUnderTheirOwnKeys) {
+  KvStore* raw = store_.get();
+  Catalog catalog(std::move(store_));
+  v1::CheckpointRecord r;
+  r.set_job("big");
+  r.set_step(3);
+  r.set_state(v1::PENDING);
+  r.set_num_shards(5000);
+  v1::ShardRecord shard;
+  shard.set_index(4321);
+  shard.set_token("t4321");
+  shard.set_durable(true);
+  ASSERT_TRUE(catalog.PutCheckpointAndShard(r, shard).ok());
+  shard.set_index(7);
+  shard.set_token("t7");
+  ASSERT_TRUE(catalog.PutShard("big", 3, shard).ok());
+  // The record's bytes do not grow with its shards.
+  EXPECT_LT(raw->Get("ckpt/big/00000000000000000003")->value().size(), 64u);
+
+  auto header = catalog.GetCheckpoint("big", 3);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->shards_size(), 0);
+  ASSERT_TRUE(catalog.LoadShards(&*header).ok());
+  ASSERT_EQ(header->shards_size(), 5000);
+  EXPECT_EQ(header->shards(4321).token(), "t4321");
+  EXPECT_EQ(header->shards(7).token(), "t7");
+  EXPECT_EQ(header->shards(8).index(), 8);
+  EXPECT_TRUE(header->shards(8).token().empty());
+  EXPECT_EQ(catalog.GetShard("big", 3, 7)->token(), "t7");
+  EXPECT_TRUE(catalog.GetShard("big", 3, 9)->token().empty());
+  // Writing the whole record back does not write its shards into it.
+  ASSERT_TRUE(catalog.PutCheckpoint(*header).ok());
+  EXPECT_LT(raw->Get("ckpt/big/00000000000000000003")->value().size(), 64u);
+
+  // An aborted record drops its shards (a later incarnation of the step
+  // must not find them); a deleted one too.
+  r.set_state(v1::ABORTED);
+  ASSERT_TRUE(catalog.PutCheckpointDroppingShards(r).ok());
+  EXPECT_TRUE(catalog.GetShard("big", 3, 7)->token().empty());
+  ASSERT_TRUE(catalog.PutShard("big", 3, shard).ok());
+  ASSERT_TRUE(catalog.DeleteCheckpoint("big", 3).ok());
+  EXPECT_TRUE(raw->Scan("shard/big/")->empty());
+  EXPECT_TRUE(absl::IsNotFound(catalog.GetCheckpoint("big", 3).status()));
+}
+
+// A record written by an older version, with its shards inside, reads as
+// it was and moves its shards out before anything rewrites it.
+TEST_P(StoreConformance, InlineShardsOfOlderVersionsMigrate) {
+  KvStore* raw = store_.get();
+  Catalog catalog(std::move(store_));
+  v1::CheckpointRecord old;
+  old.set_job("legacy");
+  old.set_step(9);
+  old.set_state(v1::PENDING);
+  old.set_num_shards(250);  // more than one batch of shard writes
+  for (int i = 0; i < 250; ++i) {
+    v1::ShardRecord* s = old.add_shards();
+    s->set_index(i);
+    s->set_token(absl::StrCat("t", i));
+    s->set_durable(i % 2 == 0);
+  }
+  ASSERT_TRUE(raw->Put("ckpt/legacy/00000000000000000009", old.SerializeAsString()).ok());
+  EXPECT_EQ(catalog.GetShard("legacy", 9, 3)->token(), "t3");
+  auto read = catalog.GetCheckpoint("legacy", 9);
+  ASSERT_TRUE(read.ok());
+  ASSERT_TRUE(catalog.LoadShards(&*read).ok());
+  ASSERT_EQ(read->shards_size(), 250);
+  EXPECT_EQ(read->shards(249).token(), "t249");
+
+  ASSERT_TRUE(catalog.MigrateInlineShards(*read).ok());
+  EXPECT_EQ(catalog.GetCheckpoint("legacy", 9)->shards_size(), 0);
+  EXPECT_EQ(raw->Scan("shard/legacy/00000000000000000009/")->size(), 250u);
+  auto migrated = catalog.GetCheckpoint("legacy", 9);
+  ASSERT_TRUE(catalog.LoadShards(&*migrated).ok());
+  for (int i = 0; i < 250; ++i) {
+    EXPECT_EQ(migrated->shards(i).token(), absl::StrCat("t", i));
+    EXPECT_EQ(migrated->shards(i).durable(), i % 2 == 0);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, ::testing::Values("rocksdb", "etcd"),
                          [](const auto& info) { return info.param; });
 

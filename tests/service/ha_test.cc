@@ -7,7 +7,9 @@
 // committed step restores exactly; the old leader, restarted, stands by.
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <future>
 #include <memory>
 #include <string>
@@ -16,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/client.h"
 #include "gtest/gtest.h"
 #include "storage/bundle/safetensors.h"
 #include "tests/testing/etcd.h"
@@ -42,7 +45,7 @@ RunResult Cairn(std::vector<std::string> args) {
 class HaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    etcd_ = std::make_unique<EtcdCluster>(dir_.Join("etcd"), 3);
+    etcd_ = std::make_unique<EtcdCluster>(dir_.Join("etcd"), 3, etcd_flags_);
     if (!etcd_->ok()) {
       if (absl::StartsWith(etcd_->why(), "missing dependency")) GTEST_SKIP() << etcd_->why();
       FAIL() << etcd_->why();
@@ -104,6 +107,7 @@ class HaTest : public ::testing::Test {
   // The committed steps of job j, per `cairn list --json`.
   std::string ListJson() { return Cairn({"list", "--coordinator=" + both_, "--job=j", "--json"}).out; }
 
+  std::vector<std::string> etcd_flags_;
   testing::TempDir dir_;
   std::unique_ptr<EtcdCluster> etcd_;
   std::vector<std::string> addresses_;
@@ -211,6 +215,63 @@ TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
   ASSERT_EQ(SaveShard(2, 0, 1).exit_code, 0);
   ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
   for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, 1);
+}
+
+// A step's size is not bounded by etcd's largest request. Each shard report
+// writes a small record of its own; when the step's one record held every
+// shard, it outgrew etcd's limit (1.5 MiB by default: about 4,000 shards)
+// and the step could never commit. Here the limit is 128 KiB, so 600 shards
+// show it.
+class HaLargeStepTest : public HaTest {
+ protected:
+  HaLargeStepTest() { etcd_flags_ = {"--max-request-bytes=131072"}; }
+};
+
+TEST_F(HaLargeStepTest, AStepOfManyShardsCommits) {
+  constexpr int kShards = 600;
+  constexpr int64_t kStep = 4;
+  auto leader = StartCoordinator(0).get();
+  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto w0 = StartWriter(0);
+  ASSERT_FALSE(w0->address().empty());
+  std::atomic<int> next{0};
+  std::mutex mu;
+  std::vector<std::string> errors;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) {
+    pool.emplace_back([&] {
+      ClientOptions o;
+      o.coordinator = both_;
+      auto client = Client::Connect(o);
+      if (!client.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        errors.push_back(std::string(client.status().message()));
+        return;
+      }
+      for (int i = next.fetch_add(1); i < kShards; i = next.fetch_add(1)) {
+        SaveShardOptions so;
+        so.job = "j";
+        so.step = kStep;
+        so.shard_index = i;
+        so.num_shards = kShards;
+        const std::string data = testing::PatternBytes(16384, static_cast<uint32_t>(kStep * 10 + i));
+        SaveTensor tensor;
+        tensor.name = absl::StrCat("w", i);
+        tensor.dtype = DataType::kFloat;
+        tensor.shape = {4096};
+        tensor.data = data;
+        auto r = (*client)->SaveShard(so, {tensor});
+        if (!r.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back(absl::StrCat("shard ", i, ": ", r.status().message()));
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  ASSERT_TRUE(errors.empty()) << errors.size() << " shards failed; first: " << errors.front();
+  EXPECT_TRUE(absl::StrContains(ListJson(), "\"step\": 4")) << ListJson();
+  ExpectRestoresExactly(kStep, kShards);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,7 +36,8 @@ int FreePort() {
   return port;
 }
 
-EtcdCluster::EtcdCluster(const std::string& dir, int members) : dir_(dir) {
+EtcdCluster::EtcdCluster(const std::string& dir, int members, std::vector<std::string> flags)
+    : dir_(dir), flags_(std::move(flags)) {
   ::mkdir(dir_.c_str(), 0755);
   if (::access("/usr/bin/etcd", X_OK) != 0) {
     why_ = "missing dependency: /usr/bin/etcd (package etcd-server; scripts/install-deps.sh)";
@@ -94,6 +96,7 @@ void EtcdCluster::Start(int i, bool fresh) {
                                    "--heartbeat-interval=50",
                                    "--election-timeout=500",
                                    "--log-level=warn"};
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
   const std::string log = absl::StrCat(dir_, "/etcd", i, ".log");
   const pid_t pid = ::fork();
   if (pid == 0) {

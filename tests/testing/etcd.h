@@ -16,8 +16,9 @@ class EtcdCluster {
  public:
   // Starts `members` members under `dir` and waits (up to 30 s) until every
   // one answers its health check. ok() false (and why()) otherwise, e.g.
-  // when etcd is not installed.
-  EtcdCluster(const std::string& dir, int members);
+  // when etcd is not installed. `flags` are added to every member's
+  // command line (e.g. "--max-request-bytes=N").
+  EtcdCluster(const std::string& dir, int members, std::vector<std::string> flags = {});
   ~EtcdCluster();
 
   bool ok() const { return ok_; }
@@ -38,6 +39,7 @@ class EtcdCluster {
   bool Healthy(int i) const;
 
   std::string dir_;
+  std::vector<std::string> flags_;
   std::vector<std::string> endpoints_;
   std::vector<int> peer_ports_;
   std::vector<pid_t> pids_;
