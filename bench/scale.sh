@@ -3,18 +3,26 @@
 # writers) in a temp folder, bench/scale_bench against it, the cluster
 # stopped. Prints scale_bench's key=value lines and a summary.
 #
-#   bench/scale.sh [--shards=1024,4096,16384] [--threads=64] [--jobs=64] [--job-shards=64]
+#   bench/scale.sh [--etcd] [--shards=1024,4096,16384] [--threads=64] [--jobs=64] [--job-shards=64]
 # Quick run: bench/scale.sh --shards=256,1024 --jobs=8 --job-shards=16
+# --etcd: the catalog on a local 3-member etcd with 2 coordinators
+# (deploy/local/ha.sh) instead of the embedded RocksDB; the figures are the
+# leader's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
 export CAIRN_BIN_DIR=$BIN
 [ -x "$BIN/scale_bench" ] || { echo "scale.sh: $BIN/scale_bench missing (build first)" >&2; exit 2; }
+LAUNCHER=cluster.sh PIDFILE=coordinator.pid
+if [ "${1:-}" = "--etcd" ]; then
+  shift
+  LAUNCHER=ha.sh PIDFILE=coordinator0.pid
+fi
 TMP=$(mktemp -d /tmp/cairn-scale.XXXXXX)
-cleanup() { "$ROOT/deploy/local/cluster.sh" stop "$TMP/cluster" 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { "$ROOT/deploy/local/$LAUNCHER" stop "$TMP/cluster" 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
-COORD=$("$ROOT/deploy/local/cluster.sh" start "$TMP/cluster" 4)
-"$BIN/scale_bench" --coordinator="$COORD" --coordinator-pid="$(cat "$TMP/cluster/coordinator.pid")" "$@" \
+COORD=$("$ROOT/deploy/local/$LAUNCHER" start "$TMP/cluster" 4)
+"$BIN/scale_bench" --coordinator="$COORD" --coordinator-pid="$(cat "$TMP/cluster/$PIDFILE")" "$@" \
   | tee "$TMP/out.txt"
 /usr/bin/python3 - "$TMP/out.txt" <<'PYEOF'
 import re, sys

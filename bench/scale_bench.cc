@@ -3,15 +3,19 @@
 // running cluster (bench/scale.sh starts one).
 //
 //   scale_bench --coordinator=ADDR --coordinator-pid=PID [--threads=64]
-//       [--shards=1024,4096,16384] [--jobs=64] [--job-shards=64]
+//       [--shards=1024,4096,16384] [--jobs=64] [--job-shards=64] [--repeat=3]
 //
 // Each shard is one tiny tensor saved with Client::SaveShard by a pool of
 // client threads (the stand-in for thousands of workers); a step commits
-// when its last shard is durable. Printed, one `key=value` per line:
+// when its last shard is durable. The sizes are measured --repeat times in
+// turn (a round of every size, then the next round), and each figure is the
+// median of its rounds: the machine is shared and noisy. Printed, one
+// `key=value` per line:
 //   shardsN_s            wall time of a step of N shards, save to commit
 //   shardsN_per_s        shard reports per second
 //   shardsN_cpu_ms_per_shard   coordinator CPU per shard
 //   shardsN_rss_mib_per_1k     coordinator peak RSS growth per 1k shards
+//                              (the largest of the rounds)
 //   ratio_largest_smallest     time(largest N) / time(smallest N)
 //   jobs_s, jobs_per_s   --jobs jobs of --job-shards shards, all at once
 #include <unistd.h>
@@ -22,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -44,6 +49,7 @@ struct Flags {
   std::vector<int> shards = {1024, 4096, 16384};
   int jobs = 64;
   int job_shards = 64;
+  int repeat = 3;
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -149,12 +155,14 @@ Flags Parse(int argc, char** argv) {
       f.jobs = std::atoi(v.c_str());
     } else if (std::string v = value("job-shards"); v != "\x01") {
       f.job_shards = std::atoi(v.c_str());
+    } else if (std::string v = value("repeat"); v != "\x01") {
+      f.repeat = std::atoi(v.c_str());
     } else {
       Die("unknown flag " + a);
     }
   }
   if (f.coordinator.empty() || f.pid <= 0) Die("--coordinator and --coordinator-pid are required");
-  if (f.threads < 1 || f.shards.empty()) Die("bad --threads/--shards");
+  if (f.threads < 1 || f.shards.empty() || f.repeat < 1) Die("bad --threads/--shards/--repeat");
   std::sort(f.shards.begin(), f.shards.end());
   return f;
 }
@@ -166,26 +174,46 @@ int main(int argc, char** argv) {
   Emit("threads", f.threads);
   // Warm-up: connections, the writers' first files, page cache.
   SaveStep(f, "warmup", 1, 64);
-  int64_t step = 1;
+  struct Sample {
+    double secs, cpu_ms_per_shard, rss_mib_per_1k;
+  };
+  std::map<int, std::vector<Sample>> samples;
+  for (int round = 0; round < f.repeat; ++round) {
+    for (int n : f.shards) {
+      const std::string job = absl::StrCat("scale", n, "-", round);
+      ResetPeak(f.pid);
+      const int64_t rss0 = StatusKiB(f.pid, "VmRSS:");
+      const double cpu0 = CpuSeconds(f.pid);
+      const double t0 = Now();
+      SaveStep(f, job, 1, n);
+      const double secs = Now() - t0;
+      const double cpu = CpuSeconds(f.pid) - cpu0;
+      const int64_t peak = StatusKiB(f.pid, "VmHWM:");
+      std::fprintf(stderr, "[scale] round %d, %d shards: %.2f s, coordinator %.2f CPU s, peak RSS %+.1f MiB\n",
+                   round, n, secs, cpu, (peak - rss0) / 1024.0);
+      samples[n].push_back({secs, cpu * 1000 / n, (peak - rss0) / 1024.0 / (n / 1000.0)});
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
   double first_s = 0, last_s = 0;
   for (int n : f.shards) {
-    const std::string job = absl::StrCat("scale", n);
-    ResetPeak(f.pid);
-    const int64_t rss0 = StatusKiB(f.pid, "VmRSS:");
-    const double cpu0 = CpuSeconds(f.pid);
-    const double t0 = Now();
-    SaveStep(f, job, step++, n);
-    const double secs = Now() - t0;
-    const double cpu = CpuSeconds(f.pid) - cpu0;
-    const int64_t peak = StatusKiB(f.pid, "VmHWM:");
-    std::fprintf(stderr, "[scale] %d shards: %.2f s, coordinator %.2f CPU s, peak RSS %+.1f MiB\n", n,
-                 secs, cpu, (peak - rss0) / 1024.0);
-    Emit(absl::StrCat("shards", n, "_s"), secs);
-    Emit(absl::StrCat("shards", n, "_per_s"), n / secs);
-    Emit(absl::StrCat("shards", n, "_cpu_ms_per_shard"), cpu * 1000 / n);
-    Emit(absl::StrCat("shards", n, "_rss_mib_per_1k"), (peak - rss0) / 1024.0 / (n / 1000.0));
-    if (first_s == 0) first_s = secs;
-    last_s = secs;
+    std::vector<double> secs, cpu, rss;
+    for (const Sample& x : samples[n]) {
+      secs.push_back(x.secs);
+      cpu.push_back(x.cpu_ms_per_shard);
+      rss.push_back(x.rss_mib_per_1k);
+    }
+    const double s = median(secs);
+    Emit(absl::StrCat("shards", n, "_s"), s);
+    Emit(absl::StrCat("shards", n, "_per_s"), n / s);
+    Emit(absl::StrCat("shards", n, "_cpu_ms_per_shard"), median(cpu));
+    // RSS: the largest growth (later rounds reuse memory the first freed).
+    Emit(absl::StrCat("shards", n, "_rss_mib_per_1k"), *std::max_element(rss.begin(), rss.end()));
+    if (first_s == 0) first_s = s;
+    last_s = s;
   }
   Emit("ratio_largest_smallest", last_s / first_s);
   Emit("size_ratio", static_cast<double>(f.shards.back()) / f.shards.front());

@@ -331,8 +331,14 @@ absl::Status CoordinatorService::WriteStateFile(const std::string& job,
 absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
   v1::CheckpointRecord record;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = live_.find(key);
+    // Shard writes in flight land first (none starts: the abort's caller
+    // has claimed the step in completing_).
+    writes_done_.wait(lock, [&] {
+      it = live_.find(key);
+      return it == live_.end() || it->second.writing.empty();
+    });
     if (it == live_.end() || !Undecided(it->second.record.state())) return absl::OkStatus();
     record = it->second.record;
     RETURN_IF_ERROR(Transition(&record, v1::ABORTING));

@@ -159,11 +159,19 @@ class CoordinatorService final : public v1::Coordinator::Service {
   struct LiveCheckpoint {
     v1::CheckpointRecord record;
     int durable = 0;
+    // Shards whose durable report is being written to the catalog without
+    // mu_ held: reports of one step are written concurrently, so the store
+    // syncs many in one batch (RocksDB's group commit, etcd's batched Raft
+    // proposals). A step with writes in flight is not completed, aborted or
+    // given a retry of one of these shards until they land (writes_done_).
+    std::set<int> writing;
   };
   static LiveCheckpoint MakeLive(v1::CheckpointRecord record);
 
   std::mutex mu_;
   std::map<Key, LiveCheckpoint> live_ ABSL_GUARDED_BY(mu_);
+  // Notified (with mu_) whenever a write of LiveCheckpoint::writing lands.
+  std::condition_variable writes_done_;
   // MERGING checkpoints some thread is merging right now.
   std::set<Key> completing_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

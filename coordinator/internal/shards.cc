@@ -88,8 +88,14 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   for (const std::string& address : req.unreachable_writers()) writers_.MarkUnreachable(address);
   const Key key{req.job(), req.step()};
   const std::string name = Name(req.job(), req.step());
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = live_.find(key);
+  // A durable report of this shard being written: its attempt is replaced
+  // only once that write has landed (the writes must not cross).
+  writes_done_.wait(lock, [&] {
+    it = live_.find(key);
+    return it == live_.end() || it->second.writing.count(req.shard_index()) == 0;
+  });
   // A step's first shard creates its record (without shards: only assigned
   // shards are written, each under its own key).
   std::optional<v1::CheckpointRecord> created;
@@ -223,82 +229,106 @@ absl::StatusOr<v1::ShardDurableResponse> CoordinatorService::DoShardDurable(
            r.shards(req.shard_index()).token() == req.token();
   };
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = live_.find(key);
-    if (it != live_.end() && it->second.record.state() != v1::PENDING &&
-        current_attempt(it->second.record)) {
-      // A repeated report of an attempt already in the merge or commit.
-      v1::ShardDurableResponse resp;
-      resp.set_committed(it->second.record.state() == v1::COMMITTING);
-      resp.set_state(it->second.record.state());
-      return resp;
-    }
-    if (it == live_.end()) {
-      // A report repeated after a coordinator restart: the recovery may have
-      // committed the checkpoint already, with this very attempt in it.
-      auto done = catalog_->GetCheckpoint(req.job(), req.step());
-      if (done.ok() && done->state() == v1::COMMITTED && req.shard_index() >= 0 &&
-          req.shard_index() < done->num_shards()) {
-        auto shard = catalog_->GetShard(req.job(), req.step(), req.shard_index());
-        if (shard.ok() && shard->token() == req.token()) {
-          v1::ShardDurableResponse resp;
-          resp.set_committed(true);
-          resp.set_state(v1::COMMITTED);
-          return resp;
-        }
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {  // again after waiting for writes in flight
+      auto it = live_.find(key);
+      if (it != live_.end() && it->second.record.state() != v1::PENDING &&
+          current_attempt(it->second.record)) {
+        // A repeated report of an attempt already in the merge or commit.
+        v1::ShardDurableResponse resp;
+        resp.set_committed(it->second.record.state() == v1::COMMITTING);
+        resp.set_state(it->second.record.state());
+        return resp;
       }
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
-    }
-    LiveCheckpoint& live = it->second;
-    v1::CheckpointRecord& record = live.record;
-    if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
-      return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
-    }
-    const v1::ShardRecord& current = record.shards(req.shard_index());
-    if (current.token() != req.token()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
-    }
-    if (record.state() != v1::PENDING) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", name, " is ", StateName(record.state())));
-    }
-    if (current.durable()) {
-      v1::ShardDurableResponse resp;
-      resp.set_state(record.state());
-      return resp;
-    }
-    if (completing_.count(key)) {
-      // Claimed by an abort (pending timeout, rollback) that has not yet
-      // taken the record: this report must not start a merge under it.
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", name, " is being aborted"));
-    }
-    v1::ShardRecord shard = current;
-    shard.set_durable(true);
-    *shard.mutable_files() = req.files();
-    shard.set_bytes(req.bytes());
-    shard.set_num_tensors(req.num_tensors());
-    // The last durable shard starts the merge in the same synced write: from
-    // here on no attempt of this checkpoint can change.
-    const bool complete = live.durable + 1 == record.num_shards();
-    if (complete) {
-      v1::CheckpointRecord header = CopyWithoutShards(&record);
-      RETURN_IF_ERROR(Transition(&header, v1::MERGING));
-      RETURN_IF_ERROR(catalog_->PutCheckpointAndShard(header, shard));
-      record.set_state(v1::MERGING);
-    } else {
-      RETURN_IF_ERROR(catalog_->PutShard(req.job(), req.step(), shard));
-    }
-    const std::string writer_id = current.writer_id();
-    *record.mutable_shards(req.shard_index()) = std::move(shard);
-    ++live.durable;
-    writers_.Release(writer_id);
-    if (!complete) {
-      v1::ShardDurableResponse resp;
-      resp.set_state(v1::PENDING);
-      return resp;
+      if (it == live_.end()) {
+        // A report repeated after a coordinator restart: the recovery may have
+        // committed the checkpoint already, with this very attempt in it.
+        auto done = catalog_->GetCheckpoint(req.job(), req.step());
+        if (done.ok() && done->state() == v1::COMMITTED && req.shard_index() >= 0 &&
+            req.shard_index() < done->num_shards()) {
+          auto shard = catalog_->GetShard(req.job(), req.step(), req.shard_index());
+          if (shard.ok() && shard->token() == req.token()) {
+            v1::ShardDurableResponse resp;
+            resp.set_committed(true);
+            resp.set_state(v1::COMMITTED);
+            return resp;
+          }
+        }
+        return absl::FailedPreconditionError(
+            absl::StrCat("checkpoint ", name, " is not pending (committed, aborted or unknown)"));
+      }
+      LiveCheckpoint& live = it->second;
+      v1::CheckpointRecord& record = live.record;
+      if (req.shard_index() < 0 || req.shard_index() >= record.num_shards()) {
+        return absl::InvalidArgumentError(absl::StrCat("shard index ", req.shard_index(), " of ", name));
+      }
+      const v1::ShardRecord& current = record.shards(req.shard_index());
+      if (current.token() != req.token()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "shard ", req.shard_index(), " of ", name, ": this attempt was superseded by a retry"));
+      }
+      if (record.state() != v1::PENDING) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("checkpoint ", name, " is ", StateName(record.state())));
+      }
+      if (current.durable()) {
+        v1::ShardDurableResponse resp;
+        resp.set_state(record.state());
+        return resp;
+      }
+      if (completing_.count(key)) {
+        // Claimed by an abort (pending timeout, rollback) that has not yet
+        // taken the record: this report must not start a merge under it.
+        return absl::FailedPreconditionError(
+            absl::StrCat("checkpoint ", name, " is being aborted"));
+      }
+      const int in_flight = static_cast<int>(live.writing.size());
+      if (live.writing.count(req.shard_index()) > 0 ||
+          (in_flight > 0 && live.durable + in_flight + 1 == record.num_shards())) {
+        // The same report is being written (a duplicate), or this is the
+        // last shard and the others' writes have not landed: wait, look again.
+        writes_done_.wait(lock);
+        continue;
+      }
+      v1::ShardRecord shard = current;
+      shard.set_durable(true);
+      *shard.mutable_files() = req.files();
+      shard.set_bytes(req.bytes());
+      shard.set_num_tensors(req.num_tensors());
+      const std::string writer_id = current.writer_id();
+      // The last durable shard starts the merge in the same synced write: from
+      // here on no attempt of this checkpoint can change.
+      const bool complete = live.durable + 1 == record.num_shards();
+      if (complete) {
+        v1::CheckpointRecord header = CopyWithoutShards(&record);
+        RETURN_IF_ERROR(Transition(&header, v1::MERGING));
+        RETURN_IF_ERROR(catalog_->PutCheckpointAndShard(header, shard));
+        record.set_state(v1::MERGING);
+        *record.mutable_shards(req.shard_index()) = std::move(shard);
+        ++live.durable;
+        writers_.Release(writer_id);
+      } else {
+        // Not the last: written without the lock, beside other reports.
+        live.writing.insert(req.shard_index());
+        lock.unlock();
+        CAIRN_SYNC_POINT("shard_durable_writing");
+        absl::Status written = catalog_->PutShard(req.job(), req.step(), shard);
+        lock.lock();
+        // Still live: nothing ends a step with writes in flight.
+        LiveCheckpoint& after = live_.at(key);
+        after.writing.erase(req.shard_index());
+        if (written.ok()) {
+          *after.record.mutable_shards(req.shard_index()) = std::move(shard);
+          ++after.durable;
+          writers_.Release(writer_id);
+        }
+        writes_done_.notify_all();
+        RETURN_IF_ERROR(written);
+        v1::ShardDurableResponse resp;
+        resp.set_state(v1::PENDING);
+        return resp;
+      }
+      break;
     }
     // This thread merges; the background loop, rollback and timeouts skip
     // it. (Free: checked above under the same lock.)

@@ -145,6 +145,61 @@ TEST_F(CommitRaceTest, AShardRetriedDuringTheMergeIsRefusedNotSilentlyDropped) {
   EXPECT_FALSE(Exists(Storage() + "/race/.cairn-staging/ckpt-1"));
 }
 
+// Issue #14: every shard report's synced catalog write was made under the
+// coordinator's one mutex, so reports queued behind each other (and behind
+// every other job's). Reports of one step are now written side by side: one
+// held in its write does not stall the others, and the step's last report
+// waits for it before the merge begins.
+TEST_F(CommitRaceTest, ShardReportsOfOneStepAreWrittenSideBySide) {
+  constexpr int kShards = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false;
+  bool open = false;
+  sync_point::Set("shard_durable_writing", [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (held) return;  // only the first report is held
+    held = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  });
+  auto release = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  };
+  auto first = std::async(std::launch::async, [&] { return SaveTiny("side", 1, 0, kShards, 'a'); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return held; }));
+  }
+  // Shard 0's write is held: shards 1 and 2 are saved meanwhile.
+  for (int i = 1; i < kShards - 1; ++i) {
+    auto other = std::async(std::launch::async, [&, i] { return SaveTiny("side", 1, i, kShards, 'b'); });
+    if (other.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      release();
+      FAIL() << "shard " << i << "'s report waited for shard 0's catalog write";
+    }
+    auto r = other.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->committed);
+  }
+  // The last shard's report waits until shard 0's write has landed.
+  auto last = std::async(std::launch::async, [&] { return SaveTiny("side", 1, kShards - 1, kShards, 'c'); });
+  EXPECT_EQ(last.wait_for(std::chrono::milliseconds(1000)), std::future_status::timeout);
+  release();
+  auto r0 = first.get();
+  ASSERT_TRUE(r0.ok()) << r0.status();
+  auto r3 = last.get();
+  ASSERT_TRUE(r3.ok()) << r3.status();
+  EXPECT_TRUE(r3->committed);
+  auto restored = client_->Restore("side", 1, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->at("w0").tensor.data.view(), "aaaa");
+  EXPECT_EQ(restored->at("w1").tensor.data.view(), "bbbb");
+  EXPECT_EQ(restored->at("w3").tensor.data.view(), "cccc");
+}
+
 // Defect 1, second half: the pending timeout firing while the merge runs
 // used to abort the step under the merge, and the decision's lookup then
 // threw (terminating the coordinator). A step whose merge is running is
