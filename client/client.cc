@@ -140,8 +140,9 @@ absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& j
   request.set_job(job);
   request.set_include_uncommitted(false);
   v1::ListResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->List(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->List(ctx, request, &response);
+  });
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(), absl::StrCat("listing job ", job));
   }
@@ -162,8 +163,9 @@ absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
   request.set_latest(!step.has_value());
   if (step.has_value()) request.set_step(*step);
   v1::GetResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->Get(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->Get(ctx, request, &response);
+  });
   const std::string which =
       step.has_value() ? absl::StrCat(job, "/", *step) : absl::StrCat("the newest checkpoint of ", job);
   if (!s.ok()) {
@@ -185,8 +187,9 @@ absl::Status Client::SetPolicy(const std::string& job, const RetentionPolicy& po
   p->set_metric(policy.metric);
   p->set_maximize(policy.maximize);
   v1::SetPolicyResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->SetPolicy(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->SetPolicy(ctx, request, &response);
+  });
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(),
                     absl::StrCat("setting the retention policy of job ", job));
@@ -220,8 +223,9 @@ absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {
   v1::GetPolicyRequest request;
   request.set_job(job);
   v1::GetPolicyResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->GetPolicy(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->GetPolicy(ctx, request, &response);
+  });
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(),
                     absl::StrCat("getting the retention policy of job ", job));
@@ -245,8 +249,9 @@ absl::Status Client::Pin(const std::string& job, int64_t step, bool pinned) {
   request.set_step(step);
   request.set_pinned(pinned);
   v1::PinResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->Pin(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->Pin(ctx, request, &response);
+  });
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(),
                     absl::StrCat(pinned ? "pinning " : "unpinning ", job, "/", step));
@@ -260,8 +265,9 @@ absl::StatusOr<GcResult> Client::Gc(const std::string& job, bool dry_run) {
   request.set_job(job);
   request.set_dry_run(dry_run);
   v1::GcResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->Gc(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->Gc(ctx, request, &response);
+  });
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(),
                     absl::StrCat(dry_run ? "dry-running retention of job " : "applying retention to job ",
@@ -298,8 +304,9 @@ absl::StatusOr<std::string> Client::AcquireLease(const std::string& job, int64_t
   request.set_step(step);
   request.set_ttl_ms(ttl_ms);
   v1::AcquireLeaseResponse response;
-  auto ctx = rep_->UnaryContext();
-  grpc::Status s = rep_->coordinator->AcquireLease(ctx.get(), request, &response);
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->AcquireLease(ctx, request, &response);
+  });
   const std::string what = absl::StrCat("leasing ", job, "/", step);
   if (!s.ok()) return RpcError(s, rep_->CoordinatorName(), what);
   if (response.lease_id().empty()) {

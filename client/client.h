@@ -36,8 +36,14 @@
 namespace cairn {
 
 struct ClientOptions {
-  std::string coordinator;          // HOST:PORT of the coordinator
+  std::string coordinator;          // HOST:PORT of the coordinator, or HOST:PORT,HOST:PORT...
   int64_t rpc_timeout_ms = 60000;   // per unary call
+  // With several coordinators: how long a call that is safe to repeat
+  // (list, get, policies, pin, gc, leasing) is tried again while none
+  // answers, as during a failover (the old leader's lease TTL, then the new
+  // leader's recovery). At most rpc_timeout_ms. With one coordinator, an
+  // unreachable one fails the call at once.
+  int64_t failover_wait_ms = 30000;
   int64_t save_timeout_ms = 3600000;  // a whole SaveShard stream, incl. commit
   int restore_threads = 4;          // parallel tensor reads on restore
   // TLS: tls.ca_file (or a client certificate) makes every channel TLS,

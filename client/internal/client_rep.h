@@ -4,6 +4,7 @@
 #ifndef CAIRN_CLIENT_INTERNAL_CLIENT_REP_H_
 #define CAIRN_CLIENT_INTERNAL_CLIENT_REP_H_
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -82,6 +83,31 @@ struct Client::Rep {
 
   std::unique_ptr<grpc::ClientContext> UnaryContext() const {
     return NewContext(std::chrono::milliseconds(options.rpc_timeout_ms));
+  }
+
+  // Runs `call` (a unary coordinator call, given a fresh context) and, with
+  // several coordinator addresses, again while none answers, for up to
+  // failover_wait_ms: a call in flight when the leader died, or made before
+  // the standby leads, reaches the new leader. Only for calls that are safe
+  // to repeat.
+  template <typename Call>
+  grpc::Status UnaryRetryingFailover(Call call) const {
+    const bool several = options.coordinator.find(',') != std::string::npos;
+    const auto until = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(several ? std::min(options.failover_wait_ms,
+                                                                    options.rpc_timeout_ms)
+                                                         : 0);
+    std::chrono::milliseconds backoff(100);
+    for (;;) {
+      auto ctx = UnaryContext();
+      grpc::Status s = call(ctx.get());
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE ||
+          std::chrono::steady_clock::now() + backoff > until) {
+        return s;
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    }
   }
 
   std::string CoordinatorName() const { return absl::StrCat("coordinator ", options.coordinator); }

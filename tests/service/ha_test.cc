@@ -217,6 +217,34 @@ TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
   for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, 1);
 }
 
+// A call made while no coordinator leads (the leader just died, the
+// standby still waits for its lease to expire) is tried again until the new
+// leader answers, when the client was given both addresses. It used to fail
+// at once: "coordinator ... unreachable".
+TEST_F(HaTest, ACallDuringTheFailoverReachesTheNewLeader) {
+  auto leader = StartCoordinator(0).get();
+  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto standby = StartCoordinator(1);
+  auto w0 = StartWriter(0);
+  ASSERT_FALSE(w0->address().empty());
+  ASSERT_EQ(SaveShard(1, 0, 1).exit_code, 0);
+
+  leader->Kill();
+  // At once, before the standby leads (its wait is the lease TTL).
+  RunResult list = Cairn({"list", "--coordinator=" + both_, "--job=j", "--json"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(absl::StrContains(list.out, "\"step\": 1")) << list.out;
+  RunResult get = Cairn({"restore", "--coordinator=" + both_, "--job=j", "--step=1",
+                         "--to=" + dir_.Join("during-failover.safetensors")});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  // With one address, a coordinator that is not there fails the call at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  RunResult one = Cairn({"list", "--coordinator=" + addresses_[0], "--job=j"});
+  EXPECT_NE(one.exit_code, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
 // A step's size is not bounded by etcd's largest request. Each shard report
 // writes a small record of its own; when the step's one record held every
 // shard, it outgrew etcd's limit (1.5 MiB by default: about 4,000 shards)
