@@ -7,7 +7,6 @@
 // every later write and tells the coordinator, which stops.
 #include <grpcpp/grpcpp.h>
 
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "coordinator/internal/kv_store.h"
+#include "proto/rpc/rpc_util.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "observability/log.h"
 
@@ -37,24 +37,6 @@ constexpr int64_t kScanPage = 1000;
 
 // The first key after every key that starts with `prefix` (etcd's
 // range_end for a prefix scan).
-bool IsIpv4(absl::string_view host) {
-  in_addr addr;
-  return ::inet_pton(AF_INET, std::string(host).c_str(), &addr) == 1;
-}
-
-// One gRPC target for all members: gRPC then fails over between them.
-absl::StatusOr<std::string> Target(const std::vector<std::string>& endpoints) {
-  if (endpoints.size() == 1) return endpoints[0];
-  for (const std::string& e : endpoints) {
-    const size_t colon = e.rfind(':');
-    if (colon == std::string::npos || !IsIpv4(e.substr(0, colon))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "etcd endpoint \"", e, "\": with several endpoints, give each as IPV4:PORT"));
-    }
-  }
-  return absl::StrCat("ipv4:", absl::StrJoin(endpoints, ","));
-}
-
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   const std::string msg = absl::StrCat("etcd ", what, ": ", s.error_message());
   switch (s.error_code()) {
@@ -391,7 +373,8 @@ absl::StatusOr<std::unique_ptr<KvStore>> OpenEtcdStore(const EtcdStoreOptions& o
   if (options.lease_ttl_seconds < 2) {
     return absl::InvalidArgumentError("the etcd lease TTL must be at least 2 seconds");
   }
-  auto target = Target(options.endpoints);
+  // One target for all members: gRPC then fails over between them.
+  auto target = rpc::ListTarget(options.endpoints);
   if (!target.ok()) return target.status();
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");

@@ -1,10 +1,17 @@
 #include "proto/rpc/rpc_util.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace cairn {
@@ -37,16 +44,67 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
 
 }  // namespace
 
-std::string ChannelTarget(const std::string& address) {
-  if (address.find(',') == std::string::npos) return address;
-  std::string target = "ipv4:";
-  for (absl::string_view part : absl::StrSplit(address, ',')) {
-    std::string a(part);
-    if (absl::StartsWith(a, "localhost:")) a = absl::StrCat("127.0.0.1", a.substr(9));
-    if (target.size() > 5) target += ",";
-    target += a;
+absl::StatusOr<std::string> ListTarget(const std::vector<std::string>& addresses) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no address given");
+  if (addresses.size() == 1) return addresses[0];
+  std::vector<std::string> v4, v6;
+  for (const std::string& address : addresses) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("address \"", address, "\" is not HOST:PORT"));
+    }
+    std::string host = address.substr(0, colon);
+    const std::string port = address.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+    if (rc != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address \"", address, "\": cannot resolve: ", ::gai_strerror(rc)));
+    }
+    std::vector<std::string> mine4, mine6;
+    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      char text[INET6_ADDRSTRLEN] = {};
+      if (a->ai_family == AF_INET) {
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof(text));
+        mine4.push_back(absl::StrCat(text, ":", port));
+      } else if (a->ai_family == AF_INET6) {
+        ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, text, sizeof(text));
+        mine6.push_back(absl::StrCat("[", text, "]:", port));
+      }
+    }
+    ::freeaddrinfo(found);
+    for (auto* list : {&mine4, &mine6}) {  // one entry per address, in order
+      std::vector<std::string> unique;
+      for (auto& e : *list) {
+        if (std::find(unique.begin(), unique.end(), e) == unique.end()) unique.push_back(e);
+      }
+      *list = std::move(unique);
+    }
+    if (mine4.empty() && mine6.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("address \"", address, "\" has no IP address"));
+    }
+    if (!mine4.empty()) {
+      v4.insert(v4.end(), mine4.begin(), mine4.end());
+    } else {
+      v4.push_back("");  // this one has none: an all-IPv6 target is needed
+    }
+    v6.insert(v6.end(), mine6.begin(), mine6.end());
   }
-  return target;
+  if (std::find(v4.begin(), v4.end(), "") == v4.end()) return absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
+  if (v6.size() >= addresses.size()) return absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "addresses \"", absl::StrJoin(addresses, ","),
+      "\" mix hosts with only IPv4 and only IPv6 addresses; give addresses of one family"));
+}
+
+absl::StatusOr<std::string> ChannelTarget(const std::string& address) {
+  if (address.find(',') == std::string::npos) return address;
+  return ListTarget(absl::StrSplit(address, ','));
 }
 
 grpc::Status ToGrpc(const absl::Status& s) {
@@ -68,12 +126,15 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 }
 
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& address) {
-  return grpc::CreateCustomChannel(ChannelTarget(address), grpc::InsecureChannelCredentials(),
-                                   ChannelArgs());
+  // A list that cannot be used is given to gRPC as is: its calls fail.
+  return grpc::CreateCustomChannel(ChannelTarget(address).value_or(address),
+                                   grpc::InsecureChannelCredentials(), ChannelArgs());
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& address,
                                                           const TlsOptions& tls) {
+  auto target = ChannelTarget(address);
+  if (!target.ok()) return target.status();
   if (!tls.client_enabled()) return NewChannel(address);
   grpc::SslCredentialsOptions ssl;
   if (!tls.ca_file.empty()) {
@@ -92,7 +153,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& add
     ssl.pem_cert_chain = *cert;
     ssl.pem_private_key = *key;
   }
-  return grpc::CreateCustomChannel(ChannelTarget(address), grpc::SslCredentials(ssl), ChannelArgs());
+  return grpc::CreateCustomChannel(*target, grpc::SslCredentials(ssl), ChannelArgs());
 }
 
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials() {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,12 +27,17 @@ grpc::Status ToGrpc(const absl::Status& s);
 // `what` names the peer or call for the message ("coordinator 1.2.3.4:5").
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what = "");
 
-// The gRPC target for an address: HOST:PORT as is; a list
-// "IP:PORT,IP:PORT,..." (several coordinators, one leading) as one
-// "ipv4:" target, over which gRPC connects to the first that answers and
-// moves on when it goes (a standby does not listen until it leads).
-// "localhost:PORT" in a list means 127.0.0.1.
-std::string ChannelTarget(const std::string& address);
+// The gRPC target for an address: HOST:PORT as is (gRPC resolves a name,
+// again when connections fail); a list "HOST:PORT,HOST:PORT,..." (several
+// coordinators, one leading) as one static target, over which gRPC connects
+// to the first that answers and moves on when it goes (a standby does not
+// listen until it leads). Names in a list are resolved here, once (all
+// IPv4, or all IPv6 if a name has no IPv4 address); where addresses change
+// (Kubernetes pods), give one name that resolves to every coordinator, or a
+// Service in front of the leader. InvalidArgument names what cannot be
+// used.
+absl::StatusOr<std::string> ListTarget(const std::vector<std::string>& addresses);
+absl::StatusOr<std::string> ChannelTarget(const std::string& address);
 
 // A plaintext channel to HOST:PORT (or a list, see ChannelTarget) with
 // Cairn's message limits.
