@@ -246,6 +246,25 @@ TEST_P(StoreConformance, InlineShardsOfOlderVersionsMigrate) {
   }
 }
 
+// The test cluster itself: a member restarted from a thread that then ends
+// (the model checker's fault thread) must keep running. Members were started
+// with PR_SET_PDEATHSIG, which fires when the forking *thread* exits: such
+// members died, etcd lost its quorum, and no coordinator could lead again.
+TEST(EtcdClusterTest, AMemberRestartedFromAnotherThreadOutlivesIt) {
+  TempDir dir;
+  EtcdCluster cluster(dir.path(), 1);
+  if (!cluster.ok()) GTEST_SKIP() << cluster.why();
+  std::thread([&] { cluster.Restart(0); }).join();
+  bool healthy = false;
+  for (int i = 0; i < 50 && !healthy; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    healthy = testing::Run({"/usr/bin/etcdctl", "--endpoints=" + cluster.endpoints()[0],
+                            "--command-timeout=2s", "endpoint", "health"})
+                  .exit_code == 0;
+  }
+  EXPECT_TRUE(healthy) << "the restarted member died with the thread that started it";
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, ::testing::Values("rocksdb", "etcd"),
                          [](const auto& info) { return info.param; });
 

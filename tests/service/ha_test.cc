@@ -18,12 +18,14 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "storage/bundle/safetensors.h"
 #include "tests/testing/etcd.h"
 #include "tests/testing/process.h"
 #include "tests/testing/safetensors_util.h"
+#include "tests/testing/tcp_proxy.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -215,6 +217,59 @@ TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
   ASSERT_EQ(SaveShard(2, 0, 1).exit_code, 0);
   ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
   for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, 1);
+}
+
+// A network partition between the leader and etcd, while its clients and
+// writers still reach it: it stops serving once it cannot renew its lease
+// (fail-stop, exit status 3), the standby takes over, and the catalog writes
+// it had in flight, held in the network and delivered after the partition
+// heals, change nothing (they are fenced on its leadership).
+TEST_F(HaTest, ALeaderPartitionedFromEtcdStepsDownAndItsDelayedWritesAreFenced) {
+  std::vector<std::unique_ptr<testing::TcpProxy>> links;
+  std::vector<std::string> via;
+  for (const std::string& e : etcd_->endpoints()) {
+    links.push_back(std::make_unique<testing::TcpProxy>(e));
+    ASSERT_FALSE(links.back()->address().empty());
+    via.push_back(links.back()->address());
+  }
+  std::vector<std::string> argv = CoordinatorArgv(0);
+  for (std::string& a : argv) {
+    if (absl::StartsWith(a, "--catalog=")) a = absl::StrCat("--catalog=etcd://", absl::StrJoin(via, ","), "/cairn");
+  }
+  auto leader = std::make_unique<ServerProcess>(argv, dir_.Join("coordinator0.log"));
+  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto standby = StartCoordinator(1);
+  auto w0 = StartWriter(0);
+  ASSERT_FALSE(w0->address().empty());
+  ASSERT_EQ(SaveShard(1, 0, 1).exit_code, 0);
+  ASSERT_EQ(SaveShard(2, 0, 2).exit_code, 0);
+
+  for (auto& link : links) link->set_mode(testing::TcpProxy::Mode::kHold);
+  // The step's last shard, sent now: it reaches the leader, whose catalog
+  // writes are held in the network.
+  auto during = std::async(std::launch::async, [this] { return SaveShard(2, 1, 2); });
+  EXPECT_EQ(leader->WaitExit(1000 * (kLeaseTtlSeconds + 8)), 3)
+      << testing::ReadFile(dir_.Join("coordinator0.log"));
+  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  auto new_leader = standby.get();
+  ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
+  // Heal: what the old leader sent is delivered now.
+  for (auto& link : links) link->set_mode(testing::TcpProxy::Mode::kPass);
+  RunResult last = during.get();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+
+  // The new leader leads on; what is committed is whole. Step 2 was either
+  // committed (its last shard retried through the new leader) or not at all.
+  EXPECT_FALSE(absl::StrContains(testing::ReadFile(dir_.Join("coordinator1.log")), "lost the leadership"));
+  ExpectRestoresExactly(1, 1);
+  if (last.exit_code == 0) {
+    EXPECT_TRUE(absl::StrContains(last.out, "committed")) << last.out;
+    ExpectRestoresExactly(2, 2);
+  } else {
+    EXPECT_FALSE(absl::StrContains(ListJson(), "\"step\": 2")) << ListJson() << last.err;
+  }
+  ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
+  ExpectRestoresExactly(3, 1);
 }
 
 // A call made while no coordinator leads (the leader just died, the

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -38,6 +39,18 @@ int FreePort() {
 
 EtcdCluster::EtcdCluster(const std::string& dir, int members, std::vector<std::string> flags)
     : dir_(dir), flags_(std::move(flags)) {
+  spawner_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(spawn_mu_);
+    while (true) {
+      spawn_cv_.wait(lock, [this] { return spawn_stop_ || !spawn_tasks_.empty(); });
+      if (spawn_tasks_.empty()) return;
+      std::function<void()> task = std::move(spawn_tasks_.front());
+      spawn_tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  });
   ::mkdir(dir_.c_str(), 0755);
   if (::access("/usr/bin/etcd", X_OK) != 0) {
     why_ = "missing dependency: /usr/bin/etcd (package etcd-server; scripts/install-deps.sh)";
@@ -72,13 +85,32 @@ EtcdCluster::~EtcdCluster() {
       ::waitpid(pid, nullptr, 0);
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(spawn_mu_);
+    spawn_stop_ = true;
+  }
+  spawn_cv_.notify_all();
+  spawner_.join();
+}
+
+void EtcdCluster::Start(int i, bool fresh) {
+  std::promise<void> done;
+  {
+    std::lock_guard<std::mutex> lock(spawn_mu_);
+    spawn_tasks_.push_back([this, i, fresh, &done] {
+      Spawn(i, fresh);
+      done.set_value();
+    });
+  }
+  spawn_cv_.notify_all();
+  done.get_future().wait();
 }
 
 std::string EtcdCluster::CatalogUri(const std::string& prefix) const {
   return absl::StrCat("etcd://", absl::StrJoin(endpoints_, ","), "/", prefix);
 }
 
-void EtcdCluster::Start(int i, bool fresh) {
+void EtcdCluster::Spawn(int i, bool fresh) {
   const std::string name = absl::StrCat("m", i);
   const std::string client = absl::StrCat("http://", endpoints_[static_cast<size_t>(i)]);
   const std::string peer = absl::StrCat("http://127.0.0.1:", peer_ports_[static_cast<size_t>(i)]);

@@ -6,7 +6,12 @@
 
 #include <sys/types.h>
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace cairn {
@@ -36,6 +41,8 @@ class EtcdCluster {
 
  private:
   void Start(int i, bool fresh);
+  // Forks member i; runs on spawner_ (see Start).
+  void Spawn(int i, bool fresh);
   bool Healthy(int i) const;
 
   std::string dir_;
@@ -46,6 +53,15 @@ class EtcdCluster {
   std::string initial_cluster_;
   bool ok_ = false;
   std::string why_;
+
+  // Members are forked by this one thread, which lives as long as the
+  // cluster: they die with it (PR_SET_PDEATHSIG fires when the forking
+  // *thread* ends), not with whichever test thread restarted them.
+  std::mutex spawn_mu_;
+  std::condition_variable spawn_cv_;
+  std::deque<std::function<void()>> spawn_tasks_;
+  bool spawn_stop_ = false;
+  std::thread spawner_;
 };
 
 // A free TCP port on 127.0.0.1 (bound and released; racy but fine for tests).
