@@ -66,11 +66,11 @@ class HaTest : public ::testing::Test {
             "--heartbeat-interval=0.5"};
   }
 
-  // Starts coordinator i; returns when it serves (a standby: when it leads).
-  std::future<std::unique_ptr<ServerProcess>> StartCoordinator(int i) {
-    const std::vector<std::string> argv = CoordinatorArgv(i);
-    const std::string log = dir_.Join(absl::StrCat("coordinator", i, ".log"));
-    return std::async(std::launch::async, [argv, log] { return std::make_unique<ServerProcess>(argv, log); });
+  // Starts coordinator i without waiting: WaitListening tells when it
+  // serves (a standby: once it leads).
+  std::unique_ptr<ServerProcess> StartCoordinator(int i) {
+    return std::make_unique<ServerProcess>(CoordinatorArgv(i),
+                                           dir_.Join(absl::StrCat("coordinator", i, ".log")), /*wait_ms=*/0);
   }
 
   std::unique_ptr<ServerProcess> StartWriter(int i) {
@@ -117,11 +117,11 @@ class HaTest : public ::testing::Test {
 };
 
 TEST_F(HaTest, TheStandbyTakesOverWhenTheLeaderIsKilledMidSave) {
-  auto leader = StartCoordinator(0).get();
-  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto leader = StartCoordinator(0);
+  ASSERT_TRUE(leader->WaitListening(30000)) << testing::ReadFile(dir_.Join("coordinator0.log"));
   auto standby = StartCoordinator(1);
   // The standby waits; it does not serve.
-  EXPECT_EQ(standby.wait_for(std::chrono::seconds(2)), std::future_status::timeout);
+  EXPECT_FALSE(standby->WaitListening(2000));
   auto w0 = StartWriter(0);
   auto w1 = StartWriter(1);
   ASSERT_FALSE(w0->address().empty());
@@ -138,8 +138,8 @@ TEST_F(HaTest, TheStandbyTakesOverWhenTheLeaderIsKilledMidSave) {
   ASSERT_EQ(SaveShard(2, 0, 2).exit_code, 0);
   const auto killed_at = std::chrono::steady_clock::now();
   leader->Kill();
-  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
-  auto new_leader = standby.get();
+  ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  auto new_leader = std::move(standby);
   ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(kLeaseTtlSeconds + 8));
 
@@ -153,12 +153,12 @@ TEST_F(HaTest, TheStandbyTakesOverWhenTheLeaderIsKilledMidSave) {
 
   // The old leader, restarted, stands by while the new one leads.
   auto restarted = StartCoordinator(0);
-  EXPECT_EQ(restarted.wait_for(std::chrono::seconds(3)), std::future_status::timeout);
+  EXPECT_FALSE(restarted->WaitListening(3000));
   ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
   ExpectRestoresExactly(3, 1);
   new_leader->Kill();
-  ASSERT_EQ(restarted.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
-  auto third = restarted.get();
+  ASSERT_TRUE(restarted->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  auto third = std::move(restarted);
   ASSERT_FALSE(third->address().empty());
   for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, step == 3 ? 1 : 2);
 }
@@ -179,8 +179,8 @@ TEST_F(HaTest, ALeaderKilledAfterTheDecisionLeavesTheStepCommittedOrAborted) {
   ASSERT_EQ(SaveShard(5, 0, 2).exit_code, 0);
   RunResult last = SaveShard(5, 1, 2);  // its report reaches the decision; the leader exits
   EXPECT_EQ(leader->WaitExit(10000), testing::kCrashPointExitCode);
-  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
-  auto new_leader = standby.get();
+  ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  auto new_leader = std::move(standby);
   ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
   // Recovery finished the decided commit: step 5 is committed and whole.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -195,16 +195,16 @@ TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
   // A leader cut off from etcd longer than its lease (here: stopped with
   // SIGSTOP, as a long pause or partition looks from outside) loses the
   // leadership; when it runs again it must not write, and it exits.
-  auto leader = StartCoordinator(0).get();
-  ASSERT_FALSE(leader->address().empty());
+  auto leader = StartCoordinator(0);
+  ASSERT_TRUE(leader->WaitListening(30000));
   auto standby = StartCoordinator(1);
   auto w0 = StartWriter(0);
   ASSERT_FALSE(w0->address().empty());
   ASSERT_EQ(SaveShard(1, 0, 1).exit_code, 0);
 
   ::kill(leader->pid(), SIGSTOP);
-  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
-  auto new_leader = standby.get();
+  ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  auto new_leader = std::move(standby);
   ASSERT_FALSE(new_leader->address().empty());
   // (A frozen process still holds its clients' TCP connections: they would
   // wait on it until their deadline. It wakes first here.)
@@ -217,6 +217,30 @@ TEST_F(HaTest, AFrozenLeaderIsDeposedAndCannotWriteWhenItWakes) {
   ASSERT_EQ(SaveShard(2, 0, 1).exit_code, 0);
   ASSERT_EQ(SaveShard(3, 0, 1).exit_code, 0);
   for (int64_t step : {1, 2, 3}) ExpectRestoresExactly(step, 1);
+}
+
+// etcd keeps its quorum with one member of three down: the leader leads
+// on, saves commit, nothing steps down, whichever member goes.
+TEST_F(HaTest, KillingOneEtcdMemberChangesNothing) {
+  auto leader = StartCoordinator(0);
+  ASSERT_TRUE(leader->WaitListening(30000)) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto standby = StartCoordinator(1);
+  auto w0 = StartWriter(0);
+  ASSERT_FALSE(w0->address().empty());
+  for (int m = 0; m < 3; ++m) {
+    etcd_->Kill(m);
+    const int64_t step = m + 1;
+    ASSERT_EQ(SaveShard(step, 0, 2).exit_code, 0) << "member " << m << " down";
+    RunResult last = SaveShard(step, 1, 2);
+    ASSERT_EQ(last.exit_code, 0) << "member " << m << " down: " << last.err;
+    EXPECT_TRUE(absl::StrContains(last.out, "committed")) << last.out;
+    etcd_->Restart(m);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  EXPECT_TRUE(leader->running()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  EXPECT_FALSE(standby->WaitListening(0))
+      << "the standby took over";
+  for (int64_t step = 1; step <= 3; ++step) ExpectRestoresExactly(step, 2);
 }
 
 // A network partition between the leader and etcd, while its clients and
@@ -250,8 +274,8 @@ TEST_F(HaTest, ALeaderPartitionedFromEtcdStepsDownAndItsDelayedWritesAreFenced) 
   auto during = std::async(std::launch::async, [this] { return SaveShard(2, 1, 2); });
   EXPECT_EQ(leader->WaitExit(1000 * (kLeaseTtlSeconds + 8)), 3)
       << testing::ReadFile(dir_.Join("coordinator0.log"));
-  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
-  auto new_leader = standby.get();
+  ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  auto new_leader = std::move(standby);
   ASSERT_FALSE(new_leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator1.log"));
   // Heal: what the old leader sent is delivered now.
   for (auto& link : links) link->set_mode(testing::TcpProxy::Mode::kPass);
@@ -277,8 +301,8 @@ TEST_F(HaTest, ALeaderPartitionedFromEtcdStepsDownAndItsDelayedWritesAreFenced) 
 // leader answers, when the client was given both addresses. It used to fail
 // at once: "coordinator ... unreachable".
 TEST_F(HaTest, ACallDuringTheFailoverReachesTheNewLeader) {
-  auto leader = StartCoordinator(0).get();
-  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto leader = StartCoordinator(0);
+  ASSERT_TRUE(leader->WaitListening(30000)) << testing::ReadFile(dir_.Join("coordinator0.log"));
   auto standby = StartCoordinator(1);
   auto w0 = StartWriter(0);
   ASSERT_FALSE(w0->address().empty());
@@ -292,7 +316,7 @@ TEST_F(HaTest, ACallDuringTheFailoverReachesTheNewLeader) {
   RunResult get = Cairn({"restore", "--coordinator=" + both_, "--job=j", "--step=1",
                          "--to=" + dir_.Join("during-failover.safetensors")});
   EXPECT_EQ(get.exit_code, 0) << get.err;
-  ASSERT_EQ(standby.wait_for(std::chrono::seconds(kLeaseTtlSeconds + 10)), std::future_status::ready);
+  ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
   // With one address, a coordinator that is not there fails the call at once.
   const auto t0 = std::chrono::steady_clock::now();
   RunResult one = Cairn({"list", "--coordinator=" + addresses_[0], "--job=j"});
@@ -313,8 +337,8 @@ class HaLargeStepTest : public HaTest {
 TEST_F(HaLargeStepTest, AStepOfManyShardsCommits) {
   constexpr int kShards = 600;
   constexpr int64_t kStep = 4;
-  auto leader = StartCoordinator(0).get();
-  ASSERT_FALSE(leader->address().empty()) << testing::ReadFile(dir_.Join("coordinator0.log"));
+  auto leader = StartCoordinator(0);
+  ASSERT_TRUE(leader->WaitListening(30000)) << testing::ReadFile(dir_.Join("coordinator0.log"));
   auto w0 = StartWriter(0);
   ASSERT_FALSE(w0->address().empty());
   std::atomic<int> next{0};
