@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -86,6 +87,16 @@ class Storage {
   virtual absl::StatusOr<bool> Exists(absl::string_view path) = 0;
   // Atomically renames a file (replacing `to`). Durable when it returns.
   virtual absl::Status Rename(absl::string_view from, absl::string_view to) = 0;
+  // Renames each (from, to) as Rename does, all durable when it returns
+  // (a local root syncs each directory once, not once per file). Stops at
+  // the first failure; the renames before it are done.
+  virtual absl::Status RenameMany(const std::vector<std::pair<std::string, std::string>>& moves) {
+    for (const auto& [from, to] : moves) {
+      absl::Status s = Rename(from, to);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   // Deletes one file. Deleting a missing file is OK (idempotent).
   virtual absl::Status Delete(absl::string_view path) = 0;
   // Deletes several files (S3: batch deletes of up to 1000 keys). Same

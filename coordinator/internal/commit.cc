@@ -256,6 +256,8 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
   const std::string final_prefix = CheckpointPrefix(record.job(), record.step());
   v1::CheckpointRecord updated = record;
   for (int pass = 0; pass < 2; ++pass) {
+    // One batch per pass: a local root syncs its directories once per batch.
+    std::vector<std::pair<std::string, std::string>> moves;
     for (auto& f : *updated.mutable_files()) {
       const bool is_index = absl::EndsWith(f.path(), ".index");
       if ((pass == 0) == is_index) continue;
@@ -264,7 +266,7 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
           absl::StrCat(final_prefix, f.path().substr(merged_dir.size() + std::string("variables").size()));
       ASSIGN_OR_RETURN(bool src_exists, storage_->Exists(f.path()));
       if (src_exists) {
-        RETURN_IF_ERROR(storage_->Rename(f.path(), dst));
+        moves.emplace_back(f.path(), dst);
       } else {
         ASSIGN_OR_RETURN(bool dst_exists, storage_->Exists(dst));
         if (!dst_exists) {
@@ -274,6 +276,7 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
       }
       f.set_path(dst);
     }
+    RETURN_IF_ERROR(storage_->RenameMany(moves));
   }
   CAIRN_SYNC_POINT("after_publish");
   RETURN_IF_ERROR(Transition(&updated, v1::COMMITTED));

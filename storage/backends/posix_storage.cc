@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,6 +92,28 @@ class LocalStorage : public Storage {
     RETURN_IF_ERROR(SyncDir(DirName(dst)));
     if (DirName(src) != DirName(dst)) RETURN_IF_ERROR(SyncDir(DirName(src)));
     return absl::OkStatus();
+  }
+
+  absl::Status RenameMany(const std::vector<std::pair<std::string, std::string>>& moves) override {
+    std::set<std::string> made, touched;
+    absl::Status status;
+    for (const auto& [from, to] : moves) {
+      auto src = Resolve(from);
+      auto dst = Resolve(to);
+      if (!src.ok()) status = src.status();
+      if (status.ok() && !dst.ok()) status = dst.status();
+      if (status.ok() && made.insert(DirName(*dst)).second) status = MakeDirs(DirName(*dst));
+      if (status.ok() && ::rename(src->c_str(), dst->c_str()) != 0) status = ErrnoStatus("rename", *src, errno);
+      if (!status.ok()) break;
+      touched.insert(DirName(*dst));
+      touched.insert(DirName(*src));
+    }
+    // The renames done are made durable even when a later one failed.
+    for (const std::string& dir : touched) {
+      absl::Status synced = SyncDir(dir);
+      if (status.ok()) status = synced;
+    }
+    return status;
   }
 
   absl::Status Delete(absl::string_view path) override {
