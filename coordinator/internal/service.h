@@ -122,6 +122,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::StatusOr<std::vector<Decision>> ApplyRetentionLocked(const std::string& job, bool dry_run,
                                                              int* deleted,
                                                              int64_t protect_step = -1);
+  // The retention rules keeping each committed checkpoint of `job` (a dry
+  // run of its policy): what List and Get report as kept_by. Takes the
+  // job's lock.
+  absl::StatusOr<std::map<int64_t, std::vector<std::string>>> KeptBy(const std::string& job);
   // Deletes committed checkpoints: marks each DELETING (synced), rewrites
   // the state file without them, deletes exactly their inventory files,
   // then drops their records. REQUIRES: the job's lock held.
