@@ -36,6 +36,7 @@ save or restore at once.
 """
 
 import dataclasses
+import sys as _sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as _np
@@ -83,13 +84,83 @@ class Checkpoint:
     files: List[Dict[str, Any]]
 
 
+def _error(code: str, message: str) -> Exception:
+    """A cairn.Error like the library's: "CODE: message", .code = CODE."""
+    e = Error(f"{code}: {message}")
+    e.code = code
+    return e
+
+
+def _torch():
+    """The torch module if the program imported it (a torch tensor cannot
+    exist otherwise), else None: cairn never imports torch itself."""
+    return _sys.modules.get("torch")
+
+
+# torch dtype name -> TensorFlow dtype name, for the dtypes both have.
+_TORCH_TO_TF = {
+    "float16": "float16", "bfloat16": "bfloat16", "float32": "float32", "float64": "float64",
+    "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64", "uint8": "uint8",
+    "bool": "bool", "complex64": "complex64", "complex128": "complex128",
+}
+
+
+def _is_torch_tensor(obj) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _torch_dtype_name(t) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _torch_view(name, t, writable=False):
+    """A NumPy view of a CPU torch tensor's memory (no copy) and the TF dtype
+    name to give with it. bfloat16 (no NumPy dtype) is viewed as its raw
+    int16 bits; `name` is for messages."""
+    dtype = _torch_dtype_name(t)
+    tf_dtype = _TORCH_TO_TF.get(dtype)
+    if tf_dtype is None:
+        raise ValueError(f'tensor "{name}": torch dtype {dtype} has no TensorFlow equivalent')
+    if t.device.type != "cpu":
+        if writable:
+            raise ValueError(f'into["{name}"]: a {t.device.type} tensor cannot be restored into '
+                             "in place; restore into a CPU tensor and copy it over")
+        t = _to_host(t)
+    if not t.is_contiguous():
+        raise ValueError(f'tensor "{name}": the tensor is not contiguous (use .contiguous())')
+    t = t.detach()
+    if dtype == "bfloat16":
+        return t.view(_torch().int16).numpy(), "bfloat16"
+    return t.numpy(), tf_dtype
+
+
+_PINNED = {}  # (dtype, numel) -> a pinned host buffer reused for device->host copies
+
+
+def _to_host(t):
+    """One copy of a device tensor to host memory: into a pinned staging
+    buffer (reused per dtype and size) when torch has CUDA, else .cpu()."""
+    torch = _torch()
+    if torch.cuda.is_available() and t.device.type == "cuda":
+        key = (t.dtype, t.numel())
+        buf = _PINNED.get(key)
+        if buf is None:
+            buf = _PINNED[key] = torch.empty(t.numel(), dtype=t.dtype, pin_memory=True)
+        buf.copy_(t.reshape(-1))
+        return buf.view(t.shape)
+    return t.cpu()
+
+
 def _as_buffer(name, data):
+    """(buffer, dtype name or None) to save for `data`."""
     if isinstance(data, (bytes, bytearray, memoryview, _np.ndarray)):
-        return data
+        return data, None
+    if _is_torch_tensor(data):
+        return _torch_view(name, data)
     if hasattr(data, "__array__") and not _supports_buffer(data):
-        # e.g. a CPU torch tensor: a view, no copy when contiguous.
-        return _np.asarray(data)
-    return data
+        return _np.asarray(data), None
+    return data, None
 
 
 def _supports_buffer(obj):
@@ -117,12 +188,72 @@ def _tensor_items(tensors: Mapping[str, Any]):
         if (t.full_shape is None) != (t.slice is None):
             raise ValueError(f'tensor "{name}": full_shape and slice go together')
         full_shape = None if t.full_shape is None else [int(d) for d in t.full_shape]
-        items.append((str(name), _as_buffer(name, t.data), t.dtype, full_shape, t.slice))
+        buffer, dtype = _as_buffer(name, t.data)
+        items.append((str(name), buffer, t.dtype or dtype, full_shape, t.slice))
     return items
 
 
-def _arrays(restored):
-    return {name: value[0] for name, value in restored.items()}
+def _metrics(metrics) -> Dict[str, float]:
+    """Checks the metrics of a save: {name: number}; cairn.Error otherwise."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise _error("INVALID_ARGUMENT",
+                     f"metrics must be a mapping name -> number, not {type(metrics).__name__}")
+    out = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            raise _error("INVALID_ARGUMENT", f"metric name {name!r} is not a string")
+        try:
+            if isinstance(value, (str, bytes)) or value is None:
+                raise TypeError
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            raise _error("INVALID_ARGUMENT", f'metric "{name}" must be a number, not '
+                         f"{type(value).__name__} {str(value)[:40]!r}") from None
+    return out
+
+
+def _into(into):
+    """The binding's into= ({name: (buffer, dtype name or None)}) for the
+    caller's {name: NumPy array or torch tensor}."""
+    if into is None:
+        return None
+    if not isinstance(into, Mapping):
+        raise TypeError("into must be a mapping name -> writable array or tensor")
+    out = {}
+    for name, dest in into.items():
+        if _is_torch_tensor(dest):
+            out[str(name)] = _torch_view(name, dest, writable=True)
+        elif isinstance(dest, _np.ndarray) or _supports_buffer(dest):
+            out[str(name)] = (dest, None)
+        else:
+            raise TypeError(f'into["{name}"]: {type(dest).__name__} is neither a NumPy array '
+                            "nor a torch tensor")
+    return out
+
+
+def _check_address(addr) -> None:
+    """HOST:PORT (or a gRPC target with a scheme, e.g. unix:PATH); a missing
+    port is an error here, not gRPC's silent default of 443."""
+    if not isinstance(addr, str):
+        raise _error("INVALID_ARGUMENT", f"coordinator address must be a string HOST:PORT, not {addr!r}")
+    if addr.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
+        return
+    host, sep, port = addr.rpartition(":")
+    ok = sep and host and port.isdigit() and 0 < int(port) < 65536
+    if ok and ":" in host:  # IPv6: [::1]:7070
+        ok = host.startswith("[") and host.endswith("]")
+    if not ok:
+        raise _error("INVALID_ARGUMENT",
+                     f'coordinator address "{addr}" is not HOST:PORT (e.g. "127.0.0.1:7070")')
+
+
+def _arrays(restored, into=None):
+    """{name: array}; a name restored into the caller's object (into=) maps
+    to that object (a torch tensor, not the NumPy view the binding filled)."""
+    into = into or {}
+    return {name: into.get(name, value[0]) for name, value in restored.items()}
 
 
 class SaveHandle:
@@ -159,7 +290,7 @@ class Client:
         shard returns once the checkpoint is committed. The arrays must not be
         modified until it returns. Returns {"committed", "bytes", "num_tensors"}."""
         return self._c.save(job, int(step), int(shard), int(num_shards), _tensor_items(tensors),
-                            dict(metrics or {}))
+                            _metrics(metrics))
 
     def save_async(self, job: str, step: int, tensors: Mapping[str, Any], shard: int = 0,
                    num_shards: int = 1, metrics: Optional[Mapping[str, float]] = None) -> SaveHandle:
@@ -168,7 +299,7 @@ class Client:
         client runs at a time (the next waits for it); an earlier failed one
         that nobody waited for makes this raise."""
         return SaveHandle(self._c.save_async(job, int(step), int(shard), int(num_shards),
-                                             _tensor_items(tensors), dict(metrics or {})))
+                                             _tensor_items(tensors), _metrics(metrics)))
 
     def list(self, job: str) -> List[Checkpoint]:
         """Committed checkpoints of `job`, ascending by step."""
@@ -198,13 +329,15 @@ class Client:
         checkpoints): arrays are copy-on-write views of the files' pages, the
         fastest restore, every checksum still verified; the files must not be
         rewritten in place while the arrays live (Cairn never does).
-        into={name: array}: restores those tensors into the given writable,
-        C-contiguous buffers (e.g. a model's parameters via .numpy()) and
-        returns them; every size is checked before anything is written."""
+        into={name: array or torch tensor}: restores those tensors into the
+        given writable, C-contiguous NumPy arrays or CPU torch tensors (e.g. a
+        model's parameters) and returns them; every destination's shape and
+        dtype is checked before anything is written (a uint16 array takes a
+        bfloat16 tensor's bits)."""
         return _arrays(self._c.restore(job, None if step is None else int(step),
                                        None if tensors is None else list(tensors),
                                        None if slices is None else dict(slices), bool(map_files),
-                                       None if into is None else dict(into)))
+                                       _into(into)), into)
 
     def restore_from(self, prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                      slices: Optional[Mapping[str, str]] = None,
@@ -217,9 +350,19 @@ class Client:
 
     def set_policy(self, job: str, keep_last: int = 0, keep_every_steps: int = 0,
                    keep_every_hours: float = 0.0, keep_best: int = 0, metric: str = "",
-                   maximize: bool = False) -> None:
-        self._c.set_policy(job, keep_last, keep_every_steps, keep_every_hours, keep_best, metric,
-                           maximize)
+                   mode: Optional[str] = None, maximize: Optional[bool] = None) -> None:
+        """Sets the job's retention policy, as `cairn policy` does: the rules
+        combine as a union; 0 / "" = off; all off = keep everything.
+        keep_best keeps the K best by `metric`, the smallest with mode="min"
+        (default) or the largest with mode="max" (the CLI's --mode;
+        maximize=True is the older spelling of mode="max")."""
+        if mode is not None and mode not in ("min", "max"):
+            raise _error("INVALID_ARGUMENT", f'mode must be "min" or "max", not {mode!r}')
+        if mode is not None and maximize is not None and (mode == "max") != bool(maximize):
+            raise _error("INVALID_ARGUMENT", f'mode="{mode}" contradicts maximize={maximize}')
+        maximize = (mode == "max") if mode is not None else bool(maximize)
+        self._c.set_policy(job, int(keep_last), int(keep_every_steps), float(keep_every_hours or 0),
+                           int(keep_best), metric or "", maximize)
 
     def gc(self, job: str, dry_run: bool = False) -> Dict[str, Any]:
         return self._c.gc(job, dry_run)
@@ -242,6 +385,7 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
     """Connects to the coordinator at HOST:PORT. token: from `cairn token`
     (default: $CAIRN_TOKEN if set). tls_ca (and tls_cert/tls_key for mutual
     TLS): PEM files; any of them makes the connection TLS."""
+    _check_address(addr)
     if token is None:
         import os
         token = os.environ.get("CAIRN_TOKEN", "")
@@ -259,4 +403,4 @@ def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
     return _arrays(_cairn.restore_from_prefix(prefix_uri,
                                               None if tensors is None else list(tensors),
                                               None if slices is None else dict(slices), int(threads),
-                                              bool(map_files), None if into is None else dict(into)))
+                                              bool(map_files), _into(into)), into)
