@@ -45,7 +45,8 @@ from . import _cairn
 
 Error = _cairn.Error
 
-__all__ = ["connect", "restore_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error"]
+__all__ = ["connect", "restore_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error",
+           "CheckpointManager", "Shard"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +186,13 @@ def _tensor_items(tensors: Mapping[str, Any]):
             t = Tensor(value[0], None, value[1], value[2])
         else:
             t = Tensor(value)
+        if t.dtype == "string":
+            values = [t.data] if isinstance(t.data, (str, bytes)) else list(t.data)
+            if t.slice is not None:
+                raise ValueError(f'tensor "{name}": string tensors are saved whole')
+            shape = [] if isinstance(t.data, (str, bytes)) else [len(values)]
+            items.append((str(name), values, "string", shape, None))
+            continue
         if (t.full_shape is None) != (t.slice is None):
             raise ValueError(f'tensor "{name}": full_shape and slice go together')
         full_shape = None if t.full_shape is None else [int(d) for d in t.full_shape]
@@ -404,3 +412,6 @@ def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                                               None if tensors is None else list(tensors),
                                               None if slices is None else dict(slices), int(threads),
                                               bool(map_files), _into(into)), into)
+
+
+from .manager import STRUCTURE_TENSOR, CheckpointManager, Shard  # noqa: E402 - uses the above
