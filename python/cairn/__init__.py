@@ -1,5 +1,24 @@
 """Cairn: save and restore sharded TensorFlow-format checkpoints from Python.
 
+Training code usually wants the CheckpointManager (cairn/manager.py has
+the details): nested state in, the same nested state out, on any number of
+ranks.
+
+    mgr = cairn.CheckpointManager("127.0.0.1:7070", job="llm", max_to_keep=3,
+                                  keep_every_n_steps=1000, best_metric="loss",
+                                  best_mode="min", save_interval_steps=100)
+    state = mgr.restore()                             # newest step (or restore(step))
+    model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
+    # or fill tensors in place: mgr.restore_or_initialize(target) -> step or None
+    if mgr.should_save(step):
+        mgr.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "epoch": epoch}, metrics={"loss": loss})   # async by default
+    mgr.wait_until_finished(); mgr.latest_step(); mgr.all_steps(); mgr.metrics(step)
+    mgr.rollback(step); mgr.close()                   # or `with cairn.CheckpointManager(...)`
+    # a tensor partitioned across ranks: cairn.Shard(local_rows, full_shape, offsets)
+
+The client underneath:
+
     import cairn, numpy as np
     client = cairn.connect("127.0.0.1:7070")            # token=..., tls_ca=...
     client.save("job", 100, {"w": w, "emb": (rows, [1000, 64], "0,500:-")},
@@ -13,23 +32,30 @@
     part = client.restore("job", 100, tensors=["emb"], slices={"emb": "0,250:-"})
     cairn.restore_from("/data/ckpts/job/ckpt-100/variables")   # no coordinator
 
-Tensors to save are anything exposing the buffer protocol (NumPy arrays,
-memoryviews, bytes, ...) and must be C-contiguous; objects with `__array__`
-only (e.g. CPU torch tensors) go through `numpy.asarray`, which does not copy
-contiguous data. A value is an array (a whole tensor), a tuple
+Tensors to save are torch tensors or anything exposing the buffer protocol
+(NumPy arrays, memoryviews, bytes, ...) and must be C-contiguous; CPU data is
+never copied (device tensors are copied to host once). Objects with
+`__array__` only go through `numpy.asarray`. A value is an array (a whole
+tensor), a tuple
 `(array, full_shape, slice)` (one slice of a partitioned tensor, in
 TensorFlow's slice syntax such as "0,500:-"), or a `cairn.Tensor` that can
 also name the dtype.
 
 dtypes: numpy float16/32/64, int8..int64, uint8..uint64, bool, complex64/128
-map to the TensorFlow dtypes of the same name. bfloat16 has no NumPy dtype:
-save it as uint16 storage with `cairn.Tensor(bits, dtype="bfloat16")`; it is
-restored as a uint16 array holding the raw bfloat16 bits (as are the float8
-types as uint8). Restored arrays own the memory the library read into (no copy).
+and the same torch dtypes, plus torch.bfloat16, map to the TensorFlow dtypes
+of the same name; `cairn.Tensor(["a", "b"], dtype="string")` is a string
+tensor. NumPy has no bfloat16: Client.restore returns a bfloat16 tensor as a
+uint16 array of its raw bits (the float8 types as uint8), or fills a torch
+bfloat16 tensor given with into=; the CheckpointManager gives torch tensors
+back as torch tensors. Restored arrays own the memory the library read into
+(no copy). into= destinations must have exactly the restored shape and dtype
+(a uint16 array takes bfloat16 bits): all are checked before any is written.
 
 Errors from the service or the library raise `cairn.Error` (a RuntimeError)
 whose message is the library's ("NOT_FOUND: ...") and whose `code` is the
-status code name ("NOT_FOUND", "INVALID_ARGUMENT", ...).
+status code name ("NOT_FOUND", "INVALID_ARGUMENT", ...); so do bad metrics
+(not numbers) and an address without a port. Retention: set_policy(...,
+keep_best=K, metric="loss", mode="min"|"max") as the CLI's --mode.
 
 The save and restore calls release the GIL, so several worker threads can
 save or restore at once.
@@ -242,19 +268,21 @@ def _into(into):
 
 
 def _check_address(addr) -> None:
-    """HOST:PORT (or a gRPC target with a scheme, e.g. unix:PATH); a missing
-    port is an error here, not gRPC's silent default of 443."""
+    """HOST:PORT, or several comma-separated (coordinators sharing an etcd
+    catalog), or a gRPC target with a scheme (unix:PATH, dns:///...); a
+    missing port is an error here, not gRPC's silent default of 443."""
     if not isinstance(addr, str):
         raise _error("INVALID_ARGUMENT", f"coordinator address must be a string HOST:PORT, not {addr!r}")
     if addr.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
         return
-    host, sep, port = addr.rpartition(":")
-    ok = sep and host and port.isdigit() and 0 < int(port) < 65536
-    if ok and ":" in host:  # IPv6: [::1]:7070
-        ok = host.startswith("[") and host.endswith("]")
-    if not ok:
-        raise _error("INVALID_ARGUMENT",
-                     f'coordinator address "{addr}" is not HOST:PORT (e.g. "127.0.0.1:7070")')
+    for one in addr.split(","):
+        host, sep, port = one.strip().rpartition(":")
+        ok = sep and host and port.isdigit() and 0 < int(port) < 65536
+        if ok and ":" in host:  # IPv6: [::1]:7070
+            ok = host.startswith("[") and host.endswith("]")
+        if not ok:
+            raise _error("INVALID_ARGUMENT",
+                         f'coordinator address "{one}" is not HOST:PORT (e.g. "127.0.0.1:7070")')
 
 
 def _arrays(restored, into=None):

@@ -376,12 +376,18 @@ class TorchAndInputTest(unittest.TestCase):
                                 into={"a": np.zeros((8, 2), np.float32)})
 
     def test_address_without_a_port_is_refused(self):
-        for addr in ("localhost", "127.0.0.1", "", "host:", "host:http", "[::1]"):
+        for addr in ("localhost", "127.0.0.1", "", "host:", "host:http", "[::1]", "::1:7070",
+                     "a:1,localhost", "host:70000"):
             with self.assertRaises(cairn.Error) as cm:
                 cairn.connect(addr)
             self.assertEqual(cm.exception.code, "INVALID_ARGUMENT", addr)
             self.assertIn("HOST:PORT", str(cm.exception))
             self.assertEqual(len(str(cm.exception).splitlines()), 1)
+        # Lists of coordinators (etcd catalog) and IPv6 literals are addresses.
+        host, port = CLUSTER.addr.rsplit(":", 1)
+        for addr in (f"{CLUSTER.addr},{CLUSTER.addr}", f"localhost:{port}"):
+            self.assertIsNone(cairn.connect(addr).latest("py-no-such-job"))
+        cairn.connect("[::1]:1", rpc_timeout_ms=1)  # connects lazily
 
     def test_policy_mode_min_max_and_kept_by_from_get(self):
         job = "py-policy-mode"
