@@ -245,7 +245,7 @@ class _Rebuilder:
         if "tensor" in spec:
             value = self.arrays[spec["tensor"]]
             if value is _FILLED:
-                return target
+                return target.local if isinstance(target, Shard) else target
             if "torch" in spec:
                 return _to_torch(value, spec["torch"])
             return value.view(np.dtype(spec["numpy"]))
@@ -507,9 +507,10 @@ class CheckpointManager:
         CheckpointManager comes back as {name: NumPy array}.
 
         target: a structure like the saved one. Its tensors and arrays are
-        filled in place (a cairn.Shard: that slice of the saved tensor),
-        after every destination's shape and dtype is checked against the
-        checkpoint, before anything is written. Its dicts and lists are
+        filled in place (a cairn.Shard: that slice of the saved tensor, and
+        its local tensor is what comes back), after every destination's
+        shape and dtype is checked against the checkpoint, before anything
+        is written. Its dicts and lists are
         updated in place with the saved values of every other leaf (and
         entries the target lacks), so the returned structure is the target's
         own where it can be."""
