@@ -137,8 +137,14 @@ def _is_torch_tensor(obj) -> bool:
     return torch is not None and isinstance(obj, torch.Tensor)
 
 
+_TORCH_DTYPE_NAMES = {}  # torch.dtype -> "float32", ... (str(dtype) is slow per tensor)
+
+
 def _torch_dtype_name(t) -> str:
-    return str(t.dtype).replace("torch.", "")
+    name = _TORCH_DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        name = _TORCH_DTYPE_NAMES[t.dtype] = str(t.dtype).replace("torch.", "")
+    return name
 
 
 def _torch_view(name, t, writable=False):
@@ -149,7 +155,7 @@ def _torch_view(name, t, writable=False):
     tf_dtype = _TORCH_TO_TF.get(dtype)
     if tf_dtype is None:
         raise ValueError(f'tensor "{name}": torch dtype {dtype} has no TensorFlow equivalent')
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         if writable:
             raise ValueError(f'into["{name}"]: a {t.device.type} tensor cannot be restored into '
                              "in place; restore into a CPU tensor and copy it over")
