@@ -62,6 +62,7 @@ save or restore at once.
 """
 
 import dataclasses
+import functools
 import sys as _sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -116,6 +117,37 @@ def _error(code: str, message: str) -> Exception:
     e = Error(f"{code}: {message}")
     e.code = code
     return e
+
+
+_DUAL_ERRORS = {}
+
+
+def _invalid(message: str, base=ValueError) -> Exception:
+    """A cairn.Error with code INVALID_ARGUMENT that is also a `base`
+    (ValueError, TypeError, BufferError): bad input reads as the one-line
+    cairn.Error the docs promise, and code catching ValueError still works."""
+    cls = _DUAL_ERRORS.get(base)
+    if cls is None:
+        cls = _DUAL_ERRORS[base] = type(f"InvalidArgument{base.__name__}", (Error, base),
+                                        {"__module__": __name__})
+    e = cls(f"INVALID_ARGUMENT: {message}")
+    e.code = "INVALID_ARGUMENT"
+    return e
+
+
+def _input_errors(fn):
+    """Decorator: ValueError / TypeError / BufferError from checking the
+    caller's input (here or in the binding) become _invalid(...)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Error:
+            raise
+        except (ValueError, TypeError, BufferError) as e:
+            base = next(b for b in (ValueError, TypeError, BufferError) if isinstance(e, b))
+            raise _invalid(str(e).splitlines()[0] if str(e) else type(e).__name__, base) from None
+    return wrapper
 
 
 def _torch():
@@ -325,6 +357,7 @@ class Client:
     def __init__(self, native):
         self._c = native
 
+    @_input_errors
     def save(self, job: str, step: int, tensors: Mapping[str, Any], shard: int = 0,
              num_shards: int = 1, metrics: Optional[Mapping[str, float]] = None) -> Dict[str, Any]:
         """Saves this worker's tensors as shard `shard` of `num_shards` of
@@ -334,6 +367,7 @@ class Client:
         return self._c.save(job, int(step), int(shard), int(num_shards), _tensor_items(tensors),
                             _metrics(metrics))
 
+    @_input_errors
     def save_async(self, job: str, step: int, tensors: Mapping[str, Any], shard: int = 0,
                    num_shards: int = 1, metrics: Optional[Mapping[str, float]] = None) -> SaveHandle:
         """Like save, but returns once the tensors are copied into staging
@@ -361,6 +395,7 @@ class Client:
                 return None
             raise
 
+    @_input_errors
     def restore(self, job: str, step: Optional[int] = None, tensors: Optional[Sequence[str]] = None,
                 slices: Optional[Mapping[str, str]] = None,
                 map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
@@ -420,6 +455,7 @@ class Client:
         return self._c.rollback(job, int(to_step), bool(dry_run))
 
 
+@_input_errors
 def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None,
             tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
             rpc_timeout_ms: int = 60000, save_timeout_ms: int = 3600000,
@@ -436,6 +472,7 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
                                         int(restore_threads)))
 
 
+@_input_errors
 def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                  slices: Optional[Mapping[str, str]] = None, threads: int = 4,
                  map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:

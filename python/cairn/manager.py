@@ -49,8 +49,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import _cairn
-from . import (Error, Tensor, _error, _into, _is_torch_tensor, _metrics, _torch,
-               _torch_dtype_name, _torch_view, connect)
+from . import (Error, Tensor, _error, _input_errors, _into, _is_torch_tensor, _metrics,
+               _torch, _torch_dtype_name, _torch_view, connect)
 
 STRUCTURE_TENSOR = "_cairn/structure"
 _FORMAT = 1
@@ -67,6 +67,7 @@ class Shard:
 
     __slots__ = ("local", "full_shape", "offsets")
 
+    @_input_errors
     def __init__(self, local, full_shape: Sequence[int], offsets: Sequence[int]):
         self.local = local
         self.full_shape = [int(d) for d in full_shape]
@@ -388,6 +389,7 @@ class CheckpointManager:
       $RANK / $WORLD_SIZE, else 0 / 1.
     """
 
+    @_input_errors
     def __init__(self, coordinator, job: str, *, max_to_keep: Optional[int] = None,
                  keep_every_n_steps: Optional[int] = None,
                  keep_every_n_hours: Optional[float] = None, best_metric: Optional[str] = None,
@@ -427,6 +429,7 @@ class CheckpointManager:
             self._last_step = self.latest_step()
         return self._last_step
 
+    @_input_errors
     def should_save(self, step: int) -> bool:
         """True if save(step) would save: step is a multiple of
         save_interval_steps and above every step saved or committed."""
@@ -436,6 +439,7 @@ class CheckpointManager:
             return False
         return self.save_interval_steps is None or step % self.save_interval_steps == 0
 
+    @_input_errors
     def save(self, step: int, state: Any, metrics: Optional[Mapping[str, float]] = None,
              force: bool = False) -> bool:
         """Saves this rank's part of `step`; False (nothing saved) unless
@@ -501,12 +505,14 @@ class CheckpointManager:
         """Every committed step, ascending."""
         return [c.step for c in self._client.list(self.job)]
 
+    @_input_errors
     def metrics(self, step: int) -> Dict[str, float]:
         """The metrics saved with committed `step`."""
         return dict(self._client.get(self.job, int(step)).metrics)
 
     # ------------------------------------------------------------ restore
 
+    @_input_errors
     def restore(self, step: Optional[int] = None, target: Any = None) -> Any:
         """Restores committed `step` (default: the newest; cairn.Error
         NOT_FOUND if there is none) as saved: the same nesting, container,
@@ -536,7 +542,11 @@ class CheckpointManager:
                 raise
             return {name: v[0] for name, v in c.restore(self.job, step, None, None, False,
                                                          None).items()}
-        doc = json.loads(raw[STRUCTURE_TENSOR][0][()].decode("utf-8"))
+        try:
+            doc = json.loads(raw[STRUCTURE_TENSOR][0][()].decode("utf-8"))
+        except ValueError as e:
+            raise _error("DATA_LOSS", f"checkpoint {self.job} step {step}: {STRUCTURE_TENSOR} is "
+                         f"not valid JSON ({e})") from None
         if doc.get("format") != _FORMAT:
             raise _error("FAILED_PRECONDITION", f"checkpoint {self.job} step {step}: structure "
                          f"format {doc.get('format')} is not {_FORMAT} (a newer cairn wrote it?)")

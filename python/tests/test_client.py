@@ -9,6 +9,7 @@ import os
 import subprocess
 import threading
 import unittest
+import warnings
 
 import numpy as np
 
@@ -426,10 +427,34 @@ class TorchAndInputTest(unittest.TestCase):
                          metrics={"a": 1, "b": np.float32(0.5), "c": torch.tensor(0.25)})
         self.assertEqual(self.client.get("py-bad-metric", 1).metrics, {"a": 1.0, "b": 0.5, "c": 0.25})
 
-    def test_torch_non_contiguous_is_a_clear_error(self):
-        with self.assertRaises(ValueError) as cm:
-            self.client.save("py-torch-nc", 1, {"t": torch.zeros(4, 4).t()})
-        self.assertIn("contiguous", str(cm.exception))
+    def test_bad_input_is_a_one_line_cairn_error(self):
+        # Each is also the ValueError / TypeError it was before.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
+            c32 = torch.zeros(2, dtype=torch.complex32)
+        cases = [
+            (ValueError, "contiguous", lambda: self.client.save("py-bad", 1, {"t": torch.zeros(4, 4).t()})),
+            (ValueError, "contiguous", lambda: self.client.save("py-bad", 1, {"t": np.zeros((4, 4))[:, 1]})),
+            (ValueError, "complex32", lambda: self.client.save("py-bad", 1, {"t": c32})),
+            (ValueError, "unknown dtype", lambda: self.client.save("py-bad", 1, {"t": cairn.Tensor(np.zeros(2, np.uint16), dtype="nope")})),
+            (TypeError, "buffer protocol", lambda: self.client.save("py-bad", 1, {"t": object()})),
+            (ValueError, "", lambda: self.client.save("py-bad", "one", {"t": np.zeros(1)})),
+            (ValueError, "contiguous", lambda: self.client.restore("py-bad", into={"t": np.zeros((4, 4))[:, 1]})),
+            (TypeError, "neither", lambda: self.client.restore("py-bad", into={"t": [0.0]})),
+        ]
+        for base, text, call in cases:
+            with self.assertRaises(cairn.Error) as cm:
+                call()
+            self.assertIsInstance(cm.exception, base)
+            self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+            self.assertIn(text, str(cm.exception))
+            self.assertEqual(len(str(cm.exception).splitlines()), 1, str(cm.exception))
+        ro = np.zeros(2)
+        ro.flags.writeable = False
+        self.client.save("py-bad", 1, {"t": np.zeros(2)})
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.restore("py-bad", into={"t": ro})
+        self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
 
 
 if __name__ == "__main__":
