@@ -64,6 +64,7 @@ save or restore at once.
 import dataclasses
 import functools
 import sys as _sys
+import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as _np
@@ -191,7 +192,7 @@ def _torch_view(name, t, writable=False):
         if writable:
             raise ValueError(f'into["{name}"]: a {t.device.type} tensor cannot be restored into '
                              "in place; restore into a CPU tensor and copy it over")
-        t = _to_host(t)
+        t = _to_host(name, t)
     if not t.is_contiguous():
         raise ValueError(f'tensor "{name}": the tensor is not contiguous (use .contiguous())')
     t = t.detach()
@@ -200,15 +201,21 @@ def _torch_view(name, t, writable=False):
     return t.numpy(), tf_dtype
 
 
-_PINNED = {}  # (dtype, numel) -> a pinned host buffer reused for device->host copies
+# (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->
+# host copies, reused by the next save of that tensor. Keyed by name: two
+# tensors of one save never share a buffer (the save reads them all after
+# every copy); by thread: Clients are used from several threads at once.
+_PINNED = {}
 
 
-def _to_host(t):
+def _to_host(name, t):
     """One copy of a device tensor to host memory: into a pinned staging
-    buffer (reused per dtype and size) when torch has CUDA, else .cpu()."""
+    buffer (reused per thread, name, dtype and size) when torch has CUDA,
+    else .cpu(). The bytes are read by the save that follows (an async save
+    copies them to its own staging before returning)."""
     torch = _torch()
     if torch.cuda.is_available() and t.device.type == "cuda":
-        key = (t.dtype, t.numel())
+        key = (threading.get_ident(), name, t.dtype, t.numel())
         buf = _PINNED.get(key)
         if buf is None:
             buf = _PINNED[key] = torch.empty(t.numel(), dtype=t.dtype, pin_memory=True)
