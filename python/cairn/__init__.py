@@ -215,13 +215,20 @@ def _to_host(name, t):
     copies them to its own staging before returning)."""
     torch = _torch()
     if torch.cuda.is_available() and t.device.type == "cuda":
-        key = (threading.get_ident(), name, t.dtype, t.numel())
-        buf = _PINNED.get(key)
-        if buf is None:
-            buf = _PINNED[key] = torch.empty(t.numel(), dtype=t.dtype, pin_memory=True)
-        buf.copy_(t.reshape(-1))
-        return buf.view(t.shape)
+        return _stage(name, t, lambda n, dtype: torch.empty(n, dtype=dtype, pin_memory=True))
     return t.cpu()
+
+
+def _stage(name, t, alloc):
+    """Copies `t` into the staging buffer for (thread, name, dtype, numel),
+    allocating it with alloc(numel, dtype) the first time; returns it shaped
+    like `t` (contiguous). Split from _to_host so it is tested on CPU."""
+    key = (threading.get_ident(), name, t.dtype, t.numel())
+    buf = _PINNED.get(key)
+    if buf is None:
+        buf = _PINNED[key] = alloc(t.numel(), t.dtype)
+    buf.copy_(t.reshape(-1))
+    return buf.view(t.shape)
 
 
 def _as_buffer(name, data):

@@ -427,6 +427,31 @@ class TorchAndInputTest(unittest.TestCase):
                          metrics={"a": 1, "b": np.float32(0.5), "c": torch.tensor(0.25)})
         self.assertEqual(self.client.get("py-bad-metric", 1).metrics, {"a": 1.0, "b": 0.5, "c": 0.25})
 
+    def test_device_staging_buffers(self):
+        # The CUDA path's staging (cairn._stage), run with CPU tensors and a
+        # plain allocator in place of pinned memory.
+        allocs = []
+
+        def alloc(n, dtype):
+            allocs.append((n, dtype))
+            return torch.empty(n, dtype=dtype)
+
+        a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+        b = torch.full((2, 3), 5.0)
+        sa, sb = cairn._stage("a", a, alloc), cairn._stage("b", b, alloc)
+        self.assertNotEqual(sa.data_ptr(), sb.data_ptr(), "two tensors of one save share a buffer")
+        self.assertTrue(torch.equal(sa, a) and torch.equal(sb, b))
+        again = cairn._stage("a", a.t().contiguous().t() * 2, alloc)  # non-contiguous source
+        self.assertEqual(again.data_ptr(), sa.data_ptr(), "the next save reuses the buffer")
+        self.assertTrue(again.is_contiguous() and torch.equal(again, a * 2))
+        bf = cairn._stage("h", torch.tensor([1.5, -2.0], dtype=torch.bfloat16), alloc)
+        self.assertEqual(bf.dtype, torch.bfloat16)
+        self.assertEqual(len(allocs), 3)
+        self.client.save("py-staged", 1, {"a": sa, "b": sb, "h": bf})
+        got = self.client.restore("py-staged", 1, into={"h": torch.zeros(2, dtype=torch.bfloat16)})
+        self.assertTrue(torch.equal(got["h"], bf))
+        np.testing.assert_array_equal(got["b"], b.numpy())
+
     def test_bad_input_is_a_one_line_cairn_error(self):
         # Each is also the ValueError / TypeError it was before.
         with warnings.catch_warnings():
