@@ -409,8 +409,11 @@ class RanksTest(unittest.TestCase):
         # Each whole tensor once, by the rank the rule names; the embedding
         # as two slices.
         self.assertEqual(sorted(tensors["emb"]["slices"]), ["0,5:-", "5,5:-"])
-        owners = {cairn.manager._owner(f"dense/{k}", 2) for k in dense}
-        self.assertEqual(owners, {0, 1}, "the rule spreads whole tensors over the ranks")
+        owners = {f"dense/{k}": cairn.manager._owner(f"dense/{k}", 2) for k in dense}
+        self.assertEqual(set(owners.values()), {0, 1}, "the rule spreads whole tensors over the ranks")
+        for name, rank in owners.items():  # data file i holds rank i's part
+            self.assertEqual(tensors[name]["shard"], rank, name)
+        self.assertEqual(tensors[cairn.STRUCTURE_TENSOR]["shard"], 0)
 
         # Restored whole (no target) ...
         got = cairn.CheckpointManager(CLUSTER.addr, job="mgr-shards").restore()
