@@ -263,7 +263,7 @@ void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointI
 grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListRequest* req,
                                       v1::ListResponse* resp) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
-  auto kept = KeptBy(req->job());
+  auto kept = KeptBy(req->job(), /*lock_job=*/true);
   if (!kept.ok()) return rpc::ToGrpc(kept.status());
   std::map<int64_t, std::vector<std::string>>& kept_by = *kept;
   auto records = catalog_->ListCheckpoints(req->job());
@@ -278,8 +278,9 @@ grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListReques
 }
 
 absl::StatusOr<std::map<int64_t, std::vector<std::string>>> CoordinatorService::KeptBy(
-    const std::string& job) {
-  JobLocks::Guard job_lock = job_locks_.Lock(job);
+    const std::string& job, bool lock_job) {
+  std::optional<JobLocks::Guard> job_lock;
+  if (lock_job) job_lock.emplace(job_locks_.Lock(job));
   int deleted;
   auto decisions = ApplyRetentionLocked(job, /*dry_run=*/true, &deleted);
   if (!decisions.ok()) return decisions.status();
@@ -293,7 +294,7 @@ grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest*
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
   // kept_by as List reports it (the same dry run of the job's policy).
   auto fill = [&](const v1::CheckpointRecord& r) {
-    auto kept = KeptBy(req->job());
+    auto kept = KeptBy(req->job(), /*lock_job=*/false);
     if (!kept.ok()) return rpc::ToGrpc(kept.status());
     v1::CheckpointInfo* info = resp->mutable_checkpoint();
     FillInfo(r, info);
