@@ -427,6 +427,16 @@ class TorchAndInputTest(unittest.TestCase):
                          metrics={"a": 1, "b": np.float32(0.5), "c": torch.tensor(0.25)})
         self.assertEqual(self.client.get("py-bad-metric", 1).metrics, {"a": 1.0, "b": 0.5, "c": 0.25})
 
+    def test_model_parameters_save_and_restore_in_place(self):
+        torch.manual_seed(3)
+        model, other = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+        self.client.save("py-params", 1, dict(model.named_parameters()))  # requires_grad
+        ptrs = [p.data_ptr() for p in other.parameters()]
+        self.client.restore("py-params", into=dict(other.named_parameters()))
+        self.assertEqual([p.data_ptr() for p in other.parameters()], ptrs)
+        for a, b in zip(model.parameters(), other.parameters()):
+            self.assertTrue(torch.equal(a, b))
+
     def test_device_staging_buffers(self):
         # The CUDA path's staging (cairn._stage), run with CPU tensors and a
         # plain allocator in place of pinned memory.
