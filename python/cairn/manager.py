@@ -567,7 +567,10 @@ class CheckpointManager:
     def restore_or_initialize(self, target: Any) -> Optional[int]:
         """Restores the newest committed step into `target` (see restore)
         and returns the step; None, leaving `target` as it is, if the job
-        has no checkpoint yet."""
+        has no checkpoint yet. On several ranks, a commit landing between
+        their calls would give them different steps: there, let one rank
+        pick the step (latest_step) and share it, and call restore(step,
+        target) on every rank (python/examples/train_distributed.py)."""
         step = self.latest_step()
         if step is None:
             return None
