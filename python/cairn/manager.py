@@ -42,14 +42,12 @@ import collections
 import collections.abc
 import json
 import os
-import sys
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import _cairn
-from . import (Error, Tensor, _error, _input_errors, _into, _is_torch_tensor, _metrics,
+from . import (Error, _error, _input_errors, _into, _is_torch_tensor, _metrics,
                _torch, _torch_dtype_name, _torch_view, connect)
 
 STRUCTURE_TENSOR = "_cairn/structure"
