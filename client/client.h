@@ -150,6 +150,13 @@ struct RestoreRequest {
   // dtypes only. If the restore fails midway (a corrupt tensor), some
   // destinations may hold new data.
   std::map<std::string, absl::Span<char>> into;
+  // Optional, for names in `into`: the destination's shape, and the dtypes
+  // it may hold. InvalidArgument (naming both) unless what is restored for
+  // the name (its slice, if one is asked) has exactly that shape and one of
+  // those dtypes, checked with the sizes: a size check alone fills an
+  // [8, 16] array from a [16, 8] tensor, or floats with ints' bits.
+  std::map<std::string, std::vector<int64_t>> into_shapes;
+  std::map<std::string, std::vector<DataType>> into_dtypes;
 };
 
 struct RestoredTensor {

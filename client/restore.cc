@@ -8,11 +8,13 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/internal/client_rep.h"
 #include "client/internal/lease.h"
 #include "client/internal/progress.h"
@@ -173,6 +175,24 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor \"", name, "\" has dtype ", DataTypeName(item->entry.data_type()),
           ", which cannot be restored into caller memory"));
+    }
+    const std::vector<int64_t> out_shape =
+        item->slice ? item->slice->SliceShape(item->entry.shape) : item->entry.shape;
+    if (auto shape = request.into_shapes.find(name);
+        shape != request.into_shapes.end() && shape->second != out_shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" is restored with the shape ", ShapeString(out_shape),
+          " but its destination has the shape ", ShapeString(shape->second)));
+    }
+    if (auto dtypes = request.into_dtypes.find(name); dtypes != request.into_dtypes.end()) {
+      const DataType dtype = item->entry.data_type();
+      if (std::find(dtypes->second.begin(), dtypes->second.end(), dtype) == dtypes->second.end()) {
+        std::vector<std::string> names;
+        for (DataType d : dtypes->second) names.push_back(DataTypeName(d));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", name, "\" has dtype ", DataTypeName(dtype),
+            " but its destination holds ", absl::StrJoin(names, " or ")));
+      }
     }
     if (dst.size() != item->cost) {
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" takes ", item->cost,

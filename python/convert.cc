@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -95,6 +96,23 @@ py::dtype NumpyDtypeOf(cairn::DataType dtype) {
   ValueError(absl::StrCat("tensor dtype ", cairn::DataTypeName(dtype), " has no NumPy equivalent"));
 }
 
+// `dtype` and the dtypes restored as `dtype`'s NumPy arrays (NumpyDtypeOf:
+// NumPy has no bfloat16, float8 or quantized types and holds their raw bits).
+std::vector<cairn::DataType> RawStorageOf(cairn::DataType dtype) {
+  using cairn::DataType;
+  static constexpr std::pair<DataType, DataType> kRawBits[] = {
+      {DataType::kQint8, DataType::kInt8},       {DataType::kQint16, DataType::kInt16},
+      {DataType::kQint32, DataType::kInt32},     {DataType::kQuint8, DataType::kUint8},
+      {DataType::kQuint16, DataType::kUint16},   {DataType::kBfloat16, DataType::kUint16},
+      {DataType::kFloat8E5M2, DataType::kUint8}, {DataType::kFloat8E4M3FN, DataType::kUint8},
+  };
+  std::vector<DataType> out = {dtype};
+  for (const auto& [stored, raw] : kRawBits) {
+    if (raw == dtype) out.push_back(stored);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- save
 
 // One tensor to save, with the Python buffer it borrows.
@@ -120,6 +138,28 @@ std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<
     t.name = item[0].cast<std::string>();
     const std::string what = absl::StrCat("tensor \"", t.name, "\"");
     py::object obj = item[1];
+    if (!item[2].is_none() && item[2].cast<std::string>() == "string") {
+      t.dtype = cairn::DataType::kString;
+      t.shape = item[3].cast<std::vector<int64_t>>();
+      for (const py::handle& v : obj.cast<py::list>()) {
+        if (PyUnicode_Check(v.ptr())) {
+          t.strings.push_back(v.cast<std::string>());  // UTF-8
+        } else if (PyBytes_Check(v.ptr())) {
+          t.strings.push_back(std::string(v.cast<py::bytes>()));
+        } else {
+          throw py::type_error(absl::StrCat(what, ": a string tensor holds str or bytes, not ",
+                                            std::string(py::str(v.get_type()))));
+        }
+      }
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      if (n != static_cast<int64_t>(t.strings.size())) {
+        ValueError(absl::StrCat(what, ": ", t.strings.size(), " strings for ", n, " elements"));
+      }
+      out.push_back(std::move(t));
+      held->push_back(HeldTensor{});
+      continue;
+    }
     if (!PyObject_CheckBuffer(obj.ptr())) {
       throw py::type_error(absl::StrCat(what, ": ", std::string(py::str(obj.get_type())),
                                         " does not expose the buffer protocol"));
@@ -213,11 +253,12 @@ py::dict RestoredToDict(cairn::RestoredTensors restored, const std::optional<Int
     py::object slice = r.slice ? py::object(py::str(r.slice->ToString())) : py::object(py::none());
     py::object value;
     if (into && into->count(name)) {
-      value = into->at(name);
+      value = into->at(name)[0];
     } else {
       value = ToArray(r.tensor);
     }
-    out[py::str(name)] = py::make_tuple(value, py::tuple(py::cast(r.full_shape)), slice);
+    out[py::str(name)] = py::make_tuple(value, py::tuple(py::cast(r.full_shape)), slice,
+                                        py::str(cairn::DataTypeName(r.tensor.dtype)));
   }
   return out;
 }
@@ -228,17 +269,36 @@ cairn::RestoreRequest ToRestoreRequest(const std::optional<std::vector<std::stri
   cairn::RestoreRequest request;
   request.map_files = map_files;
   if (into) {
-    for (const auto& [name, buffer] : *into) {
-      py::buffer_info info = buffer.request(/*writable=*/true);
-      ssize_t expect = info.itemsize;
-      for (ssize_t i = info.ndim - 1; i >= 0; --i) {
-        if (info.strides[i] != expect) {
-          throw std::invalid_argument("into[\"" + name + "\"] must be C-contiguous");
-        }
-        expect *= info.shape[i];
+    for (const auto& [name, dest] : *into) {
+      const std::string what = absl::StrCat("into[\"", name, "\"]");
+      if (dest.size() != 2) ValueError("internal: an into item must be (buffer, dtype or None)");
+      if (!PyObject_CheckBuffer(dest[0].ptr())) {
+        throw py::type_error(absl::StrCat(what, ": ", std::string(py::str(dest[0].get_type())),
+                                          " does not expose the buffer protocol"));
       }
+      py::buffer_info info = dest[0].cast<py::buffer>().request(/*writable=*/true);
+      if (!IsCContiguous(info)) ValueError(absl::StrCat(what, " must be C-contiguous"));
       request.into[name] = absl::Span<char>(static_cast<char*>(info.ptr),
                                             static_cast<size_t>(info.size * info.itemsize));
+      request.into_shapes[name] = std::vector<int64_t>(info.shape.begin(), info.shape.end());
+      std::vector<cairn::DataType>& accepts = request.into_dtypes[name];
+      if (!dest[1].is_none()) {
+        const std::string dtype_name = dest[1].cast<std::string>();
+        cairn::DataType dtype;
+        if (!cairn::DataTypeFromName(dtype_name, &dtype) ||
+            static_cast<ssize_t>(cairn::DataTypeSize(dtype)) != info.itemsize) {
+          ValueError(absl::StrCat(what, ": dtype \"", dtype_name, "\" does not fit ",
+                                  info.itemsize, "-byte items"));
+        }
+        accepts.push_back(dtype);
+      } else {
+        const cairn::DataType dtype = DataTypeOfFormat(info.format, info.itemsize);
+        if (dtype == cairn::DataType::kInvalid) {
+          ValueError(absl::StrCat(what, ": unsupported element format \"", info.format, "\""));
+        }
+        // The dtypes NumPy holds as this one's raw storage (NumpyDtypeOf).
+        accepts = RawStorageOf(dtype);
+      }
     }
   }
   if (tensors) request.tensors = *tensors;

@@ -39,6 +39,10 @@ T Unwrap(absl::StatusOr<T> result) {
 // The TF dtype of a buffer element given its struct format and item size;
 // kInvalid if the format is not one Cairn maps.
 cairn::DataType DataTypeOfFormat(const std::string& format, ssize_t itemsize);
+// `dtype` and the dtypes whose NumPy arrays hold their raw bits as `dtype`
+// (uint16: bfloat16, quint16; uint8: float8s, quint8; ...): what a NumPy
+// destination of that dtype accepts on restore.
+std::vector<cairn::DataType> RawStorageOf(cairn::DataType dtype);
 // The NumPy dtype of a Cairn dtype (ValueError if there is none).
 py::dtype NumpyDtypeOf(cairn::DataType dtype);
 
@@ -48,18 +52,23 @@ struct HeldTensor {
 };
 bool IsCContiguous(const py::buffer_info& info);
 // Tensors of a save, from (name, array, dtype_name, full_shape, slice_text)
-// tuples; their data views the held buffers, no copy.
+// tuples; their data views the held buffers, no copy. A string tensor is
+// (name, [bytes or str, ...], "string", shape, None), shape [] for one value.
 std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<HeldTensor>* held);
 cairn::SaveShardOptions ToSaveOptions(const std::string& job, int64_t step, int shard,
                                       int num_shards, const std::map<std::string, double>& metrics);
 py::dict SaveResultToDict(const cairn::SaveShardResult& r);
 
-// Destinations restored into (Client.restore(into=...)) come back as the
-// caller's own objects.
-using IntoMap = std::map<std::string, py::buffer>;
+// Destinations restored into (Client.restore(into=...)): name -> (buffer,
+// dtype name or None). The buffer's shape must be what is restored; its
+// dtype the tensor's — given by name (a torch bfloat16 tensor's bits are
+// an int16 buffer with dtype "bfloat16"), or from the buffer's format, when
+// the raw-bits storage NumPy uses for a dtype it lacks is accepted too
+// (uint16 for bfloat16). They come back as the caller's own objects.
+using IntoMap = std::map<std::string, py::tuple>;
 // A NumPy array owning (no copy) the tensor's buffer.
 py::object ToArray(cairn::Tensor& tensor);
-// {name: (array, full_shape, slice_text or None)}
+// {name: (array, full_shape, slice_text or None, dtype name)}
 py::dict RestoredToDict(cairn::RestoredTensors restored, const std::optional<IntoMap>& into);
 cairn::RestoreRequest ToRestoreRequest(const std::optional<std::vector<std::string>>& tensors,
                                        const std::optional<std::map<std::string, std::string>>& slices,

@@ -263,14 +263,9 @@ void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointI
 grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListRequest* req,
                                       v1::ListResponse* resp) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
-  std::map<int64_t, std::vector<std::string>> kept_by;
-  {
-    JobLocks::Guard job_lock = job_locks_.Lock(req->job());
-    int deleted;
-    auto decisions = ApplyRetentionLocked(req->job(), /*dry_run=*/true, &deleted);
-    if (!decisions.ok()) return rpc::ToGrpc(decisions.status());
-    for (const Decision& d : *decisions) kept_by[d.step] = d.kept_by;
-  }
+  auto kept = KeptBy(req->job(), /*lock_job=*/true);
+  if (!kept.ok()) return rpc::ToGrpc(kept.status());
+  std::map<int64_t, std::vector<std::string>>& kept_by = *kept;
   auto records = catalog_->ListCheckpoints(req->job());
   if (!records.ok()) return rpc::ToGrpc(records.status());
   for (const auto& r : *records) {
@@ -282,17 +277,35 @@ grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListReques
   return grpc::Status::OK;
 }
 
+absl::StatusOr<std::map<int64_t, std::vector<std::string>>> CoordinatorService::KeptBy(
+    const std::string& job, bool lock_job) {
+  std::optional<JobLocks::Guard> job_lock;
+  if (lock_job) job_lock.emplace(job_locks_.Lock(job));
+  int deleted;
+  auto decisions = ApplyRetentionLocked(job, /*dry_run=*/true, &deleted);
+  if (!decisions.ok()) return decisions.status();
+  std::map<int64_t, std::vector<std::string>> kept_by;
+  for (const Decision& d : *decisions) kept_by[d.step] = d.kept_by;
+  return kept_by;
+}
+
 grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest* req,
                                      v1::GetResponse* resp) {
   if (absl::Status s = ValidateJobName(req->job()); !s.ok()) return rpc::ToGrpc(s);
+  // kept_by as List reports it (the same dry run of the job's policy).
+  auto fill = [&](const v1::CheckpointRecord& r) {
+    auto kept = KeptBy(req->job(), /*lock_job=*/false);
+    if (!kept.ok()) return rpc::ToGrpc(kept.status());
+    v1::CheckpointInfo* info = resp->mutable_checkpoint();
+    FillInfo(r, info);
+    for (const std::string& rule : (*kept)[r.step()]) info->add_kept_by(rule);
+    return grpc::Status::OK;
+  };
   if (req->latest()) {
     auto records = catalog_->ListCheckpoints(req->job());
     if (!records.ok()) return rpc::ToGrpc(records.status());
     for (auto it = records->rbegin(); it != records->rend(); ++it) {
-      if (it->state() == v1::COMMITTED) {
-        FillInfo(*it, resp->mutable_checkpoint());
-        return grpc::Status::OK;
-      }
+      if (it->state() == v1::COMMITTED) return fill(*it);
     }
     return rpc::ToGrpc(absl::NotFoundError(
         absl::StrCat("job ", req->job(), " has no committed checkpoint")));
@@ -302,8 +315,7 @@ grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest*
     return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
         "job ", req->job(), " has no committed checkpoint at step ", req->step())));
   }
-  FillInfo(*record, resp->mutable_checkpoint());
-  return grpc::Status::OK;
+  return fill(*record);
 }
 
 // ----------------------------------------------------------------- background

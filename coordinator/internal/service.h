@@ -118,10 +118,17 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // Retention for `job`: evaluates the policy over its committed
   // checkpoints and (unless dry_run) deletes what no rule keeps, except
   // `protect_step` (the step whose commit called it).
-  // REQUIRES: the job's lock held.
+  // REQUIRES: the job's lock held, unless dry_run: a dry run only reads the
+  // catalog (and the leases, under mu_), reporting it as of the call.
   absl::StatusOr<std::vector<Decision>> ApplyRetentionLocked(const std::string& job, bool dry_run,
                                                              int* deleted,
                                                              int64_t protect_step = -1);
+  // The retention rules keeping each committed checkpoint of `job` (a dry
+  // run of its policy): what List and Get report as kept_by. List takes
+  // the job's lock for it (lock_job); Get does not, so it never waits for
+  // a commit in progress (every restore begins with a Get).
+  absl::StatusOr<std::map<int64_t, std::vector<std::string>>> KeptBy(const std::string& job,
+                                                                     bool lock_job);
   // Deletes committed checkpoints: marks each DELETING (synced), rewrites
   // the state file without them, deletes exactly their inventory files,
   // then drops their records. REQUIRES: the job's lock held.

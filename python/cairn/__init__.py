@@ -1,5 +1,24 @@
 """Cairn: save and restore sharded TensorFlow-format checkpoints from Python.
 
+Training code usually wants the CheckpointManager (cairn/manager.py has
+the details): nested state in, the same nested state out, on any number of
+ranks.
+
+    mgr = cairn.CheckpointManager("127.0.0.1:7070", job="llm", max_to_keep=3,
+                                  keep_every_n_steps=1000, best_metric="loss",
+                                  best_mode="min", save_interval_steps=100)
+    state = mgr.restore()                             # newest step (or restore(step))
+    model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
+    # or fill tensors in place: mgr.restore_or_initialize(target) -> step or None
+    if mgr.should_save(step):
+        mgr.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "epoch": epoch}, metrics={"loss": loss})   # async by default
+    mgr.wait_until_finished(); mgr.latest_step(); mgr.all_steps(); mgr.metrics(step)
+    mgr.rollback(step); mgr.close()                   # or `with cairn.CheckpointManager(...)`
+    # a tensor partitioned across ranks: cairn.Shard(local_rows, full_shape, offsets)
+
+The client underneath:
+
     import cairn, numpy as np
     client = cairn.connect("127.0.0.1:7070")            # token=..., tls_ca=...
     client.save("job", 100, {"w": w, "emb": (rows, [1000, 64], "0,500:-")},
@@ -13,29 +32,39 @@
     part = client.restore("job", 100, tensors=["emb"], slices={"emb": "0,250:-"})
     cairn.restore_from("/data/ckpts/job/ckpt-100/variables")   # no coordinator
 
-Tensors to save are anything exposing the buffer protocol (NumPy arrays,
-memoryviews, bytes, ...) and must be C-contiguous; objects with `__array__`
-only (e.g. CPU torch tensors) go through `numpy.asarray`, which does not copy
-contiguous data. A value is an array (a whole tensor), a tuple
+Tensors to save are torch tensors or anything exposing the buffer protocol
+(NumPy arrays, memoryviews, bytes, ...) and must be C-contiguous; CPU data is
+never copied (device tensors are copied to host once). Objects with
+`__array__` only go through `numpy.asarray`. A value is an array (a whole
+tensor), a tuple
 `(array, full_shape, slice)` (one slice of a partitioned tensor, in
 TensorFlow's slice syntax such as "0,500:-"), or a `cairn.Tensor` that can
 also name the dtype.
 
 dtypes: numpy float16/32/64, int8..int64, uint8..uint64, bool, complex64/128
-map to the TensorFlow dtypes of the same name. bfloat16 has no NumPy dtype:
-save it as uint16 storage with `cairn.Tensor(bits, dtype="bfloat16")`; it is
-restored as a uint16 array holding the raw bfloat16 bits (as are the float8
-types as uint8). Restored arrays own the memory the library read into (no copy).
+and the same torch dtypes, plus torch.bfloat16, map to the TensorFlow dtypes
+of the same name; `cairn.Tensor(["a", "b"], dtype="string")` is a string
+tensor. NumPy has no bfloat16: Client.restore returns a bfloat16 tensor as a
+uint16 array of its raw bits (the float8 types as uint8), or fills a torch
+bfloat16 tensor given with into=; the CheckpointManager gives torch tensors
+back as torch tensors. Restored arrays own the memory the library read into
+(no copy). into= destinations must have exactly the restored shape and dtype
+(a uint16 array takes bfloat16 bits): all are checked before any is written.
 
 Errors from the service or the library raise `cairn.Error` (a RuntimeError)
 whose message is the library's ("NOT_FOUND: ...") and whose `code` is the
-status code name ("NOT_FOUND", "INVALID_ARGUMENT", ...).
+status code name ("NOT_FOUND", "INVALID_ARGUMENT", ...); so do bad metrics
+(not numbers) and an address without a port. Retention: set_policy(...,
+keep_best=K, metric="loss", mode="min"|"max") as the CLI's --mode.
 
 The save and restore calls release the GIL, so several worker threads can
 save or restore at once.
 """
 
 import dataclasses
+import functools
+import sys as _sys
+import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as _np
@@ -44,7 +73,8 @@ from . import _cairn
 
 Error = _cairn.Error
 
-__all__ = ["connect", "restore_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error"]
+__all__ = ["connect", "restore_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error",
+           "CheckpointManager", "Shard"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +113,133 @@ class Checkpoint:
     files: List[Dict[str, Any]]
 
 
+def _error(code: str, message: str) -> Exception:
+    """A cairn.Error like the library's: "CODE: message", .code = CODE."""
+    e = Error(f"{code}: {message}")
+    e.code = code
+    return e
+
+
+_DUAL_ERRORS = {}
+
+
+def _invalid(message: str, base=ValueError) -> Exception:
+    """A cairn.Error with code INVALID_ARGUMENT that is also a `base`
+    (ValueError, TypeError, BufferError): bad input reads as the one-line
+    cairn.Error the docs promise, and code catching ValueError still works."""
+    cls = _DUAL_ERRORS.get(base)
+    if cls is None:
+        cls = _DUAL_ERRORS[base] = type(f"InvalidArgument{base.__name__}", (Error, base),
+                                        {"__module__": __name__})
+    e = cls(f"INVALID_ARGUMENT: {message}")
+    e.code = "INVALID_ARGUMENT"
+    return e
+
+
+def _input_errors(fn):
+    """Decorator: ValueError / TypeError / BufferError from checking the
+    caller's input (here or in the binding) become _invalid(...)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Error:
+            raise
+        except (ValueError, TypeError, BufferError) as e:
+            base = next(b for b in (ValueError, TypeError, BufferError) if isinstance(e, b))
+            raise _invalid(str(e).splitlines()[0] if str(e) else type(e).__name__, base) from None
+    return wrapper
+
+
+def _torch():
+    """The torch module if the program imported it (a torch tensor cannot
+    exist otherwise), else None: cairn never imports torch itself."""
+    return _sys.modules.get("torch")
+
+
+# torch dtype name -> TensorFlow dtype name, for the dtypes both have.
+_TORCH_TO_TF = {
+    "float16": "float16", "bfloat16": "bfloat16", "float32": "float32", "float64": "float64",
+    "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64", "uint8": "uint8",
+    "bool": "bool", "complex64": "complex64", "complex128": "complex128",
+}
+
+
+def _is_torch_tensor(obj) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+_TORCH_DTYPE_NAMES = {}  # torch.dtype -> "float32", ... (str(dtype) is slow per tensor)
+
+
+def _torch_dtype_name(t) -> str:
+    name = _TORCH_DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        name = _TORCH_DTYPE_NAMES[t.dtype] = str(t.dtype).replace("torch.", "")
+    return name
+
+
+def _torch_view(name, t, writable=False):
+    """A NumPy view of a CPU torch tensor's memory (no copy) and the TF dtype
+    name to give with it. bfloat16 (no NumPy dtype) is viewed as its raw
+    int16 bits; `name` is for messages."""
+    dtype = _torch_dtype_name(t)
+    tf_dtype = _TORCH_TO_TF.get(dtype)
+    if tf_dtype is None:
+        raise ValueError(f'tensor "{name}": torch dtype {dtype} has no TensorFlow equivalent')
+    if not t.is_cpu:
+        if writable:
+            raise ValueError(f'into["{name}"]: a {t.device.type} tensor cannot be restored into '
+                             "in place; restore into a CPU tensor and copy it over")
+        t = _to_host(name, t)
+    if not t.is_contiguous():
+        raise ValueError(f'tensor "{name}": the tensor is not contiguous (use .contiguous())')
+    t = t.detach()
+    if dtype == "bfloat16":
+        return t.view(_torch().int16).numpy(), "bfloat16"
+    return t.numpy(), tf_dtype
+
+
+# (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->
+# host copies, reused by the next save of that tensor. Keyed by name: two
+# tensors of one save never share a buffer (the save reads them all after
+# every copy); by thread: Clients are used from several threads at once.
+_PINNED = {}
+
+
+def _to_host(name, t):
+    """One copy of a device tensor to host memory: into a pinned staging
+    buffer (reused per thread, name, dtype and size) when torch has CUDA,
+    else .cpu(). The bytes are read by the save that follows (an async save
+    copies them to its own staging before returning)."""
+    torch = _torch()
+    if torch.cuda.is_available() and t.device.type == "cuda":
+        return _stage(name, t, lambda n, dtype: torch.empty(n, dtype=dtype, pin_memory=True))
+    return t.cpu()
+
+
+def _stage(name, t, alloc):
+    """Copies `t` into the staging buffer for (thread, name, dtype, numel),
+    allocating it with alloc(numel, dtype) the first time; returns it shaped
+    like `t` (contiguous). Split from _to_host so it is tested on CPU."""
+    key = (threading.get_ident(), name, t.dtype, t.numel())
+    buf = _PINNED.get(key)
+    if buf is None:
+        buf = _PINNED[key] = alloc(t.numel(), t.dtype)
+    buf.copy_(t.reshape(-1))
+    return buf.view(t.shape)
+
+
 def _as_buffer(name, data):
+    """(buffer, dtype name or None) to save for `data`."""
     if isinstance(data, (bytes, bytearray, memoryview, _np.ndarray)):
-        return data
+        return data, None
+    if _is_torch_tensor(data):
+        return _torch_view(name, data)
     if hasattr(data, "__array__") and not _supports_buffer(data):
-        # e.g. a CPU torch tensor: a view, no copy when contiguous.
-        return _np.asarray(data)
-    return data
+        return _np.asarray(data), None
+    return data, None
 
 
 def _supports_buffer(obj):
@@ -114,15 +264,84 @@ def _tensor_items(tensors: Mapping[str, Any]):
             t = Tensor(value[0], None, value[1], value[2])
         else:
             t = Tensor(value)
+        if t.dtype == "string":
+            values = [t.data] if isinstance(t.data, (str, bytes)) else list(t.data)
+            if t.slice is not None:
+                raise ValueError(f'tensor "{name}": string tensors are saved whole')
+            shape = [] if isinstance(t.data, (str, bytes)) else [len(values)]
+            items.append((str(name), values, "string", shape, None))
+            continue
         if (t.full_shape is None) != (t.slice is None):
             raise ValueError(f'tensor "{name}": full_shape and slice go together')
         full_shape = None if t.full_shape is None else [int(d) for d in t.full_shape]
-        items.append((str(name), _as_buffer(name, t.data), t.dtype, full_shape, t.slice))
+        buffer, dtype = _as_buffer(name, t.data)
+        items.append((str(name), buffer, t.dtype or dtype, full_shape, t.slice))
     return items
 
 
-def _arrays(restored):
-    return {name: value[0] for name, value in restored.items()}
+def _metrics(metrics) -> Dict[str, float]:
+    """Checks the metrics of a save: {name: number}; cairn.Error otherwise."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise _error("INVALID_ARGUMENT",
+                     f"metrics must be a mapping name -> number, not {type(metrics).__name__}")
+    out = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            raise _error("INVALID_ARGUMENT", f"metric name {name!r} is not a string")
+        try:
+            if isinstance(value, (str, bytes)) or value is None:
+                raise TypeError
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            raise _error("INVALID_ARGUMENT", f'metric "{name}" must be a number, not '
+                         f"{type(value).__name__} {str(value)[:40]!r}") from None
+    return out
+
+
+def _into(into):
+    """The binding's into= ({name: (buffer, dtype name or None)}) for the
+    caller's {name: NumPy array or torch tensor}."""
+    if into is None:
+        return None
+    if not isinstance(into, Mapping):
+        raise TypeError("into must be a mapping name -> writable array or tensor")
+    out = {}
+    for name, dest in into.items():
+        if _is_torch_tensor(dest):
+            out[str(name)] = _torch_view(name, dest, writable=True)
+        elif isinstance(dest, _np.ndarray) or _supports_buffer(dest):
+            out[str(name)] = (dest, None)
+        else:
+            raise TypeError(f'into["{name}"]: {type(dest).__name__} is neither a NumPy array '
+                            "nor a torch tensor")
+    return out
+
+
+def _check_address(addr) -> None:
+    """HOST:PORT, or several comma-separated (coordinators sharing an etcd
+    catalog), or a gRPC target with a scheme (unix:PATH, dns:///...); a
+    missing port is an error here, not gRPC's silent default of 443."""
+    if not isinstance(addr, str):
+        raise _error("INVALID_ARGUMENT", f"coordinator address must be a string HOST:PORT, not {addr!r}")
+    if addr.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
+        return
+    for one in addr.split(","):
+        host, sep, port = one.strip().rpartition(":")
+        ok = sep and host and port.isdigit() and 0 < int(port) < 65536
+        if ok and ":" in host:  # IPv6: [::1]:7070
+            ok = host.startswith("[") and host.endswith("]")
+        if not ok:
+            raise _error("INVALID_ARGUMENT",
+                         f'coordinator address "{one}" is not HOST:PORT (e.g. "127.0.0.1:7070")')
+
+
+def _arrays(restored, into=None):
+    """{name: array}; a name restored into the caller's object (into=) maps
+    to that object (a torch tensor, not the NumPy view the binding filled)."""
+    into = into or {}
+    return {name: into.get(name, value[0]) for name, value in restored.items()}
 
 
 class SaveHandle:
@@ -152,6 +371,7 @@ class Client:
     def __init__(self, native):
         self._c = native
 
+    @_input_errors
     def save(self, job: str, step: int, tensors: Mapping[str, Any], shard: int = 0,
              num_shards: int = 1, metrics: Optional[Mapping[str, float]] = None) -> Dict[str, Any]:
         """Saves this worker's tensors as shard `shard` of `num_shards` of
@@ -159,8 +379,9 @@ class Client:
         shard returns once the checkpoint is committed. The arrays must not be
         modified until it returns. Returns {"committed", "bytes", "num_tensors"}."""
         return self._c.save(job, int(step), int(shard), int(num_shards), _tensor_items(tensors),
-                            dict(metrics or {}))
+                            _metrics(metrics))
 
+    @_input_errors
     def save_async(self, job: str, step: int, tensors: Mapping[str, Any], shard: int = 0,
                    num_shards: int = 1, metrics: Optional[Mapping[str, float]] = None) -> SaveHandle:
         """Like save, but returns once the tensors are copied into staging
@@ -168,7 +389,7 @@ class Client:
         client runs at a time (the next waits for it); an earlier failed one
         that nobody waited for makes this raise."""
         return SaveHandle(self._c.save_async(job, int(step), int(shard), int(num_shards),
-                                             _tensor_items(tensors), dict(metrics or {})))
+                                             _tensor_items(tensors), _metrics(metrics)))
 
     def list(self, job: str) -> List[Checkpoint]:
         """Committed checkpoints of `job`, ascending by step."""
@@ -188,6 +409,7 @@ class Client:
                 return None
             raise
 
+    @_input_errors
     def restore(self, job: str, step: Optional[int] = None, tensors: Optional[Sequence[str]] = None,
                 slices: Optional[Mapping[str, str]] = None,
                 map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
@@ -198,13 +420,15 @@ class Client:
         checkpoints): arrays are copy-on-write views of the files' pages, the
         fastest restore, every checksum still verified; the files must not be
         rewritten in place while the arrays live (Cairn never does).
-        into={name: array}: restores those tensors into the given writable,
-        C-contiguous buffers (e.g. a model's parameters via .numpy()) and
-        returns them; every size is checked before anything is written."""
+        into={name: array or torch tensor}: restores those tensors into the
+        given writable, C-contiguous NumPy arrays or CPU torch tensors (e.g. a
+        model's parameters) and returns them; every destination's shape and
+        dtype is checked before anything is written (a uint16 array takes a
+        bfloat16 tensor's bits)."""
         return _arrays(self._c.restore(job, None if step is None else int(step),
                                        None if tensors is None else list(tensors),
                                        None if slices is None else dict(slices), bool(map_files),
-                                       None if into is None else dict(into)))
+                                       _into(into)), into)
 
     def restore_from(self, prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                      slices: Optional[Mapping[str, str]] = None,
@@ -217,9 +441,19 @@ class Client:
 
     def set_policy(self, job: str, keep_last: int = 0, keep_every_steps: int = 0,
                    keep_every_hours: float = 0.0, keep_best: int = 0, metric: str = "",
-                   maximize: bool = False) -> None:
-        self._c.set_policy(job, keep_last, keep_every_steps, keep_every_hours, keep_best, metric,
-                           maximize)
+                   mode: Optional[str] = None, maximize: Optional[bool] = None) -> None:
+        """Sets the job's retention policy, as `cairn policy` does: the rules
+        combine as a union; 0 / "" = off; all off = keep everything.
+        keep_best keeps the K best by `metric`, the smallest with mode="min"
+        (default) or the largest with mode="max" (the CLI's --mode;
+        maximize=True is the older spelling of mode="max")."""
+        if mode is not None and mode not in ("min", "max"):
+            raise _error("INVALID_ARGUMENT", f'mode must be "min" or "max", not {mode!r}')
+        if mode is not None and maximize is not None and (mode == "max") != bool(maximize):
+            raise _error("INVALID_ARGUMENT", f'mode="{mode}" contradicts maximize={maximize}')
+        maximize = (mode == "max") if mode is not None else bool(maximize)
+        self._c.set_policy(job, int(keep_last), int(keep_every_steps), float(keep_every_hours or 0),
+                           int(keep_best), metric or "", maximize)
 
     def gc(self, job: str, dry_run: bool = False) -> Dict[str, Any]:
         return self._c.gc(job, dry_run)
@@ -235,6 +469,7 @@ class Client:
         return self._c.rollback(job, int(to_step), bool(dry_run))
 
 
+@_input_errors
 def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None,
             tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
             rpc_timeout_ms: int = 60000, save_timeout_ms: int = 3600000,
@@ -242,6 +477,7 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
     """Connects to the coordinator at HOST:PORT. token: from `cairn token`
     (default: $CAIRN_TOKEN if set). tls_ca (and tls_cert/tls_key for mutual
     TLS): PEM files; any of them makes the connection TLS."""
+    _check_address(addr)
     if token is None:
         import os
         token = os.environ.get("CAIRN_TOKEN", "")
@@ -250,6 +486,7 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
                                         int(restore_threads)))
 
 
+@_input_errors
 def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                  slices: Optional[Mapping[str, str]] = None, threads: int = 4,
                  map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
@@ -259,4 +496,7 @@ def restore_from(prefix_uri: str, tensors: Optional[Sequence[str]] = None,
     return _arrays(_cairn.restore_from_prefix(prefix_uri,
                                               None if tensors is None else list(tensors),
                                               None if slices is None else dict(slices), int(threads),
-                                              bool(map_files), None if into is None else dict(into)))
+                                              bool(map_files), _into(into)), into)
+
+
+from .manager import STRUCTURE_TENSOR, CheckpointManager, Shard  # noqa: E402 - uses the above

@@ -9,6 +9,7 @@ import os
 import subprocess
 import threading
 import unittest
+import warnings
 
 import numpy as np
 
@@ -289,6 +290,206 @@ class ClientTest(unittest.TestCase):
         self.client.save("py-rollback", 15, {"x": np.full(2, 15, np.float32)})
         self.assertEqual(self.client.latest("py-rollback").step, 15)
         np.testing.assert_array_equal(self.client.restore("py-rollback")["x"], np.full(2, 15, np.float32))
+
+
+
+try:
+    import torch
+except ImportError:  # the torch cases skip
+    torch = None
+
+
+def requires_torch(cls):
+    return unittest.skipIf(torch is None, "torch is not importable by this interpreter")(cls)
+
+
+@requires_torch
+class TorchAndInputTest(unittest.TestCase):
+    """Defects of issue 15, each a case that failed before its fix."""
+
+    def setUp(self):
+        self.client = cairn.connect(CLUSTER.addr)
+
+    def test_torch_tensors_of_every_dtype_round_trip(self):
+        tensors = {
+            "bf16": torch.tensor([1.0, -2.0, 0.5, 3.140625], dtype=torch.bfloat16),
+            "f16": torch.tensor([1.5, -0.25], dtype=torch.float16),
+            "f32": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+            "f64": torch.tensor([2.0**-40], dtype=torch.float64),
+            "i8": torch.tensor([-128, 127], dtype=torch.int8),
+            "i16": torch.tensor([-3, 4], dtype=torch.int16),
+            "i32": torch.tensor([[1, -2]], dtype=torch.int32),
+            "i64": torch.tensor([2**62], dtype=torch.int64),
+            "u8": torch.tensor([0, 255], dtype=torch.uint8),
+            "b": torch.tensor([True, False]),
+            "c64": torch.tensor([1 + 2j], dtype=torch.complex64),
+            "c128": torch.tensor([3 - 4j], dtype=torch.complex128),
+        }
+        self.client.save("py-torch-dtypes", 1, tensors)
+        got = self.client.restore("py-torch-dtypes", 1)
+        # NumPy has no bfloat16: restored arrays hold its raw bits...
+        self.assertEqual(got["bf16"].dtype, np.uint16)
+        np.testing.assert_array_equal(got["bf16"], tensors["bf16"].view(torch.int16).numpy().view(np.uint16))
+        for name, t in tensors.items():
+            if name != "bf16":
+                np.testing.assert_array_equal(got[name], t.numpy(), name)
+        # ...torch destinations get torch dtypes, bfloat16 included, in place.
+        into = {name: torch.zeros_like(t) for name, t in tensors.items()}
+        back = self.client.restore("py-torch-dtypes", 1, into=into)
+        for name, t in tensors.items():
+            self.assertIs(back[name], into[name])
+            self.assertEqual(into[name].dtype, t.dtype, name)
+            self.assertTrue(torch.equal(into[name], t), name)
+        # The bundle says bfloat16, not uint16.
+        cli = os.path.join(BIN_DIR, "cairn")
+        if os.path.exists(cli):
+            out = json.loads(subprocess.run(
+                [cli, "inspect", self.client.latest("py-torch-dtypes").prefix_uri, "--json"],
+                check=True, stdout=subprocess.PIPE, text=True).stdout)
+            dtypes = {t["name"]: t["dtype"] for t in out["tensors"]}
+            self.assertEqual(dtypes["bf16"], "bfloat16")
+            self.assertEqual(dtypes["f16"], "float16")
+
+    def test_into_refuses_a_wrong_shape_or_dtype_of_the_same_size(self):
+        a = np.arange(128, dtype=np.float32).reshape(16, 8)
+        self.client.save("py-into-shape", 1, {"a": a, "i": np.arange(4, dtype=np.int32),
+                                              "h": torch.ones(4, dtype=torch.bfloat16)})
+        for name, dst in [("a", np.full((8, 16), 7, np.float32)),     # same bytes, other shape
+                          ("a", np.full(128, 7, np.float32)),
+                          ("i", np.full(4, 7, np.float32)),           # same bytes, other dtype
+                          ("h", torch.full((4,), 7, dtype=torch.float16)),
+                          ("a", torch.full((8, 16), 7.0))]:
+            with self.assertRaises(cairn.Error) as cm:
+                self.client.restore("py-into-shape", 1, tensors=[name], into={name: dst})
+            self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+            self.assertIn(f'"{name}"', str(cm.exception))
+            self.assertTrue((dst == 7).all(), "a refused destination was written")
+        # The bits of a bfloat16 tensor still go into a uint16 array.
+        bits = np.zeros(4, np.uint16)
+        self.client.restore("py-into-shape", 1, tensors=["h"], into={"h": bits})
+        np.testing.assert_array_equal(bits, np.full(4, 0x3F80, np.uint16))
+        # A slice's destination has the slice's shape.
+        rows = np.zeros((2, 8), np.float32)
+        self.client.restore("py-into-shape", 1, tensors=["a"], slices={"a": "3,2:-"}, into={"a": rows})
+        np.testing.assert_array_equal(rows, a[3:5])
+        with self.assertRaises(cairn.Error):
+            self.client.restore("py-into-shape", 1, tensors=["a"], slices={"a": "3,2:-"},
+                                into={"a": np.zeros((8, 2), np.float32)})
+
+    def test_address_without_a_port_is_refused(self):
+        for addr in ("localhost", "127.0.0.1", "", "host:", "host:http", "[::1]", "::1:7070",
+                     "a:1,localhost", "host:70000"):
+            with self.assertRaises(cairn.Error) as cm:
+                cairn.connect(addr)
+            self.assertEqual(cm.exception.code, "INVALID_ARGUMENT", addr)
+            self.assertIn("HOST:PORT", str(cm.exception))
+            self.assertEqual(len(str(cm.exception).splitlines()), 1)
+        # Lists of coordinators (etcd catalog) and IPv6 literals are addresses.
+        host, port = CLUSTER.addr.rsplit(":", 1)
+        for addr in (f"{CLUSTER.addr},{CLUSTER.addr}", f"localhost:{port}"):
+            self.assertIsNone(cairn.connect(addr).latest("py-no-such-job"))
+        cairn.connect("[::1]:1", rpc_timeout_ms=1)  # connects lazily
+
+    def test_policy_mode_min_max_and_kept_by_from_get(self):
+        job = "py-policy-mode"
+        for step, loss in ((1, 0.5), (2, 0.1), (3, 0.9), (4, 0.7)):
+            self.client.save(job, step, {"x": np.zeros(1)}, metrics={"loss": loss})
+        self.client.set_policy(job, keep_best=1, metric="loss", mode="max")
+        by_step = {c.step: c.kept_by for c in self.client.list(job)}
+        self.assertIn("keep-best", by_step[3])
+        self.client.set_policy(job, keep_best=1, metric="loss", mode="min")
+        by_step = {c.step: c.kept_by for c in self.client.list(job)}
+        self.assertIn("keep-best", by_step[2])
+        self.client.set_policy(job, keep_best=1, metric="loss", maximize=True)  # still works
+        self.assertIn("keep-best", {c.step: c.kept_by for c in self.client.list(job)}[3])
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.set_policy(job, keep_best=1, metric="loss", mode="biggest")
+        self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(cairn.Error):
+            self.client.set_policy(job, keep_best=1, metric="loss", mode="min", maximize=True)
+        # get() and latest() say which rules keep a checkpoint, as list() does.
+        listed = {c.step: c.kept_by for c in self.client.list(job)}
+        self.assertTrue(listed[4])
+        self.assertEqual(self.client.get(job, 3).kept_by, listed[3])
+        self.assertEqual(self.client.get(job).kept_by, listed[4])
+        self.assertEqual(self.client.latest(job).kept_by, listed[4])
+
+    def test_bad_metrics_are_a_cairn_error(self):
+        for metrics in ({"loss": "low"}, {"loss": None}, {3: 0.5}, ["loss"]):
+            with self.assertRaises(cairn.Error) as cm:
+                self.client.save("py-bad-metric", 1, {"x": np.zeros(1)}, metrics=metrics)
+            self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+            self.assertEqual(len(str(cm.exception).splitlines()), 1, str(cm.exception))
+        with self.assertRaises(cairn.Error):
+            self.client.save_async("py-bad-metric", 1, {"x": np.zeros(1)}, metrics={"loss": "x"})
+        # Numbers of any kind are fine (NumPy and torch scalars included).
+        self.client.save("py-bad-metric", 1, {"x": np.zeros(1)},
+                         metrics={"a": 1, "b": np.float32(0.5), "c": torch.tensor(0.25)})
+        self.assertEqual(self.client.get("py-bad-metric", 1).metrics, {"a": 1.0, "b": 0.5, "c": 0.25})
+
+    def test_model_parameters_save_and_restore_in_place(self):
+        torch.manual_seed(3)
+        model, other = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+        self.client.save("py-params", 1, dict(model.named_parameters()))  # requires_grad
+        ptrs = [p.data_ptr() for p in other.parameters()]
+        self.client.restore("py-params", into=dict(other.named_parameters()))
+        self.assertEqual([p.data_ptr() for p in other.parameters()], ptrs)
+        for a, b in zip(model.parameters(), other.parameters()):
+            self.assertTrue(torch.equal(a, b))
+
+    def test_device_staging_buffers(self):
+        # The CUDA path's staging (cairn._stage), run with CPU tensors and a
+        # plain allocator in place of pinned memory.
+        allocs = []
+
+        def alloc(n, dtype):
+            allocs.append((n, dtype))
+            return torch.empty(n, dtype=dtype)
+
+        a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+        b = torch.full((2, 3), 5.0)
+        sa, sb = cairn._stage("a", a, alloc), cairn._stage("b", b, alloc)
+        self.assertNotEqual(sa.data_ptr(), sb.data_ptr(), "two tensors of one save share a buffer")
+        self.assertTrue(torch.equal(sa, a) and torch.equal(sb, b))
+        again = cairn._stage("a", a.t().contiguous().t() * 2, alloc)  # non-contiguous source
+        self.assertEqual(again.data_ptr(), sa.data_ptr(), "the next save reuses the buffer")
+        self.assertTrue(again.is_contiguous() and torch.equal(again, a * 2))
+        bf = cairn._stage("h", torch.tensor([1.5, -2.0], dtype=torch.bfloat16), alloc)
+        self.assertEqual(bf.dtype, torch.bfloat16)
+        self.assertEqual(len(allocs), 3)
+        self.client.save("py-staged", 1, {"a": sa, "b": sb, "h": bf})
+        got = self.client.restore("py-staged", 1, into={"h": torch.zeros(2, dtype=torch.bfloat16)})
+        self.assertTrue(torch.equal(got["h"], bf))
+        np.testing.assert_array_equal(got["b"], b.numpy())
+
+    def test_bad_input_is_a_one_line_cairn_error(self):
+        # Each is also the ValueError / TypeError it was before.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
+            c32 = torch.zeros(2, dtype=torch.complex32)
+        cases = [
+            (ValueError, "contiguous", lambda: self.client.save("py-bad", 1, {"t": torch.zeros(4, 4).t()})),
+            (ValueError, "contiguous", lambda: self.client.save("py-bad", 1, {"t": np.zeros((4, 4))[:, 1]})),
+            (ValueError, "complex32", lambda: self.client.save("py-bad", 1, {"t": c32})),
+            (ValueError, "unknown dtype", lambda: self.client.save("py-bad", 1, {"t": cairn.Tensor(np.zeros(2, np.uint16), dtype="nope")})),
+            (TypeError, "buffer protocol", lambda: self.client.save("py-bad", 1, {"t": object()})),
+            (ValueError, "", lambda: self.client.save("py-bad", "one", {"t": np.zeros(1)})),
+            (ValueError, "contiguous", lambda: self.client.restore("py-bad", into={"t": np.zeros((4, 4))[:, 1]})),
+            (TypeError, "neither", lambda: self.client.restore("py-bad", into={"t": [0.0]})),
+        ]
+        for base, text, call in cases:
+            with self.assertRaises(cairn.Error) as cm:
+                call()
+            self.assertIsInstance(cm.exception, base)
+            self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
+            self.assertIn(text, str(cm.exception))
+            self.assertEqual(len(str(cm.exception).splitlines()), 1, str(cm.exception))
+        ro = np.zeros(2)
+        ro.flags.writeable = False
+        self.client.save("py-bad", 1, {"t": np.zeros(2)})
+        with self.assertRaises(cairn.Error) as cm:
+            self.client.restore("py-bad", into={"t": ro})
+        self.assertEqual(cm.exception.code, "INVALID_ARGUMENT")
 
 
 if __name__ == "__main__":

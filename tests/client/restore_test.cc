@@ -194,6 +194,36 @@ TEST(RestoreFromPrefix, IntoCallerMemoryChecksEveryDestinationBeforeWriting) {
   EXPECT_TRUE(Contains(c.status().message(), "w_0")) << c.status();
 }
 
+TEST(RestoreFromPrefix, IntoShapesAndDtypesAreCheckedWithTheSizes) {
+  FourPartCheckpoint ckpt;
+  // emb is float [100, 6]; ask for rows 20-29 into [10, 6] floats.
+  std::string rows(10 * 6 * 4, 'x');
+  std::string w0(ckpt.w(0).size(), 'x');
+  RestoreRequest request;
+  request.tensors = {"emb", "w_0"};
+  request.slices["emb"] = Slice("20,10:-");
+  request.into["emb"] = absl::MakeSpan(rows);
+  request.into["w_0"] = absl::MakeSpan(w0);
+  request.into_shapes["emb"] = {6, 10};  // the same bytes, transposed
+  auto r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "\"emb\"")) << r.status();
+  EXPECT_TRUE(Contains(r.status().message(), "[10,6]")) << r.status();
+  EXPECT_EQ(w0, std::string(w0.size(), 'x')) << "written before every shape was checked";
+
+  request.into_shapes["emb"] = {10, 6};
+  request.into_dtypes["emb"] = {DataType::kInt32, DataType::kUint32};  // 4 bytes, not float
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "int32 or uint32")) << r.status();
+  EXPECT_EQ(rows, std::string(rows.size(), 'x'));
+
+  request.into_dtypes["emb"] = {DataType::kInt32, DataType::kFloat};  // any of them
+  r = RestoreFromPrefix(ckpt.prefix(), request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(rows, SubMatrix(ckpt.emb(), 6, 20, 10, 0, 6));
+}
+
 TEST(RestoreFromPrefix, CorruptDataIsDataLossNamingTheTensor) {
   FourPartCheckpoint ckpt;
   ASSERT_TRUE(ckpt.FlipFirstByteOf("w_2"));

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -132,6 +133,15 @@ TEST_F(RetentionTest, ThirtyStepsUnderAUnionOfRulesLeaveExactlyTheExpectedSet) {
   EXPECT_EQ(kept[17], std::vector<std::string>{"keep-best"});
   EXPECT_EQ(kept[20], std::vector<std::string>{"keep-every-steps"});
   EXPECT_EQ(kept[30], (std::vector<std::string>{"keep-last", "keep-every-steps", "newest"}));
+  // ... and so does `get`, of one step or of the newest.
+  for (int64_t s : {5, 17, 30}) {
+    auto one = client->Get("thirty", s);
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ(one->kept_by, kept[s]) << s;
+  }
+  auto newest_one = client->Get("thirty", std::nullopt);
+  ASSERT_TRUE(newest_one.ok()) << newest_one.status();
+  EXPECT_EQ(newest_one->kept_by, kept[30]);
   EXPECT_EQ(ReadW(*client, "thirty", 17), 17.0f);
 
   // Unpinning lets the next gc take step 5; a dry run first only reports.
