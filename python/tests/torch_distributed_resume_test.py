@@ -72,7 +72,7 @@ def start_ranks(cluster, job, world_size, outs, delay):
 
 def main():
     rng = random.Random(SEED)
-    kill_at = rng.randint(EVERY + 1, STEPS - 2)
+    kill_at = rng.randint(EVERY + 1, STEPS - 8)
     print(f"seed {SEED}: kill both ranks once rank 0 reached step {kill_at} and a checkpoint "
           "is committed; resume on 3", flush=True)
     tmp = tempfile.mkdtemp(prefix="cairn-torch-dist-")
@@ -98,7 +98,7 @@ def run(tmp, kill_at):
 
         # Run 1: 2 ranks, killed mid-training.
         outs2 = [os.path.join(tmp, f"two-{r}.npz") for r in range(2)]
-        procs = start_ranks(cluster, job, 2, outs2, 0.05)
+        procs = start_ranks(cluster, job, 2, outs2, 0.3)
         deadline = time.time() + 180
         for line in procs[0].stdout:
             sys.stdout.write("  run1 " + line)

@@ -65,7 +65,7 @@ def finish(procs, timeout=180):
 
 def main():
     rng = random.Random(SEED)
-    kill_at = rng.randint(EVERY + 1, STEPS - 2)  # worker 0's step when we kill
+    kill_at = rng.randint(EVERY + 1, STEPS - 8)  # worker 0's step when we kill
     print(f"seed {SEED}: kill both workers once worker 0 reached step {kill_at} "
           f"and a checkpoint is committed", flush=True)
     tmp = tempfile.mkdtemp(prefix="cairn-torch-")
@@ -91,7 +91,7 @@ def run(tmp, kill_at):
         outs = [os.path.join(tmp, f"w{i}.npz") for i in range(2)]
 
         # Run 1: killed mid-training.
-        procs = [start_worker(cluster, job, i, outs[i], 0.05) for i in range(2)]
+        procs = [start_worker(cluster, job, i, outs[i], 0.3) for i in range(2)]
         deadline = time.time() + 120
         for line in procs[0].stdout:
             sys.stdout.write("  run1 " + line)
