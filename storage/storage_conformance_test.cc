@@ -318,6 +318,26 @@ TEST_P(Conformance, OverwriteRenameDeleteAndList) {
   ASSERT_TRUE(storage_->RemoveDirIfEmpty("many").ok());
 }
 
+TEST_P(Conformance, RenameManyMovesEachFileAndStopsAtTheFirstFailure) {
+  if (!GetParam().writable) GTEST_SKIP() << GetParam().name << " is read-only";
+  for (int i = 0; i < 5; ++i) Put(absl::StrCat("staged/f", i), absl::StrCat("v", i));
+  std::vector<std::pair<std::string, std::string>> moves;
+  for (int i = 0; i < 5; ++i) moves.emplace_back(absl::StrCat("staged/f", i), absl::StrCat("final/g", i));
+  ASSERT_TRUE(storage_->RenameMany(moves).ok());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_FALSE(*storage_->Exists(absl::StrCat("staged/f", i)));
+    EXPECT_EQ(Get(absl::StrCat("final/g", i)), absl::StrCat("v", i));
+  }
+  EXPECT_TRUE(storage_->RenameMany({}).ok());
+  // The second source is missing: the first is moved, the third is not.
+  Put("a1", "1");
+  Put("a3", "3");
+  EXPECT_FALSE(storage_->RenameMany({{"a1", "b1"}, {"a2", "b2"}, {"a3", "b3"}}).ok());
+  EXPECT_EQ(Get("b1"), "1");
+  EXPECT_TRUE(*storage_->Exists("a3"));
+  EXPECT_FALSE(*storage_->Exists("b3"));
+}
+
 TEST_P(Conformance, ABundleWrittenAndReadThroughTheBackend) {
   const std::string big = RandomBytes(4 * 3000000, 9);
   if (GetParam().writable) {

@@ -168,12 +168,14 @@ absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
         return absl::OkStatus();
       }));
     }
+    // One batch: a local root syncs each directory once, not once per part.
+    std::vector<std::pair<std::string, std::string>> moves;
     for (int i = 0; i < n; ++i) {
       const std::string src = DataFileName(parts[i], 0, 1);
       const std::string dst = DataFileName(output_prefix, i, n);
       ASSIGN_OR_RETURN(bool src_exists, storage->Exists(src));
       if (src_exists) {
-        RETURN_IF_ERROR(storage->Rename(src, dst));
+        moves.emplace_back(src, dst);
       } else {
         ASSIGN_OR_RETURN(bool dst_exists, storage->Exists(dst));
         if (!dst_exists) {
@@ -181,6 +183,7 @@ absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
         }
       }
     }
+    RETURN_IF_ERROR(storage->RenameMany(moves));
     ASSIGN_OR_RETURN(auto index, storage->NewWritableFile(out_index));
     internal::TableBuilder table(internal::TableBuilder::Options(), index.get());
     internal::BundleHeader header;
