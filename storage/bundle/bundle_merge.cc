@@ -1,6 +1,9 @@
 #include "storage/bundle/bundle_merge.h"
 
+#include <algorithm>
 #include <map>
+#include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "storage/bundle/bundle_reader.h"
@@ -121,54 +124,183 @@ absl::StatusOr<MergedFile> Describe(Storage* storage, const std::string& path, b
 
 }  // namespace
 
+namespace {
+
+// Index files are read block by block above this size (a merge holds at
+// most kMergeFanIn of them open): memory stays bounded whatever the parts.
+constexpr uint64_t kMergeReadWholeBelow = 256 << 10;
+
+// The entries of one index file in key order (the header skipped), decoded.
+// A part's entries are given shard id `part` (its data file becomes that
+// shard); a run written by an earlier pass keeps its shard ids.
+class EntryCursor {
+ public:
+  static absl::StatusOr<std::unique_ptr<EntryCursor>> Open(Storage* storage, const std::string& index,
+                                                           int part, int num_shards) {
+    auto c = std::unique_ptr<EntryCursor>(new EntryCursor());
+    c->part_ = part;
+    ASSIGN_OR_RETURN(c->file_, storage->NewReadableFile(index));
+    ASSIGN_OR_RETURN(c->table_, internal::Table::Open(c->file_.get(), kMergeReadWholeBelow));
+    std::string header_bytes;
+    bool found = false;
+    RETURN_IF_ERROR(c->table_->Get("", &header_bytes, &found));
+    if (!found) return absl::DataLossError(absl::StrCat(index, ": no bundle header entry"));
+    internal::BundleHeader header;
+    RETURN_IF_ERROR(internal::DecodeHeader(header_bytes, &header));
+    if (part >= 0 && header.num_shards > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("part ", index, " has ", header.num_shards, " data files, not 1"));
+    }
+    c->num_shards_ = part >= 0 ? std::max(header.num_shards, 1) : num_shards;
+    c->it_ = c->table_->NewIterator();
+    RETURN_IF_ERROR(c->it_->SeekToFirst());
+    RETURN_IF_ERROR(c->Load());
+    return c;
+  }
+
+  bool Valid() const { return it_->Valid(); }
+  const BundleEntry& entry() const { return entry_; }
+  int part() const { return part_; }
+  absl::Status Next() {
+    RETURN_IF_ERROR(it_->Next());
+    return Load();
+  }
+
+ private:
+  EntryCursor() = default;
+  absl::Status Load() {
+    if (it_->Valid() && it_->key().empty()) RETURN_IF_ERROR(it_->Next());  // the header
+    if (!it_->Valid()) return absl::OkStatus();
+    absl::Status s = internal::DecodeEntry(it_->key(), it_->value(), num_shards_, &entry_);
+    if (!s.ok()) return absl::DataLossError(absl::StrCat(s.message(), " (in ", file_->name(), ")"));
+    if (part_ >= 0) entry_.shard_id = part_;
+    return absl::OkStatus();
+  }
+
+  int part_ = -1;
+  int num_shards_ = 1;
+  std::unique_ptr<ReadableFile> file_;
+  std::unique_ptr<internal::Table> table_;
+  std::unique_ptr<internal::Table::Iterator> it_;
+  BundleEntry entry_;
+};
+
+// Joins `e` into `merged`, an entry of the same key from another part: only
+// slices of one partitioned tensor may meet, agreeing on dtype and shape and
+// not overlapping.
+absl::Status Join(const BundleEntry& e, int n, BundleEntry* merged) {
+  if (!merged->is_sliced() || !e.is_sliced()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor \"", internal::PrintableKey(e.key), "\" is saved by more than one shard (",
+        "again by shard ", e.shard_id, " of ", n, ")"));
+  }
+  if (merged->dtype != e.dtype || merged->shape != e.shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slices of tensor \"", e.key, "\" disagree on dtype or shape (shard ", e.shard_id, ")"));
+  }
+  for (const TensorSlice& s : e.slices) {
+    for (const TensorSlice& t : merged->slices) {
+      TensorSlice overlap;
+      if (TensorSlice::Intersect(s, t, e.shape, &overlap)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slice ", s.ToString(), " of tensor \"", e.key, "\" from shard ", e.shard_id,
+            " overlaps slice ", t.ToString(), " saved by another shard"));
+      }
+    }
+  }
+  merged->slices.insert(merged->slices.end(), e.slices.begin(), e.slices.end());
+  return absl::OkStatus();
+}
+
+// Writes the k-way merge of `cursors` (each in key order) to `out_path` as
+// an index of `n` shards: one entry per key, slices of a partitioned tensor
+// joined. Holds one entry per cursor.
+absl::Status MergeCursors(Storage* storage, std::vector<std::unique_ptr<EntryCursor>> cursors, int n,
+                          const std::string& out_path) {
+  auto later = [&cursors](size_t a, size_t b) {  // min-heap on (key, part order)
+    const BundleEntry& x = cursors[a]->entry();
+    const BundleEntry& y = cursors[b]->entry();
+    return x.key != y.key ? x.key > y.key : a > b;
+  };
+  std::vector<size_t> heap;
+  for (size_t i = 0; i < cursors.size(); ++i) {
+    if (cursors[i]->Valid()) heap.push_back(i);
+  }
+  std::make_heap(heap.begin(), heap.end(), later);
+  ASSIGN_OR_RETURN(auto index, storage->NewWritableFile(out_path));
+  internal::TableBuilder table(internal::TableBuilder::Options(), index.get());
+  internal::BundleHeader header;
+  header.num_shards = n;
+  RETURN_IF_ERROR(table.Add("", internal::EncodeHeader(header)));
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    size_t top = heap.back();
+    heap.pop_back();
+    BundleEntry merged = cursors[top]->entry();
+    auto advance = [&](size_t i) -> absl::Status {
+      RETURN_IF_ERROR(cursors[i]->Next());
+      if (cursors[i]->Valid()) {
+        heap.push_back(i);
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(advance(top));
+    while (!heap.empty() && cursors[heap.front()]->entry().key == merged.key) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      top = heap.back();
+      heap.pop_back();
+      RETURN_IF_ERROR(Join(cursors[top]->entry(), n, &merged));
+      RETURN_IF_ERROR(advance(top));
+    }
+    RETURN_IF_ERROR(table.Add(merged.key, internal::EncodeEntry(merged)));
+  }
+  RETURN_IF_ERROR(table.Finish());
+  return index->Close();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
                                                          const std::vector<std::string>& parts,
-                                                         absl::string_view output_prefix) {
+                                                         absl::string_view output_prefix,
+                                                         int fan_in) {
   if (parts.empty()) return absl::InvalidArgumentError("nothing to merge");
+  if (fan_in < 2) return absl::InvalidArgumentError("merge fan-in must be at least 2");
   const int n = static_cast<int>(parts.size());
   const std::string out_index = IndexFileName(output_prefix);
   ASSIGN_OR_RETURN(bool merged_already, storage->Exists(out_index));
   if (!merged_already) {
-    std::map<std::string, BundleEntry> merged;
-    for (int i = 0; i < n; ++i) {
-      ASSIGN_OR_RETURN(auto reader, BundleReader::Open(storage, parts[i]));
-      if (reader->num_shards() > 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("part ", parts[i], " has ", reader->num_shards(), " data files, not 1"));
+    // Passes of at most `fan_in` sorted inputs each: the parts' indexes,
+    // then the runs of the pass before, until one is left: the index.
+    struct Input {
+      std::string index;
+      int part;  // -1: a run of an earlier pass
+    };
+    std::vector<Input> inputs;
+    for (int i = 0; i < n; ++i) inputs.push_back({IndexFileName(parts[i]), i});
+    std::vector<std::string> runs;  // written so far, deleted at the end
+    for (int pass = 0;; ++pass) {
+      std::vector<Input> next;
+      const bool last = static_cast<int>(inputs.size()) <= fan_in;
+      for (size_t g = 0; g < inputs.size(); g += static_cast<size_t>(fan_in)) {
+        std::vector<std::unique_ptr<EntryCursor>> cursors;
+        for (size_t i = g; i < std::min(inputs.size(), g + static_cast<size_t>(fan_in)); ++i) {
+          ASSIGN_OR_RETURN(auto c, EntryCursor::Open(storage, inputs[i].index, inputs[i].part, n));
+          cursors.push_back(std::move(c));
+        }
+        const std::string out =
+            last ? absl::StrCat(output_prefix, ".merging.index")
+                 : absl::StrCat(output_prefix, ".run-", pass, "-", g / static_cast<size_t>(fan_in), ".index");
+        RETURN_IF_ERROR(MergeCursors(storage, std::move(cursors), n, out));
+        runs.push_back(out);
+        next.push_back({out, -1});
       }
-      RETURN_IF_ERROR(reader->ForEachEntry([&](const BundleEntry& e) -> absl::Status {
-        auto it = merged.find(e.key);
-        if (it == merged.end()) {
-          BundleEntry copy = e;
-          copy.shard_id = i;
-          merged.emplace(copy.key, std::move(copy));
-          return absl::OkStatus();
-        }
-        BundleEntry& existing = it->second;
-        if (!existing.is_sliced() || !e.is_sliced()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "tensor \"", internal::PrintableKey(e.key), "\" is saved by more than one shard (",
-              "again by shard ", i, " of ", n, ")"));
-        }
-        if (existing.dtype != e.dtype || existing.shape != e.shape) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "slices of tensor \"", e.key, "\" disagree on dtype or shape (shard ", i, ")"));
-        }
-        for (const TensorSlice& s : e.slices) {
-          for (const TensorSlice& t : existing.slices) {
-            TensorSlice overlap;
-            if (TensorSlice::Intersect(s, t, e.shape, &overlap)) {
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "slice ", s.ToString(), " of tensor \"", e.key, "\" from shard ", i,
-                  " overlaps slice ", t.ToString(), " saved by another shard"));
-            }
-          }
-        }
-        existing.slices.insert(existing.slices.end(), e.slices.begin(), e.slices.end());
-        return absl::OkStatus();
-      }));
+      if (last) break;
+      inputs = std::move(next);
     }
-    // One batch: a local root syncs each directory once, not once per part.
+    // The data files, then the index under its name (atomic): a merge
+    // interrupted before this point starts again from the parts.
     std::vector<std::pair<std::string, std::string>> moves;
     for (int i = 0; i < n; ++i) {
       const std::string src = DataFileName(parts[i], 0, 1);
@@ -183,17 +315,11 @@ absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
         }
       }
     }
+    // One batch: a local root syncs each directory once, not once per part.
     RETURN_IF_ERROR(storage->RenameMany(moves));
-    ASSIGN_OR_RETURN(auto index, storage->NewWritableFile(out_index));
-    internal::TableBuilder table(internal::TableBuilder::Options(), index.get());
-    internal::BundleHeader header;
-    header.num_shards = n;
-    RETURN_IF_ERROR(table.Add("", internal::EncodeHeader(header)));
-    for (const auto& [key, entry] : merged) {
-      RETURN_IF_ERROR(table.Add(key, internal::EncodeEntry(entry)));
-    }
-    RETURN_IF_ERROR(table.Finish());
-    RETURN_IF_ERROR(index->Close());
+    RETURN_IF_ERROR(storage->Rename(runs.back(), out_index));
+    runs.pop_back();
+    for (const std::string& run : runs) storage->Delete(run).IgnoreError();
   }
   for (const std::string& part : parts) RETURN_IF_ERROR(storage->Delete(IndexFileName(part)));
   std::vector<MergedFile> files;

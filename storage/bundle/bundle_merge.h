@@ -50,9 +50,16 @@ struct MergedFile {
 // part indexes are deleted only after the merged index is durable). Returns
 // the output's files: data files (size only; crc32c 0) then the index (with
 // its CRC and SHA-256). InvalidArgument on duplicate tensor names across parts.
+//
+// It streams: a k-way merge of the parts' indexes (in key order) in passes
+// of at most `fan_in` inputs, each pass writing sorted runs beside the
+// output, so memory is bounded by `fan_in` open index files (read block by
+// block above 256 KiB) whatever the number of parts or tensors.
+constexpr int kMergeFanIn = 64;
 absl::StatusOr<std::vector<MergedFile>> MergeBundleParts(Storage* storage,
                                                          const std::vector<std::string>& parts,
-                                                         absl::string_view output_prefix);
+                                                         absl::string_view output_prefix,
+                                                         int fan_in = kMergeFanIn);
 
 }  // namespace cairn
 

@@ -1,7 +1,9 @@
 #include <cstring>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "storage/bundle/bundle_merge.h"
 #include "storage/bundle/bundle_reader.h"
@@ -257,6 +259,98 @@ TEST_F(BundleTest, MergeJoinsShardsAndSlicesLikeMergeBundles) {
   auto files = *storage_->List("job");
   EXPECT_EQ(files.size(), 5u);
   EXPECT_FALSE(*storage_->Exists("job/ckpt-1/variables_temp"));
+}
+
+// The service's merge (MergeBundleParts) streams: a k-way merge in passes
+// of at most `fan_in` parts. Whatever the fan-in, the merged index is the
+// same bytes; slices of one tensor spread over passes are joined; nothing
+// but the checkpoint's files is left.
+class PartsMergeTest : public BundleTest {
+ protected:
+  static constexpr int kParts = 150;
+  static constexpr int kRows = 2 * kParts;
+
+  // Part i holds "w<i>" (not every part: every 7th is empty) and rows
+  // [2i, 2i+2) of "emb" [kRows, 3].
+  std::vector<std::string> WriteParts(const std::string& dir) {
+    std::vector<std::string> parts;
+    for (int i = 0; i < kParts; ++i) {
+      const std::string part = absl::StrCat(dir, "/shard-", i, "/part");
+      auto w = Writer(part);
+      if (i % 7 != 3) {
+        std::vector<float> rows(6);
+        for (int k = 0; k < 6; ++k) rows[static_cast<size_t>(k)] = static_cast<float>(6 * i + k);
+        EXPECT_TRUE(w->AddSlice("emb", {kRows, 3}, TensorSlice({{2 * i, 2}, {}}), DataType::kFloat,
+                                FloatBytes(rows)).ok());
+        EXPECT_TRUE(w->Add(absl::StrCat("w", i), DataType::kFloat, {1},
+                           FloatBytes({static_cast<float>(i)})).ok());
+      }
+      EXPECT_TRUE(w->Finish().ok());
+      parts.push_back(part);
+    }
+    return parts;
+  }
+};
+
+TEST_F(PartsMergeTest, MergesManyPartsInPassesToTheSameIndex) {
+  auto one_pass = MergeBundleParts(storage_.get(), WriteParts("a"), "a/merged/variables", 1000);
+  ASSERT_TRUE(one_pass.ok()) << one_pass.status();
+  auto passes = MergeBundleParts(storage_.get(), WriteParts("b"), "b/merged/variables", 4);
+  ASSERT_TRUE(passes.ok()) << passes.status();
+  ASSERT_EQ(passes->size(), static_cast<size_t>(kParts + 1));
+  EXPECT_EQ(passes->back().sha256, one_pass->back().sha256) << "the indexes differ";
+  EXPECT_EQ(testing::ReadFile(dir_.Join("a/merged/variables.index")),
+            testing::ReadFile(dir_.Join("b/merged/variables.index")));
+
+  auto r = Reader("b/merged/variables");
+  EXPECT_EQ(r->num_shards(), kParts);
+  for (int i = 0; i < kParts; ++i) {
+    auto w = r->Lookup(absl::StrCat("w", i));
+    if (i % 7 == 3) {
+      EXPECT_FALSE(w.ok());
+      continue;
+    }
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_EQ(w->shard_id, i);
+    EXPECT_EQ(r->ReadTensor(absl::StrCat("w", i))->data.view(), FloatBytes({static_cast<float>(i)}));
+  }
+  auto rows = r->ReadSlice("emb", TensorSlice({{8, 4}, {}}));  // parts 4 and 5
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  std::vector<float> expected(12);
+  for (int k = 0; k < 12; ++k) expected[static_cast<size_t>(k)] = static_cast<float>(24 + k);
+  EXPECT_EQ(rows->data.view(), FloatBytes(expected));
+  // Only the checkpoint's files are left: no run, no part index.
+  auto left = storage_->List("b");
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->size(), static_cast<size_t>(kParts + 1));
+  for (const std::string& f : *left) EXPECT_TRUE(absl::StrContains(f, "b/merged/variables.")) << f;
+  EXPECT_FALSE(absl::StrContains(absl::StrJoin(*left, ","), "run-")) << absl::StrJoin(*left, ",");
+}
+
+TEST_F(PartsMergeTest, DuplicatesAndOverlapsAreRefusedAcrossPasses) {
+  std::vector<std::string> parts = WriteParts("c");
+  {
+    auto w = Writer("c/extra/part");  // "w5" again, in a later pass
+    ASSERT_TRUE(w->Add("w5", DataType::kFloat, {1}, FloatBytes({9})).ok());
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  parts.push_back("c/extra/part");
+  auto dup = MergeBundleParts(storage_.get(), parts, "c/merged/variables", 4);
+  ASSERT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument) << dup.status();
+  EXPECT_TRUE(absl::StrContains(dup.status().message(), "\"w5\" is saved by more than one shard"))
+      << dup.status();
+
+  std::vector<std::string> overlap = WriteParts("d");
+  {
+    auto w = Writer("d/extra/part");  // rows 11-12 of emb: saved already
+    ASSERT_TRUE(w->AddSlice("emb", {kRows, 3}, TensorSlice({{11, 2}, {}}), DataType::kFloat,
+                            FloatBytes(std::vector<float>(6, 1.0f))).ok());
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  overlap.push_back("d/extra/part");
+  auto refused = MergeBundleParts(storage_.get(), overlap, "d/merged/variables", 4);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "overlaps")) << refused.status();
 }
 
 TEST_F(BundleTest, MergeRefusesDuplicateTensors) {
