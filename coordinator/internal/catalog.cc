@@ -1,5 +1,6 @@
 #include "coordinator/internal/catalog.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,13 +23,12 @@ std::string ShardKey(const std::string& job, int64_t step, int index) {
   return absl::StrFormat("%s%010d", ShardPrefix(job, step), index);
 }
 
-// The record's bytes without its shards (a copy only if it has any).
-std::string HeaderBytes(const v1::CheckpointRecord& record) {
-  if (record.shards_size() == 0) return record.SerializeAsString();
-  v1::CheckpointRecord header = record;
-  header.clear_shards();
-  return header.SerializeAsString();
+std::string InventoryPrefix(const std::string& job, int64_t step) {
+  return absl::StrFormat("files/%s/%020d/", job, step);
 }
+
+// Files of an inventory per key: about 150 KB, far below etcd's limit.
+constexpr int kInventoryChunk = 1000;
 
 template <typename Message>
 absl::StatusOr<Message> Parse(const std::string& key, const std::string& bytes) {
@@ -68,12 +68,52 @@ absl::StatusOr<std::vector<Message>> Catalog::ScanMessages(const std::string& pr
   return out;
 }
 
+absl::StatusOr<std::string> Catalog::RecordBytes(const v1::CheckpointRecord& record) {
+  const int files = record.files_size();
+  if (record.shards_size() == 0 && files <= kInventoryChunk && record.inventory_chunks() == 0) {
+    return record.SerializeAsString();
+  }
+  v1::CheckpointRecord header = record;  // only for transitions: a few per step
+  header.clear_shards();
+  header.set_inventory_chunks(0);
+  if (files > kInventoryChunk) {
+    const int chunks = (files + kInventoryChunk - 1) / kInventoryChunk;
+    for (int c = 0; c < chunks; ++c) {
+      v1::CheckpointRecord chunk;
+      for (int i = c * kInventoryChunk; i < std::min(files, (c + 1) * kInventoryChunk); ++i) {
+        *chunk.add_files() = record.files(i);
+      }
+      RETURN_IF_ERROR(store_->Put(absl::StrFormat("%s%06d", InventoryPrefix(record.job(), record.step()), c),
+                                  chunk.SerializeAsString()));
+    }
+    header.clear_files();
+    header.set_inventory_chunks(chunks);
+  }
+  return header.SerializeAsString();
+}
+
+absl::Status Catalog::LoadInventory(v1::CheckpointRecord* record) {
+  if (record->inventory_chunks() == 0) return absl::OkStatus();
+  record->clear_files();
+  for (int c = 0; c < record->inventory_chunks(); ++c) {
+    const std::string key = absl::StrFormat("%s%06d", InventoryPrefix(record->job(), record->step()), c);
+    ASSIGN_OR_RETURN(auto bytes, store_->Get(key));
+    if (!bytes.has_value()) return absl::DataLossError(absl::StrCat("catalog record ", key, " is missing"));
+    ASSIGN_OR_RETURN(auto chunk, Parse<v1::CheckpointRecord>(key, *bytes));
+    for (auto& f : *chunk.mutable_files()) *record->add_files() = std::move(f);
+  }
+  record->set_inventory_chunks(0);  // in memory the inventory is whole
+  return absl::OkStatus();
+}
+
 absl::Status Catalog::PutCheckpoint(const v1::CheckpointRecord& record) {
-  return store_->Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record));
+  ASSIGN_OR_RETURN(std::string bytes, RecordBytes(record));
+  return store_->Put(CheckpointKey(record.job(), record.step()), bytes);
 }
 
 absl::Status Catalog::PutCheckpointDroppingShards(const v1::CheckpointRecord& record) {
-  return store_->Write({KvWrite::Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record)),
+  ASSIGN_OR_RETURN(std::string bytes, RecordBytes(record));
+  return store_->Write({KvWrite::Put(CheckpointKey(record.job(), record.step()), bytes),
                         KvWrite::DeletePrefix(ShardPrefix(record.job(), record.step()))});
 }
 
@@ -83,8 +123,9 @@ absl::Status Catalog::PutShard(const std::string& job, int64_t step, const v1::S
 
 absl::Status Catalog::PutCheckpointAndShard(const v1::CheckpointRecord& record,
                                             const v1::ShardRecord& shard) {
+  ASSIGN_OR_RETURN(std::string bytes, RecordBytes(record));
   return store_->Write(
-      {KvWrite::Put(CheckpointKey(record.job(), record.step()), HeaderBytes(record)),
+      {KvWrite::Put(CheckpointKey(record.job(), record.step()), bytes),
        KvWrite::Put(ShardKey(record.job(), record.step(), shard.index()), shard.SerializeAsString())});
 }
 
@@ -144,16 +185,22 @@ absl::StatusOr<v1::CheckpointRecord> Catalog::GetCheckpoint(const std::string& j
   if (!bytes->has_value()) {
     return absl::NotFoundError(absl::StrCat("no checkpoint for job ", job, " step ", step));
   }
-  return Parse<v1::CheckpointRecord>(key, **bytes);
+  ASSIGN_OR_RETURN(auto record, Parse<v1::CheckpointRecord>(key, **bytes));
+  RETURN_IF_ERROR(LoadInventory(&record));
+  return record;
 }
 
 absl::Status Catalog::DeleteCheckpoint(const std::string& job, int64_t step) {
-  return store_->Write(
-      {KvWrite::Delete(CheckpointKey(job, step)), KvWrite::DeletePrefix(ShardPrefix(job, step))});
+  return store_->Write({KvWrite::Delete(CheckpointKey(job, step)),
+                        KvWrite::DeletePrefix(ShardPrefix(job, step)),
+                        KvWrite::DeletePrefix(InventoryPrefix(job, step))});
 }
 
 absl::StatusOr<std::vector<v1::CheckpointRecord>> Catalog::ListCheckpoints(const std::string& job) {
-  return ScanMessages<v1::CheckpointRecord>(job.empty() ? "ckpt/" : absl::StrCat("ckpt/", job, "/"));
+  ASSIGN_OR_RETURN(auto records, ScanMessages<v1::CheckpointRecord>(
+                                     job.empty() ? "ckpt/" : absl::StrCat("ckpt/", job, "/")));
+  for (auto& r : records) RETURN_IF_ERROR(LoadInventory(&r));
+  return records;
 }
 
 absl::StatusOr<v1::JobRecord> Catalog::GetJob(const std::string& job) {

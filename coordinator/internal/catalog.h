@@ -7,10 +7,16 @@
 //                                         its shards
 //        shard/<job>/<step>/<index, 10 digits> → cairn.v1.ShardRecord, for
 //                                         each shard an attempt was assigned to
+//        files/<job>/<step>/<chunk, 6 digits> → cairn.v1.CheckpointRecord
+//                                         holding only `files`: the inventory
+//                                         of a checkpoint of more than 1,000
+//                                         files, in chunks of 1,000
 //        writer/<id>                    → cairn.v1.WriterInfo
 //        meta/<name>                    → raw bytes (catalog_id, attempt_key)
 // Shards have keys of their own so that a shard report writes one small
-// record whatever the step's size (a step may have 100,000 shards). Older
+// record whatever the step's size (a step may have 100,000 shards), and a
+// large inventory is chunked so that no write exceeds etcd's request limit
+// (1.5 MiB by default; 16,384 files take about 2 MiB). Older
 // versions kept them inside the checkpoint record; such records are read as
 // they are, and MigrateInlineShards moves the shards of one out.
 #ifndef CAIRN_COORDINATOR_INTERNAL_CATALOG_H_
@@ -85,6 +91,12 @@ class Catalog {
 
  private:
   absl::Status PutMessage(const std::string& key, const google::protobuf::Message& m);
+  // Writes `record`'s inventory chunks if it needs them and returns the
+  // record's bytes: without its shards, and without its inventory when
+  // chunked. A record refers to its chunks only once written after them.
+  absl::StatusOr<std::string> RecordBytes(const v1::CheckpointRecord& record);
+  // Reads back a chunked inventory into record->files.
+  absl::Status LoadInventory(v1::CheckpointRecord* record);
   template <typename Message>
   absl::StatusOr<std::vector<Message>> ScanMessages(const std::string& prefix);
 
