@@ -1,6 +1,8 @@
 #include "observability/metrics.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 
@@ -59,9 +61,17 @@ std::string LabelText(const Labels& labels, const std::string& extra = "") {
   return out.empty() ? "" : absl::StrCat("{", out, "}");
 }
 
+// As Prometheus prints numbers: the shortest form that reads back as the
+// same double ("0.004", not %.17g's "0.0040000000000000001"), +Inf, -Inf,
+// NaN.
 std::string Number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
