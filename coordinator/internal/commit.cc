@@ -295,6 +295,11 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
       live_.erase(it);
     }
   }
+  metrics::Gauge("cairn_job_last_commit_timestamp_seconds",
+                 "When the job's newest checkpoint was committed (Unix time): alert when it is "
+                 "too old.",
+                 {{"job", key.first}})
+      .Set(static_cast<double>(updated.committed_at_micros()) / 1e6);
   Log(At(key.first, key.second), absl::StrCat("committed: ", updated.num_shards(), " shards, ",
                                               updated.bytes(), " bytes"));
   metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);
@@ -331,7 +336,7 @@ absl::Status CoordinatorService::WriteStateFile(const std::string& job,
   return file->Close();
 }
 
-absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
+absl::Status CoordinatorService::Abort(const Key& key, const std::string& why, const char* kind) {
   v1::CheckpointRecord record;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -353,12 +358,17 @@ absl::Status CoordinatorService::Abort(const Key& key, const std::string& why) {
     live_.erase(it);
   }
   Log(At(key.first, key.second), absl::StrCat("aborted: ", why));
-  metrics::Counter("cairn_aborts_total", "Checkpoints aborted.").Add(1);
+  metrics::Counter("cairn_aborts_total",
+                   "Checkpoints aborted, by reason: timeout (shards missing or a merge failing past "
+                   "the pending timeout), rollback, refused (can never commit: empty, duplicate "
+                   "tensors, a lost part).",
+                   {{"reason", kind}})
+      .Add(1);
   return FinishAbort(std::move(record));
 }
 
 absl::Status CoordinatorService::AbortRefused(const Key& key, const std::string& why) {
-  RETURN_IF_ERROR(Abort(key, why));
+  RETURN_IF_ERROR(Abort(key, why, "refused"));
   return absl::FailedPreconditionError(absl::StrCat(why, "; it was aborted"));
 }
 

@@ -300,7 +300,7 @@ absl::StatusOr<v1::RollbackResponse> CoordinatorService::DoRollback(const v1::Ro
   if (req.dry_run()) return resp;
   absl::Status aborted = absl::OkStatus();
   for (const Key& key : undecided) {
-    if (aborted.ok()) aborted = Abort(key, absl::StrCat("rolled back to step ", req.to_step()));
+    if (aborted.ok()) aborted = Abort(key, absl::StrCat("rolled back to step ", req.to_step()), "rollback");
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -16,6 +16,7 @@
 
 #include "observability/log.h"
 #include "observability/metrics.h"
+#include "observability/version.h"
 #include "proto/rpc/rpc_util.h"
 #include "proto/layout.h"
 #include "storage/status_macros.h"
@@ -48,6 +49,9 @@ CoordinatorService::~CoordinatorService() { StopBackground(); }
 // Every series exists from the start (at zero), so scrapers see them before
 // the first event.
 static void RegisterMetrics() {
+  metrics::Gauge("cairn_build_info", "Always 1; the labels say which Cairn this is.",
+                 {{"version", CAIRN_VERSION}, {"component", "coordinator"}})
+      .Set(1);
   metrics::Counter("cairn_commits_total", "Checkpoints committed.");
   metrics::Counter("cairn_committed_bytes_total", "Bytes of committed checkpoints.");
   metrics::Counter("cairn_retention_deletions_total", "Checkpoints deleted by retention.");
@@ -113,6 +117,14 @@ absl::Status CoordinatorService::Recover() {
     for (auto& l : leases) leases_[l.lease_id()] = std::move(l);
   }
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
+  for (const auto& r : records) {
+    if (r.state() != v1::COMMITTED) continue;
+    auto& last = metrics::Gauge("cairn_job_last_commit_timestamp_seconds",
+                                "When the job's newest checkpoint was committed (Unix time): alert "
+                                "when it is too old.",
+                                {{"job", r.job()}});
+    last.Set(std::max(last.value(), static_cast<double>(r.committed_at_micros()) / 1e6));
+  }
   std::vector<Key> to_complete, to_finish;
   std::set<std::string> deleted_in;
   for (auto& r : records) {
@@ -384,8 +396,10 @@ void CoordinatorService::BackgroundLoop() {
         std::lock_guard<std::mutex> lock(mu_);
         if (!completing_.insert(key).second) continue;
       }
-      Abort(key, absl::StrCat("not committed within the pending timeout of ",
-                              options_.pending_timeout_ms, " ms (shards missing or merge failing)"))
+      Abort(key,
+            absl::StrCat("not committed within the pending timeout of ", options_.pending_timeout_ms,
+                         " ms (shards missing or merge failing)"),
+            "timeout")
           .IgnoreError();
       std::lock_guard<std::mutex> lock(mu_);
       completing_.erase(key);

@@ -108,7 +108,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   void RetainAfterCommit(const std::string& job, int64_t step);
   // PENDING/MERGING → ABORTING (synced, with the reason) → staged files
   // removed → ABORTED. OK if the checkpoint is no longer undecided.
-  absl::Status Abort(const Key& key, const std::string& why);
+  // `kind` labels cairn_aborts_total: "timeout", "rollback" or "refused".
+  absl::Status Abort(const Key& key, const std::string& why, const char* kind);
   // Aborts a checkpoint that can never commit; returns the refusal for the
   // caller: FailedPrecondition "WHY; it was aborted".
   absl::Status AbortRefused(const Key& key, const std::string& why);

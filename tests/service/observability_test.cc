@@ -3,6 +3,8 @@
 // their retention reasons; the gRPC health service answers.
 #include <sys/stat.h>
 
+#include <cstdlib>
+#include <ctime>
 #include <regex>
 #include <set>
 #include <thread>
@@ -148,6 +150,15 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
                 "--step=9", "--from=" + file, "--shard=0/2"});
   testing::Run({testing::BinPath("cairn"), "save", "--coordinator=" + cluster.coordinator(), "--job=observed",
                 "--step=9", "--from=" + file, "--shard=1/3"});
+  // A pending step aborted by a rollback (job "rolled"): counted by reason.
+  for (const std::string shard : {"0/1", "0/2"}) {
+    auto r = testing::Run({testing::BinPath("cairn"), "save", "--coordinator=" + cluster.coordinator(),
+                           "--job=rolled", shard == "0/1" ? "--step=1" : "--step=2", "--from=" + file,
+                           "--shard=" + shard});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  ASSERT_EQ(testing::Run({testing::BinPath("cairn"), "rollback", "--coordinator=" + cluster.coordinator(),
+                          "--job=rolled", "--to=1"}).exit_code, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // gauges refresh each second
 
   const std::string coordinator_http = HttpAddress(cluster.coordinator_log());
@@ -162,7 +173,21 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
                         "cairn_checkpoints_pending", "cairn_rpc_errors_total", "cairn_writers_live"}) {
     EXPECT_TRUE(names.count(n)) << n << " missing from\n" << coordinator_metrics;
   }
-  EXPECT_TRUE(HasSeries(coordinator_metrics, "cairn_commits_total 3")) << coordinator_metrics;
+  EXPECT_TRUE(HasSeries(coordinator_metrics, "cairn_commits_total 4")) << coordinator_metrics;
+  // What an operator alerts on: the age of each job's newest commit; aborts
+  // by reason; which build runs. And bucket bounds as Prometheus writes them.
+  for (const char* job : {"observed", "rolled"}) {
+    const std::string series = absl::StrCat("cairn_job_last_commit_timestamp_seconds{job=\"", job, "\"} ");
+    const size_t at = coordinator_metrics.find(series);
+    ASSERT_NE(at, std::string::npos) << series << " missing from\n" << coordinator_metrics;
+    const double t = std::strtod(coordinator_metrics.c_str() + at + series.size(), nullptr);
+    EXPECT_NEAR(t, static_cast<double>(::time(nullptr)), 120) << series;
+  }
+  EXPECT_TRUE(HasSeries(coordinator_metrics, "cairn_aborts_total{reason=\"rollback\"} 1")) << coordinator_metrics;
+  EXPECT_TRUE(absl::StrContains(coordinator_metrics, "cairn_build_info{component=\"coordinator\",version=\""))
+      << coordinator_metrics;
+  EXPECT_TRUE(absl::StrContains(coordinator_metrics, "cairn_commit_seconds_bucket{le=\"0.004\"}"))
+      << coordinator_metrics;
   // The refused shard 1/3 of step 9 (begun with 2 shards).
   EXPECT_TRUE(HasSeries(coordinator_metrics,
                         "cairn_rpc_errors_total{code=\"INVALID_ARGUMENT\",method=\"BeginShard\"} 1"))
@@ -174,10 +199,10 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
                         "cairn_writer_shard_save_seconds_bucket", "cairn_writer_active_streams"}) {
     EXPECT_TRUE(names.count(n)) << n << " missing from\n" << writer_metrics;
   }
-  // Four shards of 4096 bytes reached the writer and were made durable:
-  // steps 1-3, and shard 0/2 of step 9 (still pending).
-  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_received_total 16384")) << writer_metrics;
-  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_written_total 16384")) << writer_metrics;
+  // Six shards of 4096 bytes reached the writer and were made durable:
+  // steps 1-3, shard 0/2 of step 9 (still pending), and job rolled's two.
+  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_received_total 24576")) << writer_metrics;
+  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_written_total 24576")) << writer_metrics;
 
   // gRPC health checking on both servers.
   for (const std::string& address : {cluster.coordinator(), cluster.writer_process(0).address()}) {
