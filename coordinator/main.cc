@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "coordinator/coordinator.h"
 #include "observability/sync_point.h"
+#include "observability/version.h"
 
 namespace {
 
@@ -25,6 +26,7 @@ constexpr char kUsage[] =
                          [--heartbeat-interval=SECONDS] [--metrics-listen=HOST:PORT]
                          [--tls-cert=FILE --tls-key=FILE [--tls-ca=FILE]
                           [--tls-client-auth]] [--insecure] [--auth-key-file=FILE]
+       cairn-coordinator --help | --version
 
 Keeps the catalog of jobs and checkpoints, assigns shards to shard writers and
 commits checkpoints under the storage root URI.
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
   cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-coordinator");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
+                            {"help", "version", "db", "storage", "listen", "pending-timeout", "writer-timeout", "heartbeat-interval",
                              "crash-at", "s3-endpoint", "catalog", "etcd-lease-ttl", "advertise", "metrics-listen", "tls-cert", "tls-key", "tls-ca",
                              "tls-client-auth", "insecure", "auth-key-file"});
   if (!flags.ok()) {
@@ -71,6 +73,10 @@ int main(int argc, char** argv) {
   }
   if (flags->GetBool("help")) {
     std::cout << kUsage << cairn::cmdline::TlsUsage(/*server=*/true);
+    return 0;
+  }
+  if (flags->GetBool("version")) {
+    std::cout << "cairn-coordinator " << CAIRN_VERSION << "\n";
     return 0;
   }
   if (!flags->positional().empty()) {

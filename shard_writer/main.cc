@@ -8,6 +8,7 @@
 #include "observability/log.h"
 #include "proto/server/server_main.h"
 #include "shard_writer/shard_writer.h"
+#include "observability/version.h"
 
 namespace {
 
@@ -15,6 +16,7 @@ constexpr char kUsage[] =
     R"(usage: cairn-writer --coordinator=HOST:PORT [--listen=HOST:PORT] [--advertise=HOST:PORT]
                     [--storage=URI] [--tls-cert=FILE --tls-key=FILE] [--tls-ca=FILE]
                     [--tls-client-auth] [--insecure] [--auth-key-file=FILE]
+       cairn-writer --help | --version
 
 Receives workers' tensor streams and writes checkpoint shards.
   --coordinator  the coordinator to register with (required)
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                            {"help", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "direct-io", "metrics-listen",
+                            {"help", "version", "coordinator", "listen", "advertise", "storage", "s3-endpoint", "inventory-sha256", "direct-io", "metrics-listen",
                              "tls-cert", "tls-key", "tls-ca", "tls-client-auth", "insecure",
                              "auth-key-file", "report-timeout", "max-shard-bytes"});
   if (!flags.ok()) {
@@ -67,6 +69,10 @@ int main(int argc, char** argv) {
   }
   if (flags->GetBool("help")) {
     std::cout << kUsage << cairn::cmdline::TlsUsage(/*server=*/true);
+    return 0;
+  }
+  if (flags->GetBool("version")) {
+    std::cout << "cairn-writer " << CAIRN_VERSION << "\n";
     return 0;
   }
   cairn::WriterOptions options;

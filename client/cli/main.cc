@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
 #include "client/cli/common.h"
+#include "observability/version.h"
 
 namespace cairn {
 namespace cli {
@@ -26,7 +27,8 @@ $CAIRN_TOKEN); see README.md, Security.
 
 PREFIX is a checkpoint prefix: a path such as /data/job/ckpt-100/variables
 (the files are PREFIX.index and PREFIX.data-*), or a file:// URI.
-Run 'cairn COMMAND --help' for a command's details.
+Run 'cairn COMMAND --help' for a command's details; 'cairn --version' says
+which Cairn this is.
 )";
 
 std::string UsageText() {
@@ -104,6 +106,10 @@ int Main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << UsageText();
+    return kOk;
+  }
+  if (command == "--version" || command == "version") {
+    std::cout << "cairn " << CAIRN_VERSION << "\n";
     return kOk;
   }
   for (const Command& c : Commands()) {

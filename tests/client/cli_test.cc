@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -58,6 +59,16 @@ TEST(Cli, UsageErrorsExitTwo) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("inspect"), std::string::npos);
   EXPECT_EQ(Cairn({"verify", "--help"}).exit_code, 0);
+}
+
+// Every executable says which Cairn it is (there was no --version).
+TEST(Cli, EveryExecutableHasVersion) {
+  for (const char* program : {"cairn", "cairn-coordinator", "cairn-writer"}) {
+    RunResult r = cairn::testing::Run({cairn::testing::BinPath(program), "--version"});
+    EXPECT_EQ(r.exit_code, 0) << program << ": " << r.err;
+    EXPECT_TRUE(std::regex_match(r.out, std::regex(std::string(program) + " [0-9]+\\.[0-9]+\\.[0-9]+\n")))
+        << program << " printed \"" << r.out << "\"";
+  }
 }
 
 TEST(Cli, MissingCheckpointFailsWithExitOne) {
