@@ -110,10 +110,19 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
 
 // --coordinator and --job, both required; the job name checked. Returns -1 to
 // continue, else the exit status.
+std::optional<std::string> CoordinatorAddress(const Flags& flags) {
+  if (flags.Has("coordinator")) return flags.Get("coordinator");
+  const char* env = std::getenv("CAIRN_COORDINATOR");
+  if (env != nullptr && *env != '\0') return std::string(env);
+  return std::nullopt;
+}
+
 int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job) {
   int rc = -1;
-  auto c = Required(flags, "coordinator", &rc);
-  if (!c) return rc;
+  std::optional<std::string> c = CoordinatorAddress(flags);
+  if (!c.has_value() || c->empty() || *c == "true") {
+    return UsageError("--coordinator=ADDR is required (or set CAIRN_COORDINATOR)");
+  }
   auto j = Required(flags, "job", &rc);
   if (!j) return rc;
   if (absl::Status s = ValidateJobName(*j); !s.ok()) {

@@ -62,8 +62,11 @@ std::optional<std::string> Required(const Flags& flags, const std::string& name,
 absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Flags& flags,
                                                   const std::string& coordinator);
 
-// --coordinator and --job, both required; the job name checked. Returns -1 to
-// continue, else the exit status.
+// --coordinator, else $CAIRN_COORDINATOR (if set and not empty).
+std::optional<std::string> CoordinatorAddress(const Flags& flags);
+
+// --coordinator (or $CAIRN_COORDINATOR) and --job, both required; the job
+// name checked. Returns -1 to continue, else the exit status.
 int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job);
 
 }  // namespace cli

@@ -21,6 +21,7 @@ constexpr char kUsageHead[] = "usage: cairn COMMAND [ARGS]\n\nCommands:\n";
 constexpr char kUsageTail[] = R"(
 verify, convert, save and restore also take --progress=auto|always|never: a
 progress bar on stderr (auto, the default: only when stderr is a terminal).
+--coordinator defaults to $CAIRN_COORDINATOR (ADDR or ADDR,ADDR,...).
 Commands that call the coordinator also take --tls-ca=FILE (TLS),
 --tls-cert=FILE --tls-key=FILE (mutual TLS) and --token=TOKEN (default
 $CAIRN_TOKEN); see README.md, Security.

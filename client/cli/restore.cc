@@ -47,8 +47,9 @@ int RunRestore(const std::vector<std::string>& args) {
   if (from_prefix && flags.Has("coordinator")) {
     return UsageError("give either --from=PREFIX or --coordinator=ADDR --job=JOB, not both");
   }
-  if (!from_prefix && !flags.Has("coordinator")) {
-    return UsageError("restore needs --coordinator=ADDR --job=JOB or --from=PREFIX");
+  if (!from_prefix && !CoordinatorAddress(flags).has_value()) {
+    return UsageError(
+        "restore needs --coordinator=ADDR --job=JOB (or CAIRN_COORDINATOR and --job) or --from=PREFIX");
   }
   if (from_prefix && (flags.Has("job") || flags.Has("step"))) {
     return UsageError("--job and --step go with --coordinator, not with --from");

@@ -36,13 +36,17 @@ int RunVerify(const std::vector<std::string>& args) {
   std::string prefix;
   std::vector<ExpectedFile> inventory;
   std::string root;
-  if (flags.Has("coordinator")) {
+  // Through the coordinator: --coordinator, or $CAIRN_COORDINATOR when no
+  // PREFIX is given.
+  const std::optional<std::string> coordinator =
+      flags.positional().empty() ? CoordinatorAddress(flags) : flags.Get("coordinator");
+  if (coordinator.has_value()) {
     if (!flags.positional().empty()) return UsageError("give a PREFIX or --coordinator, not both");
     auto job = flags.Get("job");
     if (!job) return UsageError("--job is required with --coordinator");
     auto step = flags.GetInt("step", 0, INT64_MAX);
     if (!step.ok()) return UsageError(std::string(step.status().message()));
-    auto client = Client::Connect(ClientOptionsFromFlags(flags, *flags.Get("coordinator")));
+    auto client = Client::Connect(ClientOptionsFromFlags(flags, *coordinator));
     if (!client.ok()) return Failed(client.status());
     auto ckpt = (*client)->Get(*job, step->has_value() ? std::optional<int64_t>(**step) : std::nullopt);
     if (!ckpt.ok()) return Failed(ckpt.status());

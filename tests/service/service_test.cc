@@ -220,6 +220,36 @@ TEST_F(ServiceTest, RowSlicesRestoreAsTwoSlicesAndAsTheWholeTensor) {
 // --progress=always draws the bar on stderr without a terminal (here, a
 // pipe) for save, restore and verify --deep through a real cluster; stdout
 // reads exactly as without it, and without the flag nothing is drawn.
+// $CAIRN_COORDINATOR is --coordinator's default (../shared/CONTRACT.md): it
+// was ignored, and every command said --coordinator is required.
+TEST_F(ServiceTest, CairnCoordinatorInTheEnvironmentIsTheDefault) {
+  Cluster cluster(dir_.path(), 1);
+  ASSERT_TRUE(cluster.ok());
+  const std::string file = dir_.Join("env.safetensors");
+  WriteSafetensors(file, {{"w", DataType::kFloat, {4}, testing::PatternBytes(16, 3)}});
+  auto with_env = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/env", "CAIRN_COORDINATOR=" + cluster.coordinator(), BinPath("cairn")});
+    return testing::Run(args);
+  };
+  RunResult saved = with_env({"save", "--job=env", "--step=1", "--from=" + file});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  RunResult listed = with_env({"list", "--job=env", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("\"step\": 1"), std::string::npos) << listed.out;
+  RunResult restored = with_env({"restore", "--job=env", "--to=" + dir_.Join("env-out.safetensors")});
+  EXPECT_EQ(restored.exit_code, 0) << restored.err;
+  RunResult verified = with_env({"verify", "--job=env"});
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  // --coordinator wins over the environment; without either, the message
+  // names both.
+  RunResult flag = testing::Run({"/usr/bin/env", "CAIRN_COORDINATOR=127.0.0.1:1", BinPath("cairn"), "list",
+                        "--coordinator=" + cluster.coordinator(), "--job=env"});
+  EXPECT_EQ(flag.exit_code, 0) << flag.err;
+  RunResult neither = testing::Run({"/usr/bin/env", "-u", "CAIRN_COORDINATOR", BinPath("cairn"), "list", "--job=env"});
+  EXPECT_EQ(neither.exit_code, 2);
+  EXPECT_NE(neither.err.find("CAIRN_COORDINATOR"), std::string::npos) << neither.err;
+}
+
 TEST_F(ServiceTest, SaveRestoreAndDeepVerifyDrawProgressWhenAsked) {
   Cluster cluster(dir_.path(), 1);
   ASSERT_TRUE(cluster.ok());
