@@ -122,10 +122,13 @@ def run(tmp, kill_at):
         outs3 = [os.path.join(tmp, f"three-{r}.npz") for r in range(3)]
         procs = start_ranks(cluster, job, 3, outs3, 0.0)
         resumed = set()
+        logs = [p.communicate(timeout=300)[0] for p in procs]  # every rank's, for a failure
         for rank, p in enumerate(procs):
-            log, _ = p.communicate(timeout=300)
+            log = logs[rank]
             sys.stdout.write("".join("  run2 " + l + "\n" for l in log.splitlines()[:2]))
-            check(p.returncode == 0, f"rank {rank} exited {p.returncode}:\n{log}")
+            others = "".join(f"\n--- rank {r} (exit {q.returncode}):\n{logs[r]}"
+                             for r, q in enumerate(procs) if r != rank)
+            check(p.returncode == 0, f"rank {rank} exited {p.returncode}:\n{log}{others}")
             first = log.splitlines()[0] if log else ""
             check(first.startswith(f"rank {rank}/3: resumed from step "), f"rank {rank} did not resume:\n{log}")
             resumed.add(int(first.split()[-1]))
