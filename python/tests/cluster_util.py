@@ -1,9 +1,11 @@
-"""A throwaway local Cairn cluster for the Python tests (deploy/local/cluster.sh)."""
+"""For the Python tests: a throwaway local Cairn cluster (deploy/local/cluster.sh),
+and small helpers they share."""
 
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 
 SOURCE_DIR = os.environ.get(
     "CAIRN_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -32,3 +34,30 @@ class Cluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def check(cond, what):
+    """An assertion for the script-style tests (kept under python -O)."""
+    if not cond:
+        raise AssertionError(what)
+
+
+def run_threads(fn, n):
+    """fn(i) for i in range(n), each on its own thread; re-raises the first
+    failure, else returns {i: fn(i)}."""
+    errors, results = [], {}
+
+    def body(i):
+        try:
+            results[i] = fn(i)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -7,14 +7,13 @@ Run: PYTHONPATH=build/python CAIRN_BIN_DIR=build/bin /usr/bin/python3 -m unittes
 import json
 import os
 import subprocess
-import threading
 import unittest
 import warnings
 
 import numpy as np
 
 import cairn
-from cluster_util import BIN_DIR, Cluster
+from cluster_util import BIN_DIR, Cluster, run_threads
 
 CLUSTER = None
 
@@ -27,26 +26,6 @@ def setUpModule():
 def tearDownModule():
     if CLUSTER is not None:
         CLUSTER.stop()
-
-
-def run_workers(fn, n=2):
-    """Runs fn(worker_index) on n threads (each worker its own client) and
-    re-raises the first failure."""
-    errors = []
-
-    def body(i):
-        try:
-            fn(i)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 class ClientTest(unittest.TestCase):
@@ -83,7 +62,7 @@ class ClientTest(unittest.TestCase):
                 tensors = {"counts": self.counts, "emb": (self.emb[5:], self.emb.shape, "5,5:-")}
             client.save(job, step, tensors, shard=i, num_shards=2, metrics=metrics)
 
-        run_workers(worker, 2)
+        run_threads(worker, 2)
 
     def test_save_list_restore_whole_and_sliced(self):
         self.save_two_workers("py-basic", 10, metrics={"loss": 0.5})
@@ -131,7 +110,7 @@ class ClientTest(unittest.TestCase):
             halves[i] = c.restore("py-basic", 20, tensors=["emb"],
                                   slices={"emb": "0,5:-" if i == 0 else "5,5:-"})["emb"]
 
-        run_workers(restorer, 2)
+        run_threads(restorer, 2)
         np.testing.assert_array_equal(np.concatenate([halves[0], halves[1]]), self.emb)
 
         # The bundle really says bfloat16 (cairn inspect, when built).
@@ -211,7 +190,7 @@ class ClientTest(unittest.TestCase):
             del c  # the handle keeps its client alive
             h.wait()
 
-        run_workers(worker, 2)
+        run_threads(worker, 2)
         got = self.client.restore("py-async", 2)
         np.testing.assert_array_equal(got["t1"], np.full(4, 1, dtype=np.int16))
 

@@ -9,13 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import unittest
 
 import numpy as np
 
 import cairn
-from cluster_util import BIN_DIR, Cluster
+from cluster_util import BIN_DIR, Cluster, run_threads
 
 try:
     import torch
@@ -37,26 +36,6 @@ def tearDownModule():
 
 def requires_torch(f):
     return unittest.skipIf(torch is None, "torch is not importable by this interpreter")(f)
-
-
-def run_ranks(fn, n):
-    """fn(rank) on n threads; re-raises the first failure."""
-    errors, results = [], {}
-
-    def body(i):
-        try:
-            results[i] = fn(i)
-        except BaseException as e:  # noqa: BLE001 - re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def inspect(prefix_uri):
@@ -403,7 +382,7 @@ class RanksTest(unittest.TestCase):
             m.wait_until_finished()
             return m
 
-        run_ranks(save, 2)
+        run_threads(save, 2)
         prefix = cairn.connect(CLUSTER.addr).latest("mgr-shards").prefix_uri
         tensors = inspect(prefix)
         # Each whole tensor once, by the rank the rule names; the embedding
@@ -433,7 +412,7 @@ class RanksTest(unittest.TestCase):
             self.assertIs(out["emb"], local)  # a Shard comes back as its local tensor
             return local
 
-        parts = run_ranks(restore, 3)
+        parts = run_threads(restore, 3)
         np.testing.assert_array_equal(np.concatenate([parts[i] for i in range(3)]), emb)
 
     def test_shard_validation(self):

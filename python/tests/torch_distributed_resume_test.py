@@ -36,17 +36,12 @@ except ImportError as e:
 import numpy as np
 
 import cairn
-from cluster_util import SOURCE_DIR, Cluster
+from cluster_util import SOURCE_DIR, Cluster, check
 
 EXAMPLE = os.path.join(SOURCE_DIR, "python", "examples", "train_distributed.py")
 SEED = int(os.environ.get("CAIRN_TEST_SEED", "20261206"))
 STEPS, EVERY = 30, 5
 SPAWNED = []
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def free_port():

@@ -29,16 +29,11 @@ except ImportError as e:
 import numpy as np
 
 import cairn
-from cluster_util import SOURCE_DIR, Cluster
+from cluster_util import SOURCE_DIR, Cluster, check
 
 EXAMPLE = os.path.join(SOURCE_DIR, "python", "examples", "train_resume.py")
 SEED = int(os.environ.get("CAIRN_TEST_SEED", "20261122"))
 STEPS, EVERY = 30, 5
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 SPAWNED = []  # worker processes, killed on the way out if still running
