@@ -69,9 +69,11 @@ absl::StatusOr<MergeResult> MergeBundles(Storage* storage,
   }
 
   const int num_shards = static_cast<int>(files.size());
+  std::vector<std::pair<std::string, std::string>> moves;
   for (int id = 0; id < num_shards; ++id) {
-    RETURN_IF_ERROR(storage->Rename(files[id], DataFileName(output_prefix, id, num_shards)));
+    moves.emplace_back(files[id], DataFileName(output_prefix, id, num_shards));
   }
+  RETURN_IF_ERROR(storage->RenameMany(moves));
   ASSIGN_OR_RETURN(auto index, storage->NewWritableFile(IndexFileName(output_prefix)));
   internal::TableBuilder table(internal::TableBuilder::Options(), index.get());
   internal::BundleHeader header;
