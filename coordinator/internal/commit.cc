@@ -295,11 +295,7 @@ absl::Status CoordinatorService::FinishCommit(const Key& key) {
       live_.erase(it);
     }
   }
-  metrics::Gauge("cairn_job_last_commit_timestamp_seconds",
-                 "When the job's newest checkpoint was committed (Unix time): alert when it is "
-                 "too old.",
-                 {{"job", key.first}})
-      .Set(static_cast<double>(updated.committed_at_micros()) / 1e6);
+  LastCommitGauge(key.first).Set(static_cast<double>(updated.committed_at_micros()) / 1e6);
   Log(At(key.first, key.second), absl::StrCat("committed: ", updated.num_shards(), " shards, ",
                                               updated.bytes(), " bytes"));
   metrics::Counter("cairn_commits_total", "Checkpoints committed.").Add(1);

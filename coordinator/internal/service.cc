@@ -119,10 +119,7 @@ absl::Status CoordinatorService::Recover() {
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
   for (const auto& r : records) {
     if (r.state() != v1::COMMITTED) continue;
-    auto& last = metrics::Gauge("cairn_job_last_commit_timestamp_seconds",
-                                "When the job's newest checkpoint was committed (Unix time): alert "
-                                "when it is too old.",
-                                {{"job", r.job()}});
+    auto& last = LastCommitGauge(r.job());
     last.Set(std::max(last.value(), static_cast<double>(r.committed_at_micros()) / 1e6));
   }
   std::vector<Key> to_complete, to_finish;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "observability/log.h"
+#include "observability/metrics.h"
 
 namespace cairn {
 namespace internal {
@@ -22,6 +23,15 @@ inline logging::Where At(const std::string& job, int64_t step) {
   w.job = job;
   w.step = step;
   return w;
+}
+
+// cairn_job_last_commit_timestamp_seconds{job}: when the job's newest
+// checkpoint was committed (what "no checkpoint for N hours" alerts read).
+inline metrics::GaugeMetric& LastCommitGauge(const std::string& job) {
+  return metrics::Gauge("cairn_job_last_commit_timestamp_seconds",
+                        "When the job's newest checkpoint was committed (Unix time): alert when "
+                        "it is too old.",
+                        {{"job", job}});
 }
 
 }  // namespace internal

@@ -59,13 +59,7 @@ absl::StatusOr<std::string> CoordinatorService::JobJson(const std::string& job) 
   RETURN_IF_ERROR(ValidateJobName(job));
   ASSIGN_OR_RETURN(bool exists, JobExists(job));
   if (!exists) return absl::NotFoundError(absl::StrCat("no job named ", job));
-  std::map<int64_t, std::vector<std::string>> kept_by;
-  {
-    JobLocks::Guard job_lock = job_locks_.Lock(job);
-    int deleted;
-    ASSIGN_OR_RETURN(auto decisions, ApplyRetentionLocked(job, /*dry_run=*/true, &deleted));
-    for (const Decision& d : decisions) kept_by[d.step] = d.kept_by;
-  }
+  ASSIGN_OR_RETURN(auto kept_by, KeptBy(job, /*lock_job=*/true));
   ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
   v1::RetentionPolicy policy;
   if (auto j = catalog_->GetJob(job); j.ok()) policy = j->policy();
