@@ -70,6 +70,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::ReleaseLeaseResponse*) override;
   grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest*,
                         v1::RollbackResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*,
+                      v1::DeleteResponse*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                        v1::ListJobsResponse*) override;
 
   // Whether `job` has any record (checkpoint or job record).
   absl::StatusOr<bool> JobExists(const std::string& job);
@@ -86,6 +90,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::StatusOr<v1::BeginShardResponse> DoBeginShard(const v1::BeginShardRequest& req);
   absl::StatusOr<v1::ShardDurableResponse> DoShardDurable(const v1::ShardDurableRequest& req);
   absl::StatusOr<v1::RollbackResponse> DoRollback(const v1::RollbackRequest& req);
+  absl::Status DoDelete(const v1::DeleteRequest& req);
   // FailedPrecondition if `step` is below the newest committed step of
   // `job` (saves move forward; a rollback makes room for older steps).
   absl::Status CheckStepMovesForward(const std::string& job, int64_t step);
