@@ -445,16 +445,37 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   }
   rep->address = absl::StrCat(options.listen.substr(0, options.listen.rfind(':')), ":", port);
 
-  // Register, retrying while the coordinator starts up.
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.report_timeout_ms);
+  // Register, retrying while the coordinator starts up; saying so, so that
+  // an operator whose coordinator address is wrong is not left guessing.
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(options.report_timeout_ms);
+  auto next_note = start;
+  bool noted = false;
   absl::Status s;
   while (!(s = rep->Register()).ok()) {
-    if (!absl::IsUnavailable(s) || std::chrono::steady_clock::now() > deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!absl::IsUnavailable(s) || now > deadline) {
       rep->server->Shutdown();
       return s;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (now >= next_note) {
+      Log(absl::StrCat(noted ? "still waiting for" : "waiting for",
+                       " coordinator ", options.coordinator, " (retrying for up to ",
+                       options.report_timeout_ms / 1000, " s, --report-timeout): ", s.message()));
+      next_note = now + std::chrono::seconds(10);
+      noted = true;
+    }
+    bool stop = false;
+    if (options.stop_requested) {
+      stop = options.stop_requested(200);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (stop) {
+      rep->server->Shutdown();
+      return absl::CancelledError(absl::StrCat("stopped while waiting for coordinator ",
+                                               options.coordinator));
+    }
   }
   StorageOptions storage_options = rep->options.storage;
   storage_options.local_direct_io = rep->options.direct_io;

@@ -113,6 +113,10 @@ int RunSave(const std::vector<std::string>& args) {
   }
   if (result->committed) {
     std::cout << "checkpoint " << options.job << "/" << options.step << " committed\n";
+  } else {
+    std::cout << "checkpoint " << options.job << "/" << options.step
+              << " is pending: it commits once all " << options.num_shards
+              << " shards are saved (--wait waits for that)\n";
   }
   return kOk;
 }

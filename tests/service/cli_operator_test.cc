@@ -1,6 +1,11 @@
 // Issue #17's CLI, as an operator meets it: real coordinator and writer
 // processes, the release `cairn` binary, exact messages and exit codes.
 // Each test failed before its change.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -221,6 +226,14 @@ TEST_F(CliOperatorTest, SaveWaitReturnsWhenTheStepCommitsOrAborts) {
   EXPECT_EQ(first.exit_code, 0) << first.err;
   EXPECT_TRUE(absl::EndsWith(first.out, "checkpoint j/200 committed\n")) << first.out;
 
+  // Without --wait a non-last shard says the step is still pending.
+  RunResult early = Save("j", 250, {"--shard=0/2"});
+  EXPECT_EQ(early.exit_code, 0) << early.err;
+  EXPECT_TRUE(absl::EndsWith(early.out, "checkpoint j/250 is pending: it commits once all 2 shards "
+                                        "are saved (--wait waits for that)\n"))
+      << early.out;
+  ASSERT_EQ(Save("j", 250, {"--shard=1/2"}, "v").exit_code, 0);
+
   // Aborts: the reason is the error.
   RunResult aborted;
   std::thread waiter2([&] { aborted = Save("j", 300, {"--shard=0/2", "--wait"}); });
@@ -307,6 +320,39 @@ TEST_F(CliOperatorTest, AServersOwnUnavailableIsNotCalledUnreachable) {
   RunResult down = Cairn({"jobs", "--coordinator=" + gone});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(down.err, "coordinator " + gone + " unreachable")) << down.err;
+}
+
+// A port nothing listens on (bound, then closed).
+int ClosedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(CliOperatorTest, AWriterWaitingForItsCoordinatorSaysSoAndStopsOnSigterm) {
+  const std::string coordinator = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string log = dir_.Join("lonely-writer.log");
+  testing::ServerProcess writer({BinPath("cairn-writer"), "--coordinator=" + coordinator,
+                                 "--listen=127.0.0.1:0", "--storage=" + dir_.Join("s")},
+                                log, /*wait_ms=*/0);
+  // It says what it waits for, at once.
+  bool said = false;
+  for (int i = 0; i < 100 && !said; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    said = absl::StrContains(testing::ReadFile(log), "waiting for coordinator " + coordinator);
+  }
+  EXPECT_TRUE(said) << testing::ReadFile(log);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(writer.Stop(), 0) << testing::ReadFile(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_TRUE(absl::StrContains(testing::ReadFile(log), "stopped while waiting for coordinator"))
+      << testing::ReadFile(log);
 }
 
 TEST_F(CliOperatorTest, BashCompletionOffersCommandsAndFlags) {
