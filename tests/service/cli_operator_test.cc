@@ -27,10 +27,8 @@ using testing::BinPath;
 using testing::Cluster;
 using testing::RunResult;
 
-RunResult Cairn(std::vector<std::string> args) {
-  args.insert(args.begin(), BinPath("cairn"));
-  return testing::Run(args);
-}
+using testing::RunCairn;
+RunResult Cairn(std::vector<std::string> args) { return RunCairn(std::move(args)); }
 
 class CliOperatorTest : public ::testing::Test {
  protected:
@@ -39,12 +37,8 @@ class CliOperatorTest : public ::testing::Test {
     ASSERT_TRUE(cluster_->ok());
     addr_ = "--coordinator=" + cluster_->coordinator();
   }
-  // A one-tensor safetensors file (`tensor`, 1 KiB of `seed`'s pattern).
   std::string File(uint32_t seed, const std::string& tensor = "w") {
-    const std::string path = dir_.Join(absl::StrCat(tensor, seed, ".safetensors"));
-    std::vector<SafetensorsTensor> infos = {{tensor, DataType::kFloat, {256}}};
-    testing::WriteFile(path, *BuildSafetensorsPrefix(&infos, {}) + testing::PatternBytes(1024, seed));
-    return path;
+    return testing::WriteOneTensorFile(dir_.path(), seed, tensor);
   }
   RunResult Save(const std::string& job, int64_t step, std::vector<std::string> extra = {},
                  const std::string& tensor = "w") {
