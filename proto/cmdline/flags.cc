@@ -61,9 +61,9 @@ std::string DidYouMean(const std::string& word, const std::set<std::string>& can
       best = c;
     }
   }
-  // Two edits (a transposition, a dropped and a doubled letter), fewer for
-  // short words, where two edits reach almost anything.
-  const size_t limit = word.size() <= 3 ? 1 : 2;
+  // Two edits (a dropped and a doubled letter, say), one for short words,
+  // where two edits reach almost anything ("setp" is not "help").
+  const size_t limit = word.size() <= 4 ? 1 : 2;
   return best_distance <= limit ? best : "";
 }
 

@@ -54,6 +54,7 @@ TEST(DidYouMeanTest, ShortWordsNeedACloserMatch) {
   EXPECT_EQ(DidYouMean("lst", {"list", "gc"}), "list");
   EXPECT_EQ(DidYouMean("xy", {"gc"}), "");
   EXPECT_EQ(DidYouMean("restroe", {"restore", "save"}), "restore");
+  EXPECT_EQ(DidYouMean("setp", {"help", "json"}), "");
 }
 
 }  // namespace
