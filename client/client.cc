@@ -138,6 +138,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   if (rep->options.restore_threads < 1) rep->options.restore_threads = 1;
   ASSIGN_OR_RETURN(auto channel, rpc::NewChannel(options.coordinator, options.tls));
   rep->coordinator = v1::Coordinator::NewStub(channel);
+  rep->coordinator_channel = std::move(channel);
   return std::unique_ptr<Client>(new Client(std::move(rep)));
 }
 

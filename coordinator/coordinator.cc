@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <chrono>
+
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -67,6 +69,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   auto rep = std::make_unique<Rep>();
   Clock* clock = options.clock ? options.clock : &rep->real_clock;
   ASSIGN_OR_RETURN(auto catalog, OpenCatalog(options));
+  const auto led_at = std::chrono::steady_clock::now();
+  if (!options.catalog.empty()) {
+    // Opening an etcd catalog returns once this process leads (a standby
+    // waits in it): an operator reading a failover wants to see when.
+    logging::Log(absl::StrCat("leading: won the election on ", options.catalog));
+  }
   // Writers are handed this root: a relative path would mean another
   // directory in each process (or be refused there).
   ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));
@@ -74,6 +82,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   rep->service = std::make_unique<internal::CoordinatorService>(options, std::move(catalog),
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());
+  if (!options.catalog.empty()) {
+    logging::Log(absl::StrCat("catalog recovered in ",
+                              std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - led_at).count(),
+                              " ms; serving"));
+  }
 
   RETURN_IF_ERROR(rpc::CheckListenSecurity(options.listen, options.tls, options.insecure));
   auto credentials = rpc::ServerCredentials(options.tls);

@@ -349,6 +349,32 @@ TEST_F(CliOperatorTest, AWriterWaitingForItsCoordinatorSaysSoAndStopsOnSigterm) 
       << testing::ReadFile(log);
 }
 
+// With an address list, a call waits for a coordinator to come up (a
+// failover): it must get through once one listens and the channel's next
+// reconnect comes (its backoff is capped at 2 s), not when gRPC's backup
+// poller next looks at the channel (this took 14 s).
+TEST_F(CliOperatorTest, ACallOverAnAddressListGetsThroughAsSoonAsACoordinatorListens) {
+  const std::string dead = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string later = absl::StrCat("127.0.0.1:", ClosedPort());
+  RunResult list;
+  std::chrono::steady_clock::time_point done;
+  std::thread caller([&] {
+    list = Cairn({"jobs", "--coordinator=" + dead + "," + later});
+    done = std::chrono::steady_clock::now();
+  });
+  // Long enough for the channel's reconnect backoff to reach its cap.
+  std::this_thread::sleep_for(std::chrono::seconds(6));
+  testing::ServerProcess coordinator(
+      {BinPath("cairn-coordinator"), "--listen=" + later, "--db=" + dir_.Join("db2"),
+       "--storage=" + dir_.Join("storage2")},
+      dir_.Join("later.log"));
+  const auto listening = std::chrono::steady_clock::now();
+  caller.join();
+  ASSERT_FALSE(coordinator.address().empty()) << testing::ReadFile(dir_.Join("later.log"));
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_LT(done - listening, std::chrono::milliseconds(3500));
+}
+
 TEST_F(CliOperatorTest, BashCompletionOffersCommandsAndFlags) {
   RunResult script = Cairn({"completion", "bash"});
   ASSERT_EQ(script.exit_code, 0) << script.err;
