@@ -13,8 +13,10 @@
 #include "coordinator/internal/status_page.h"
 #include "observability/http_endpoint.h"
 #include "observability/log.h"
+#include "observability/metrics.h"
 #include "proto/rpc/auth.h"
 #include "proto/rpc/rpc_util.h"
+#include "storage/metered_storage.h"
 #include "storage/status_macros.h"
 #include "proto/layout.h"
 #include "storage/storage.h"
@@ -28,6 +30,8 @@ struct CoordinatorServer::Rep {
   std::unique_ptr<internal::AuthorizingCoordinatorService> authorizing;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<HttpEndpoint> http;
+  // cairn_writer_heartbeat_age_seconds (metrics::AddGaugeCollector); 0 = none.
+  int64_t heartbeat_age_collector = 0;
   std::string address;
   std::mutex mu;
   bool shut_down = false;
@@ -71,9 +75,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // directory in each process (or be refused there).
   ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));
   ASSIGN_OR_RETURN(auto storage, OpenStorage(storage_uri, options.storage));
+  storage = MeteredStorage(std::move(storage), "coordinator");
   rep->service = std::make_unique<internal::CoordinatorService>(options, std::move(catalog),
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());
+  {
+    internal::CoordinatorService* service = rep->service.get();
+    rep->heartbeat_age_collector = metrics::AddGaugeCollector(
+        "cairn_writer_heartbeat_age_seconds",
+        "Seconds since each shard writer's last heartbeat, at scrape time: a dead writer's grows.",
+        [service] { return service->WriterHeartbeatAges(); });
+  }
+  // Removes the collector if Start fails below (Shutdown does otherwise).
+  struct RemoveCollector {
+    Rep* rep;
+    ~RemoveCollector() {
+      if (rep != nullptr) metrics::RemoveGaugeCollector(rep->heartbeat_age_collector);
+    }
+  } remove_collector{rep.get()};
 
   RETURN_IF_ERROR(rpc::CheckListenSecurity(options.listen, options.tls, options.insecure));
   auto credentials = rpc::ServerCredentials(options.tls);
@@ -161,6 +180,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     logging::Log(absl::StrCat("status page and metrics on http://", rep->http->address(),
                               "/ (/metrics)"));
   }
+  remove_collector.rep = nullptr;
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(rep)));
 }
 
@@ -173,6 +193,7 @@ void CoordinatorServer::Shutdown() {
   rep_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   rep_->service->StopBackground();
   if (rep_->http) rep_->http->Stop();
+  metrics::RemoveGaugeCollector(rep_->heartbeat_age_collector);
 }
 
 void CoordinatorServer::Wait() { rep_->server->Wait(); }
