@@ -5,7 +5,8 @@
 //    "uptime_seconds": S, "storage": URI,
 //    "jobs": [{"job", "committed", "pending", "aborted", "bytes" (committed),
 //              "newest_step" (committed; null if none),
-//              "last_commit_at" (UNIX_SECONDS; null if none), "pinned"}],
+//              "last_commit_at" (UNIX_SECONDS; null if none), "pinned",
+//              "recent": [{"step", "state"}] (the newest kRecentSteps steps)}],
 //    "writers": [{"id", "address", "live",
 //                 "heartbeat_age_seconds" (null: never beat),
 //                 "active_streams", "bytes_written" (as of its last beat),
@@ -50,6 +51,9 @@ double WallSeconds() {
 // When this process started (static initialization), for the uptime.
 const double kStartedAt = WallSeconds();
 
+// How many of a job's newest steps the overview shows as a strip.
+constexpr size_t kRecentSteps = 40;
+
 }  // namespace
 
 // ----------------------------------------------------------------- status
@@ -73,8 +77,10 @@ absl::StatusOr<std::string> CoordinatorService::JobsJson() {
     auto& j = jobs[r.job()];
     if (j.is_null()) j = {{"job", r.job()}, {"committed", 0}, {"pending", 0}, {"aborted", 0},
                           {"bytes", 0}, {"newest_step", nullptr}, {"last_commit_at", nullptr},
-                          {"pinned", 0}};
+                          {"pinned", 0}, {"recent", nlohmann::json::array()}};
     const std::string state = StateName(r.state());
+    j["recent"].push_back({{"step", r.step()}, {"state", state}});
+    if (j["recent"].size() > kRecentSteps) j["recent"].erase(j["recent"].begin());
     if (state == "committed") {
       j["committed"] = j["committed"].get<int>() + 1;
       j["bytes"] = j["bytes"].get<uint64_t>() + r.bytes();

@@ -75,7 +75,8 @@ class Cluster:
             os.path.join(tmp, "coordinator.log"), "status page and metrics on ")
         self.servers.append(self.coordinator)
         self.writers = [self.add_writer() for _ in range(writers)]
-        self.wait_for_live_writers(writers)
+        if writers:
+            self.wait_for_live_writers(writers)
 
     def add_writer(self):
         n = sum(1 for s in self.servers if s is not self.coordinator)
