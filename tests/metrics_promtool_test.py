@@ -59,7 +59,7 @@ with tempfile.TemporaryDirectory() as tmp, \
     c.wait_for_live_writers(3)
     dead_address = dead.address
     dead.stop()
-    time.sleep(1.5)
+    time.sleep(3)
 
     coordinator = c.get(c.coordinator_http + "/metrics")
     promtool(coordinator, "coordinator")
@@ -74,9 +74,9 @@ with tempfile.TemporaryDirectory() as tmp, \
     ages = {re.search(r'writer="([^"]+)"', k).group(1): v for k, v in s.items()
             if k.startswith("cairn_writer_heartbeat_age_seconds{")}
     check(len(ages) == 3, "a heartbeat age for each of the 3 writers", coordinator)
-    check(ages.get(dead_address, 0) >= 1.4, f"the stopped writer's heartbeat age grows ({ages})")
+    check(ages.get(dead_address, 0) >= 3, f"the stopped writer's heartbeat age grows ({ages})")
     live = [v for a, v in ages.items() if a != dead_address]
-    check(live and max(live) < 1.4, f"the live writers' heartbeat ages stay under their interval ({ages})")
+    check(live and max(live) < 2.5, f"the live writers' heartbeat ages stay near their 0.5 s interval ({ages})")
     check(s.get('cairn_storage_errors_total{component="coordinator",op="rename"}') == 0,
           "storage errors are exported at zero", coordinator)
     # Scrape-time: a second scrape later sees an older age.
