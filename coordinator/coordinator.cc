@@ -140,12 +140,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     // With authorization on, every page needs a read token for what it
     // shows (the overview: a token for every job, "*"): as a bearer header,
     // or ?token= for a browser.
+    // `job` empty: a read token for any one job will do (the page itself,
+    // which holds no data: a job's token opens it at #job=JOB).
     auto denied = [auth_key](const HttpRequest& request, const std::string& job) {
       std::optional<HttpResponseBody> out;
       if (auth_key.empty()) return out;
       std::string token = request.bearer_token;
       if (token.empty() && request.query.count("token")) token = request.query.at("token");
-      absl::Status s = auth::Authorize(auth_key, token, job, auth::Scope::kRead, auth::NowUnixSeconds());
+      std::string wanted = job;
+      if (wanted.empty()) {
+        auto claims = auth::VerifyToken(auth_key, token, auth::NowUnixSeconds());
+        wanted = claims.ok() ? claims->job : auth::kAnyJob;
+      }
+      absl::Status s = auth::Authorize(auth_key, token, wanted, auth::Scope::kRead, auth::NowUnixSeconds());
       if (s.ok()) return out;
       out.emplace();
       out->status = absl::IsPermissionDenied(s) ? 403 : 401;
@@ -161,7 +168,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         out.body = "not found\n";
         return out;
       }
-      if (auto refused = denied(request, auth::kAnyJob)) return *refused;
+      if (auto refused = denied(request, "")) return *refused;
       out.content_type = "text/html; charset=utf-8";
       out.body = internal::kStatusPageHtml;
       return out;

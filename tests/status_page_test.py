@@ -368,7 +368,27 @@ def main():
                 check(b.eval("document.querySelector('#writers td.empty') !== null"), "no writers: said so")
             finally:
                 b.close()
-            # The page itself needs the token: the data, too, needs it in the header.
+            # A token for one job opens the page (it holds no data) and that
+            # job's view, not the overview: the refusal says which token is needed.
+            job_token = subprocess.run([os.path.join(BIN, "cairn"), "token", "--auth-key-file=" + key,
+                                        "--job=bert", "--scope=read"], capture_output=True, text=True,
+                                       check=True).stdout.strip()
+            os.makedirs(os.path.join(tmp, "second"))
+            b = Browser(os.path.join(tmp, "second"))
+            try:
+                check(b.navigate(c.coordinator_http + "/?token=" + job_token), "a job's token opens the page")
+                error = b.eval("document.getElementById('error').textContent")
+                check("403" in error and "--job='*'" in error, "the overview says it needs a '*' token", error)
+                b.navigate(c.coordinator_http + "/?token=" + job_token + "#job=bert")
+                check(b.wait("document.getElementById('error').textContent.includes('no job named bert')"),
+                      "the job's own view is allowed (404: the job has no steps yet, not 403)",
+                      b.eval("document.getElementById('error').textContent"))
+                b.navigate(c.coordinator_http + "/?token=" + job_token + "#job=other")
+                check(b.wait("document.getElementById('error').textContent.includes('403')"),
+                      "another job's view is refused", b.eval("document.getElementById('error').textContent"))
+            finally:
+                b.close()
+            # The page itself needs a token: the data, too, needs it in the header.
             r = subprocess.run(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                 c.coordinator_http + "/api/jobs"], capture_output=True, text=True)
             check(r.stdout == "401", "the JSON without a token is refused", r.stdout)
