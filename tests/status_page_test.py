@@ -327,8 +327,10 @@ def main():
             check(b.wait("!document.getElementById('tip').hidden"), "hovering shows details")
             tip = b.eval("document.getElementById('tip').textContent")
             check("step 900" in tip and "aborted" in tip and "rolled back to step 800" in tip, "the tip: step, state, reason", tip)
+            time.sleep(1.5)  # a refresh (every 1 s here) redraws the dot under the mouse
             b.hover("#job-title")
-            check(b.wait("document.getElementById('tip').hidden"), "the tip goes away")
+            check(b.wait("document.getElementById('tip').hidden", timeout=3),
+                  "the tip goes away when the mouse leaves, even after a refresh")
             b.hover('#timeline .point[data-step="1000"]')
             tip = b.eval("document.getElementById('tip').textContent")
             check("2 of 4 shards" in tip, "the pending dot's tip shows shard progress", tip)

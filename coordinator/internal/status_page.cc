@@ -526,6 +526,11 @@ document.getElementById("home").onclick = document.getElementById("back").onclic
   refresh(); schedule();
 };
 window.addEventListener("popstate", () => { refresh(); });
+// A refresh redraws the dots, so the one under the mouse may never see its
+// mouseleave: any movement off a dot hides the details.
+document.addEventListener("mousemove", (ev) => {
+  if (!(ev.target.classList && ev.target.classList.contains("point"))) document.getElementById("tip").hidden = true;
+});
 refresh(); schedule();
 </script>
 </body>
