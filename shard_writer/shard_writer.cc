@@ -19,6 +19,8 @@
 #include "proto/rpc/auth.h"
 #include "observability/http_endpoint.h"
 #include "observability/metrics.h"
+#include "observability/version.h"
+#include "storage/metered_storage.h"
 #include "proto/rpc/rpc_util.h"
 #include "observability/log.h"
 #include "storage/bundle/bundle_merge.h"
@@ -36,6 +38,11 @@ using logging::Log;
 
 metrics::CounterMetric& BytesReceived() {
   static auto& c = metrics::Counter("cairn_writer_bytes_received_total", "Tensor bytes received from clients.");
+  return c;
+}
+
+metrics::CounterMetric& BytesWritten() {
+  static auto& c = metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
   return c;
 }
 
@@ -266,8 +273,7 @@ class WriterService final : public v1::ShardWriter::Service {
     const uint32_t data_crc = writer->data_crc32c();
     const std::string data_sha = writer->data_sha256();
     RETURN_IF_ERROR(writer->Finish());
-    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.")
-        .Add(static_cast<double>(data_bytes));
+    BytesWritten().Add(static_cast<double>(data_bytes));
 
     v1::ShardDurableRequest report;
     report.set_job(header.job());
@@ -386,6 +392,7 @@ struct WriterServer::Rep {
     v1::HeartbeatRequest req;
     req.set_writer_id(writer_id);
     req.set_active_streams(service->active_streams());
+    req.set_bytes_written(static_cast<uint64_t>(BytesWritten().value()));
     v1::HeartbeatResponse resp;
     auto ctx = rpc::Context(std::chrono::milliseconds(std::max<int64_t>(heartbeat_ms, 1000)));
     if (!options.auth_key.empty()) {
@@ -480,7 +487,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   StorageOptions storage_options = rep->options.storage;
   storage_options.local_direct_io = rep->options.direct_io;
   ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri, storage_options));
-  rep->service->SetStorage(std::move(storage));
+  rep->service->SetStorage(MeteredStorage(std::move(storage), "writer"));
   // The first beat makes this writer live; only now can it take shards.
   {
     v1::Coordinator::Stub stub(rep->channel);
@@ -491,7 +498,10 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   if (!options.metrics_listen.empty()) {
     // Every series exists from the start, at zero.
     BytesReceived();
-    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
+    BytesWritten();
+    metrics::Gauge("cairn_build_info", "Always 1; the labels say which Cairn this is.",
+                   {{"version", CAIRN_VERSION}, {"component", "writer"}})
+        .Set(1);
     metrics::Gauge("cairn_writer_active_streams", "Shard streams being received.");
     metrics::LatencyHistogram("cairn_writer_shard_save_seconds",
                               "Time from a shard stream's start until the shard is durable.");

@@ -37,10 +37,15 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // every unfinished checkpoint. Called once before serving.
   absl::Status Recover();
 
-  // For the status page: every job with counts, or one job's checkpoints
-  // (all states, with the retention rules keeping each), as JSON text.
+  // For the status page (status_json.cc documents the fields): the overview
+  // (every job with counts and its newest commit, the writers, version and
+  // uptime), or one job's checkpoints (all states, with the retention rules
+  // keeping each, pending shard progress and abort reasons), as JSON text.
   absl::StatusOr<std::string> JobsJson();
   absl::StatusOr<std::string> JobJson(const std::string& job);
+  // For /metrics, computed when scraped: seconds since each writer's last
+  // heartbeat, labelled writer=ADDRESS (writers that never beat: none).
+  std::vector<std::pair<std::map<std::string, std::string>, double>> WriterHeartbeatAges();
   // Starts / stops the thread that aborts timed-out checkpoints and retries
   // unfinished commits.
   void StartBackground();
