@@ -314,5 +314,7 @@ def _leaf_buffer(name, value):
     if isinstance(value, np.ndarray):
         if not value.flags.c_contiguous:
             value = np.ascontiguousarray(value)
+        if value.dtype.name == "bfloat16":  # ml_dtypes' (TensorFlow's, JAX's): saved as bfloat16
+            return value.view(np.uint16), "bfloat16"
         return value, None
     raise _error("INVALID_ARGUMENT", f'state "{name}": {type(value).__name__} is not a tensor')
