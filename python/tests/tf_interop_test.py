@@ -375,5 +375,37 @@ class CairnWritesTFReads(Checks):
             np.testing.assert_array_equal(sliced.numpy(), (emb + step)[200:700, 3:13])
 
 
+class JaxState(Checks):
+    def test_jax_arrays_saved_without_a_copy_and_read_by_tf(self):
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError:
+            self.skipTest("jax not installed")
+        state = {"w": jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
+                 "half": jnp.linspace(-2, 2, 8, dtype=jnp.bfloat16),
+                 "step": 7, "name": "run-1"}
+        mgr = cairn.CheckpointManager(CLUSTER.addr, job="jax", async_save=True)
+        self.assertTrue(mgr.save(1, state, force=True))
+        # Immutable state: the save runs on a thread from the arrays themselves.
+        self.assertIsInstance(mgr._pending[1], cairn.manager._ThreadSave)
+        mgr.wait_until_finished()
+        back = mgr.restore(1)
+        np.testing.assert_array_equal(back["w"], np.asarray(state["w"]))
+        self.assertEqual(back["half"].dtype.name, "bfloat16")
+        self.assertEqual(back["half"].tobytes(), np.asarray(state["half"]).tobytes())
+        self.assertEqual((back["step"], back["name"]), (7, "run-1"))
+        got = tf_tensors(os.path.join(CLUSTER.storage, "jax", "ckpt-1", "variables"))
+        self.assertEqual(got["half"][1], tf.bfloat16)
+        self.assertSameArray(got["half"][0], np.asarray(state["half"]), "half")
+        # A failed background save raises from wait_until_finished: step 5
+        # was begun by another worker as 1 of 2 shards, this one says 1 of 1.
+        cairn.connect(CLUSTER.addr).save("jax", 5, {"other": np.ones(2)}, shard=1, num_shards=2)
+        self.assertTrue(mgr.save(5, state, force=True))
+        with self.assertRaisesRegex(cairn.Error, "2 shards"):
+            mgr.wait_until_finished()
+        mgr.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
