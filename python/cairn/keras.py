@@ -279,12 +279,14 @@ def ModelCheckpoint(coordinator=None, job: Optional[str] = None, *, save_freq="e
 
 def restore(model, coordinator=None, job: Optional[str] = None, step: Optional[int] = None, *,
             optimizer: Any = "model", manager: Optional[CheckpointManager] = None,
-            assert_consumed: bool = True):
+            assert_consumed: bool = True, read_with: str = "auto"):
     """Restores committed `step` of `job` (default: the newest) into a
     rebuilt `model` (and `optimizer`; default model.optimizer, None to skip)
     with TensorFlow's own tf.train.Checkpoint.restore, and returns the step.
     A local checkpoint is read where it lies; a remote one (s3://) is first
-    restored by Cairn into a temporary local checkpoint. The optimizer is
+    restored by Cairn into a temporary local checkpoint (read_with="cairn"
+    does that for a local one too, every CRC checked by Cairn;
+    "tensorflow" insists on TF reading the files). The optimizer is
     built for the model's trainable variables first, so its slots exist to
     restore into; with assert_consumed (default) every value of the
     checkpoint must find its variable and every variable its value."""
@@ -311,8 +313,14 @@ def restore(model, coordinator=None, job: Optional[str] = None, step: Optional[i
     prefix = info.prefix_uri
     if prefix.startswith("file://"):
         prefix = prefix[len("file://"):]
+    if read_with not in ("auto", "cairn", "tensorflow"):
+        raise _error("INVALID_ARGUMENT", f'read_with must be "auto", "cairn" or "tensorflow", '
+                     f"not {read_with!r}")
+    if read_with == "tensorflow" and "://" in prefix:
+        raise _error("FAILED_PRECONDITION", f"{info.prefix_uri}: TensorFlow cannot read it where "
+                     'it lies; use read_with="auto"')
     tmp = None
-    if "://" in prefix:
+    if "://" in prefix or read_with == "cairn":
         tmp = tempfile.TemporaryDirectory(prefix="cairn-keras-")
         raw = client._c.restore(job, info.step, None, None, False, None)
         names, tensors = [], []

@@ -56,6 +56,11 @@ def model_of(keras, seed):
     return model
 
 
+def opt_vars(model):
+    v = model.optimizer.variables   # a method in tf-keras, a list in Keras 3
+    return list(v() if callable(v) else v)
+
+
 def ckpt_path(job, step):
     return os.path.join(CLUSTER.storage, job, f"ckpt-{step}", "variables")
 
@@ -85,6 +90,19 @@ class SeedsFlow(unittest.TestCase):
         for a, b in zip(fresh.weights, model.weights):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         self.assertEqual(int(np.asarray(fresh.optimizer.iterations)), 9 * batches)
+
+        # Read by Cairn (every CRC) into a temporary checkpoint TF restores
+        # from: the path a remote (s3://) checkpoint takes.
+        via = model_of(keras, seed=8)
+        self.assertEqual(cairn.keras.restore(via, CLUSTER.addr, job=job, step=6 * batches,
+                                             read_with="cairn"), 6 * batches)
+        self.assertEqual(int(np.asarray(via.optimizer.iterations)), 6 * batches)
+        direct = model_of(keras, seed=9)
+        cairn.keras.restore(direct, CLUSTER.addr, job=job, step=6 * batches, read_with="tensorflow")
+        for a, b in zip(via.weights + opt_vars(via), direct.weights + opt_vars(direct)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        self.assertFalse(all(np.array_equal(np.asarray(a), np.asarray(b))
+                             for a, b in zip(via.weights, model.weights)))   # step 6b, not 9b
 
         # TensorFlow's own restore accepts the committed files as they are.
         other = model_of(keras, seed=6)
