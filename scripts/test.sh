@@ -139,7 +139,7 @@ if ! start_servers; then
 fi
 
 # The TensorFlow / Keras tests' Python environment (pinned PyPI packages,
-# pip's cache; reused in well under a second once made). If it cannot be
+# wheels cached in ~/.cache/cairn/wheels; reused at once when made). If it cannot be
 # made, those tests skip for a missing dependency (a failure under CI=true).
 TEST_PYTHON=$(./scripts/pyenv.sh | tail -1) || {
   echo "NOTE: missing dependency: scripts/pyenv.sh failed: the TensorFlow tests will skip."
