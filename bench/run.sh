@@ -15,6 +15,8 @@
 #   --small-shard-gib=0.25 --tiny=10000 --tiny-large=100000
 # Figure 3 needs Debian's python3-torch (bench/install-bench-deps.sh).
 # CAIRN_WRITER_FLAGS="--inventory-sha256=false" runs the writers with flags.
+# Then Orbax side by side (bench/orbax_bench.sh, same --gib; needs the test
+# environment of scripts/pyenv.sh; CAIRN_BENCH_ORBAX=0 skips it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
@@ -28,7 +30,7 @@ for a in "$@"; do
   case "$a" in
     --gib=*) GIB=${a#--gib=} ;;
     --repeats=*) REPEATS=${a#--repeats=} ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) ARGS+=("$a") ;;
   esac
 done
@@ -153,3 +155,10 @@ for k in sorted(r):
         print("  %s: %s" % (k[:-5], r[k]))
 print("benchmark time: %.0f s" % f("bench_seconds"))
 PYEOF
+
+if [ "${CAIRN_BENCH_ORBAX:-1}" != 0 ]; then
+  echo
+  echo "Orbax side by side (bench/orbax_bench.sh --gib=$GIB):"
+  "$ROOT/bench/orbax_bench.sh" --gib="$GIB" 2>"$TMP/orbax.err" ||
+    { tail -n 20 "$TMP/orbax.err" >&2; echo "orbax figures: failed (above)"; }
+fi

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,22 +65,36 @@ absl::StatusOr<VerifyReport> VerifyFiles(absl::string_view root_uri,
 class Client;
 
 // `cairn adopt`: registers existing TensorFlow checkpoints — a directory with
-// a `checkpoint` state file naming PREFIX-N checkpoints — with the service.
+// a `checkpoint` state file naming checkpoints — with the service. A
+// checkpoint's step is the last number in its name ("ckpt-6" -> 6,
+// "model.ckpt-1000" -> 1000, "training/cp-0005.ckpt" -> 5), or with
+// `step_pattern` (an ECMAScript regex with exactly one capture group, searched
+// in the name, e.g. "epoch(\d+)") that group; a name whose last number is the
+// fraction of a decimal ("loss0,015") or two names with one step fail.
 // Each listed checkpoint whose files are there is verified (every CRC), then
 // saved through the service as step N of `job` (one shard; partitioned
 // tensors keep their slices), so retention and restore work for it. Listed
 // checkpoints without files are reported as missing; steps already in the
-// catalog are skipped. `log` receives one line per checkpoint.
+// catalog are skipped. `log` receives one line per checkpoint, and
+// `checkpoints` says what happened to each, in the state file's order.
+struct AdoptedCheckpoint {
+  std::string path;             // as the state file lists it
+  std::optional<int64_t> step;  // none if the name gave none
+  std::string outcome;          // "adopted", "already_present", "missing", "failed"
+  std::string detail;           // what was saved, or why not
+};
 struct AdoptResult {
   std::vector<int64_t> adopted;
   std::vector<int64_t> already_present;
   std::vector<std::string> missing;  // listed in the state file, files absent
   std::vector<std::string> failed;   // corrupt or unsaveable, with the reason
+  std::vector<AdoptedCheckpoint> checkpoints;
 };
 absl::StatusOr<AdoptResult> AdoptCheckpoints(Client& client, const std::string& job,
                                              absl::string_view dir_uri,
                                              const std::function<void(const std::string&)>& log,
-                                             const StorageOptions& storage = {});
+                                             const StorageOptions& storage = {},
+                                             absl::string_view step_pattern = "");
 
 struct ConvertOptions {
   int shards = 1;       // data files to spread tensors over (bundle output)

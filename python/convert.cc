@@ -1,5 +1,6 @@
 #include "python/convert.h"
 
+#include <algorithm>
 #include <pybind11/stl.h>
 
 #include <cstring>
@@ -237,10 +238,20 @@ py::object ToArray(cairn::Tensor& tensor) {
     return np.attr("array")(values, "dtype"_a = "object").attr("reshape")(shape);
   }
   py::dtype dtype = NumpyDtypeOf(tensor.dtype);
-  if (tensor.data.size() == 0) return py::array(dtype, shape);
+  // C-order strides computed here, from Cairn's element size: pybind11 2.10
+  // (Debian 12) would compute them from dtype.itemsize(), which reads a field
+  // of NumPy's dtype struct that NumPy 2 moved, giving garbage strides (the
+  // TensorFlow / JAX test environment has NumPy 2).
+  std::vector<ssize_t> strides(shape.size());
+  ssize_t stride = static_cast<ssize_t>(cairn::DataTypeSize(tensor.dtype));
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= std::max<ssize_t>(shape[i], 1);
+  }
+  if (tensor.data.size() == 0) return py::array(dtype, shape, strides);
   auto* owned = new cairn::Buffer(std::move(tensor.data));
   py::capsule base(owned, [](void* p) { delete static_cast<cairn::Buffer*>(p); });
-  return py::array(dtype, shape, {}, owned->data(), base);
+  return py::array(dtype, shape, strides, owned->data(), base);
 }
 
 // {name: (array, full_shape, slice_text or None)}

@@ -21,14 +21,19 @@ namespace cli {
 int RunAdopt(const std::vector<std::string>& args) {
   Flags flags;
   int rc = ParseOrExit(
-      args, {"coordinator", "job", "from", "json"},
-      "usage: cairn adopt --coordinator=ADDR --job=JOB --from=DIR_OR_URI [--json]\n"
+      args, {"coordinator", "job", "from", "json", "step-pattern"},
+      "usage: cairn adopt --coordinator=ADDR --job=JOB --from=DIR_OR_URI [--step-pattern=REGEX] [--json]\n"
       "Registers existing TensorFlow checkpoints with the service: DIR holds a\n"
-      "`checkpoint` state file naming NAME-STEP prefixes (as CheckpointManager and\n"
-      "Saver write). Each listed checkpoint whose files are there is verified (every\n"
-      "checksum) and saved as step STEP of JOB, so retention and restore work for\n"
-      "it; listed checkpoints whose files are missing are reported. Exit 1 if any\n"
-      "present checkpoint could not be adopted (corrupt, or refused).\n",
+      "`checkpoint` state file (as CheckpointManager, Saver and Keras write); the\n"
+      "checkpoints it lists, and every other NAME.index beside it, are verified\n"
+      "(every checksum) and saved as steps of JOB, so retention and restore work for\n"
+      "them. A checkpoint's step is the last number in its name: ckpt-6 -> 6,\n"
+      "model.ckpt-1000 -> 1000, cp-0005.ckpt -> 5. --step-pattern=REGEX (one capture\n"
+      "group, searched in the name) takes the step from that group instead, e.g.\n"
+      "--step-pattern='epoch(\\d+)' for epoch90-iteration0-loss0,0150.ckpt. One line\n"
+      "per checkpoint says what was done; listed checkpoints whose files are missing\n"
+      "are reported. Exit 1 if any checkpoint could not be adopted (no step, corrupt,\n"
+      "or refused).\n",
       &flags);
   if (rc >= 0) return rc;
   std::string coordinator, job;
@@ -40,7 +45,7 @@ int RunAdopt(const std::vector<std::string>& args) {
   const bool json = flags.GetBool("json");
   auto result = AdoptCheckpoints(**client, job, *from, [json](const std::string& line) {
     (json ? std::cerr : std::cout) << line << "\n";
-  }, StorageFromFlags(flags));
+  }, StorageFromFlags(flags), flags.Get("step-pattern").value_or(""));
   if (!result.ok()) return Failed(result.status());
   if (json) {
     nlohmann::json out = {{"job", job},
@@ -48,6 +53,14 @@ int RunAdopt(const std::vector<std::string>& args) {
                           {"already_present", result->already_present},
                           {"missing", result->missing},
                           {"failed", result->failed}};
+    nlohmann::json each = nlohmann::json::array();
+    for (const AdoptedCheckpoint& c : result->checkpoints) {
+      each.push_back({{"path", c.path},
+                      {"step", c.step ? nlohmann::json(*c.step) : nlohmann::json(nullptr)},
+                      {"outcome", c.outcome},
+                      {"detail", c.detail}});
+    }
+    out["checkpoints"] = each;
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << job << ": " << result->adopted.size() << " adopted, " << result->already_present.size()

@@ -70,7 +70,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as _np
 
-from . import _cairn
+# The module links Debian's gRPC, protobuf and Abseil. TensorFlow loads its
+# own builds of them into the global symbol scope (RTLD_GLOBAL); resolved
+# against those, _cairn crashed (a segfault in the first RPC when tensorflow
+# was imported first). RTLD_DEEPBIND makes the module and its libraries
+# prefer their own symbols, whatever was imported before.
+_flags = _sys.getdlopenflags()
+try:
+    import os as _os
+    _sys.setdlopenflags(_os.RTLD_NOW | getattr(_os, "RTLD_DEEPBIND", 0))
+    from . import _cairn
+finally:
+    _sys.setdlopenflags(_flags)
 
 Error = _cairn.Error
 

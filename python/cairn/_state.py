@@ -67,6 +67,10 @@ class _Flattener:
 
     def __init__(self):
         self.leaves: Dict[str, Any] = {}   # name -> what to save (buffer / Shard / string list)
+        # Leaves the caller may change while a save reads them (its torch
+        # tensors and NumPy arrays); jax arrays and the arrays made here for
+        # Python values cannot change.
+        self.mutable = set()
         torch = _torch()
         self.tensor_type = torch.Tensor if torch is not None else np.ndarray
 
@@ -82,6 +86,7 @@ class _Flattener:
         # state_dict must cost little more than its bytes).
         if type(value) is self.tensor_type or type(value) is np.ndarray:
             self.add(name, value)
+            self.mutable.add(name)
             return self.tensor_leaf(value, name)
         if type(value) is dict or type(value) is collections.OrderedDict or \
                 isinstance(value, collections.abc.Mapping):
@@ -129,6 +134,7 @@ class _Flattener:
             leaf = self.tensor_leaf(value.local, name)
             leaf["full_shape"] = value.full_shape
             self.add(name, value)
+            self.mutable.add(name)
             return leaf
         if isinstance(value, np.generic):
             self.add(name, np.asarray(value))
@@ -136,7 +142,14 @@ class _Flattener:
         if _is_torch_tensor(value) or isinstance(value, np.ndarray):
             leaf = self.tensor_leaf(value, name)
             self.add(name, value)
+            self.mutable.add(name)
             return leaf
+        if _is_jax_array(value):
+            # Immutable: saved from its own buffer (np.asarray is no copy on
+            # the CPU), and restored as a NumPy array.
+            array = np.asarray(value)
+            self.add(name, array)
+            return self.tensor_leaf(array, name)
         raise _error("INVALID_ARGUMENT", f'state "{name}": cannot save a {type(value).__name__} '
                      "(leaves are tensors, arrays, numbers, strings, bytes or None)")
 
@@ -145,9 +158,15 @@ class _Flattener:
         if _is_torch_tensor(value):
             return {"tensor": name, "torch": _torch_dtype_name(value), "shape": list(value.shape)}
         if isinstance(value, np.ndarray):
-            return {"tensor": name, "numpy": value.dtype.str, "shape": list(value.shape)}
+            dtype = "bfloat16" if value.dtype.name == "bfloat16" else value.dtype.str
+            return {"tensor": name, "numpy": dtype, "shape": list(value.shape)}
         raise _error("INVALID_ARGUMENT", f'state "{name}": a Shard holds a torch tensor or a NumPy '
                      f"array, not a {type(value).__name__}")
+
+
+def _is_jax_array(value) -> bool:
+    jax = __import__("sys").modules.get("jax")
+    return jax is not None and isinstance(value, getattr(jax, "Array", ()))
 
 
 def _owner(name: str, world_size: int) -> int:
@@ -219,6 +238,12 @@ class _Rebuilder:
                 return target.local if isinstance(target, Shard) else target
             if "torch" in spec:
                 return _to_torch(value, spec["torch"])
+            if spec["numpy"] == "bfloat16":   # ml_dtypes' (JAX, TensorFlow), else its raw bits
+                try:
+                    import ml_dtypes
+                except ImportError:
+                    return value
+                return value.view(ml_dtypes.bfloat16)
             return value.view(np.dtype(spec["numpy"]))
         raise _error("DATA_LOSS", f"unknown node in the checkpoint's structure: {sorted(spec)}")
 
@@ -314,5 +339,7 @@ def _leaf_buffer(name, value):
     if isinstance(value, np.ndarray):
         if not value.flags.c_contiguous:
             value = np.ascontiguousarray(value)
+        if value.dtype.name == "bfloat16":  # ml_dtypes' (TensorFlow's, JAX's): saved as bfloat16
+            return value.view(np.uint16), "bfloat16"
         return value, None
     raise _error("INVALID_ARGUMENT", f'state "{name}": {type(value).__name__} is not a tensor')

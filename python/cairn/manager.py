@@ -10,7 +10,8 @@
     mgr.close()                                       # waits for the last save
 
 How state is stored. A state is a nested structure of dicts (keys str or
-int), lists and tuples whose leaves are torch tensors, NumPy arrays, NumPy
+int), lists and tuples whose leaves are torch tensors, NumPy arrays (bfloat16
+of ml_dtypes included), jax arrays (restored as NumPy arrays), NumPy
 scalars, Python bool / int / float / str / bytes, None, or cairn.Shard (one
 rank's slice of a partitioned tensor). It is flattened to TensorFlow-style
 names, the path of keys joined by "/" ("model/layers.0/weight",
@@ -40,6 +41,7 @@ of the saved tensor, whatever partitioning it was saved with.
 
 import json
 import os
+import threading
 from typing import Any, Dict, List, Mapping, Optional
 
 from . import Error, _error, _input_errors, _into, _metrics, _torch, connect
@@ -72,6 +74,33 @@ def _detect_rank(rank, world_size):
             detected[1] if world_size is None else int(world_size))
 
 
+class _ThreadSave:
+    """An async save of immutable state: the synchronous save on a thread;
+    wait() returns its result or raises its error (once)."""
+
+    def __init__(self, fn):
+        self._result, self._error = None, None
+
+        def run():
+            try:
+                self._result = fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised by wait()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="cairn-save", daemon=True)
+        self._thread.start()
+
+    def wait(self):
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return self._result
+
+    def done(self):
+        return not self._thread.is_alive()
+
+
 class CheckpointManager:
     """Saves and restores a job's nested training state through a Cairn
     coordinator, on every rank of the job. Not thread-safe: one manager per
@@ -90,7 +119,11 @@ class CheckpointManager:
     save_interval_steps: should_save(step) is true for multiples of it (and
       save() without force=True skips other steps); None = every step.
     async_save: save() returns once the state is copied to staging buffers
-      (training may change it at once); wait_until_finished() waits.
+      (training may change it at once); wait_until_finished() waits. A
+      state with no torch tensor or NumPy array (jax arrays, which cannot
+      change, and Python values) is not copied: save() returns at once and
+      the save reads the arrays themselves (do not donate their buffers to
+      a jitted call before wait_until_finished()).
     rank, world_size: default torch.distributed's (when initialized), else
       $RANK / $WORLD_SIZE, else 0 / 1.
     """
@@ -176,7 +209,15 @@ class CheckpointManager:
             doc = json.dumps({"format": _FORMAT, "root": structure}, separators=(",", ":"))
             items.append((STRUCTURE_TENSOR, [doc], "string", [], None))
         self._wait_pending()
-        if self.async_save:
+        if self.async_save and not flat.mutable:
+            # Nothing the caller can change (jax arrays, Python values): no
+            # staging copy; the save streams from the arrays themselves on a
+            # thread (the native call releases the GIL). The arrays are kept
+            # alive by `items` until it ends.
+            handle = _ThreadSave(lambda: self._client._c.save(
+                self.job, step, self.rank, self.world_size, items, metrics))
+            self._pending = (step, handle)
+        elif self.async_save:
             handle = self._client._c.save_async(self.job, step, self.rank, self.world_size, items,
                                                 metrics)
             self._pending = (step, handle)
