@@ -33,7 +33,8 @@ int RunAdopt(const std::vector<std::string>& args) {
       "--step-pattern='epoch(\\d+)' for epoch90-iteration0-loss0,0150.ckpt. One line\n"
       "per checkpoint says what was done; listed checkpoints whose files are missing\n"
       "are reported. Exit 1 if any checkpoint could not be adopted (no step, corrupt,\n"
-      "or refused).\n",
+      "or refused).\n"
+      "Example: cairn adopt --coordinator=127.0.0.1:7070 --job=mnist --from=training/\n",
       &flags);
   if (rc >= 0) return rc;
   std::string coordinator, job;

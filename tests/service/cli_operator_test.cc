@@ -289,7 +289,7 @@ TEST_F(CliOperatorTest, SmallerThingsAnOperatorTripsOver) {
   EXPECT_EQ(Cairn({"policy", addr_, "--job=j", "--keep-best=1", "--metric=loss"}).exit_code, 0);
   // Every command's --help has an example.
   for (const char* command : {"inspect", "verify", "convert", "save", "restore", "list", "jobs",
-                              "policy", "pin", "gc", "rollback", "delete", "token",
+                              "adopt", "policy", "pin", "gc", "rollback", "delete", "token",
                               "completion"}) {
     RunResult help = Cairn({command, "--help"});
     EXPECT_EQ(help.exit_code, 0) << command;
