@@ -100,6 +100,29 @@ struct BundleWriter::Rep {
     return Write(chunk, chunk_crc);
   }
 
+  absl::Status Append(absl::Span<const absl::string_view> pieces) {
+    if (!in_tensor) return absl::FailedPreconditionError("AppendData without BeginTensor");
+    const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
+    uint64_t n = 0;
+    uint32_t crc = 0;
+    for (absl::string_view p : pieces) {
+      n += p.size();
+      crc = crc32c::Extend(crc, p.data(), p.size());
+    }
+    if (static_cast<int64_t>(n) > current.size - written) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\": more than ",
+                       current.size, " bytes of data for its shape"));
+    }
+    current_crc = crc32c::Combine(current_crc, crc, n);
+    file_crc = crc32c::Combine(file_crc, crc, n);
+    for (absl::string_view p : pieces) {
+      if (sha) EVP_DigestUpdate(sha.get(), p.data(), p.size());
+      RETURN_IF_ERROR(data_file->Append(p));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status End() {
     if (!in_tensor) return absl::FailedPreconditionError("EndTensor without BeginTensor");
     const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
@@ -207,6 +230,11 @@ absl::Status BundleWriter::BeginSlice(absl::string_view name,
 absl::Status BundleWriter::AppendData(absl::string_view chunk) {
   if (!rep_->status.ok()) return rep_->status;
   return rep_->Fail(rep_->Append(chunk));
+}
+
+absl::Status BundleWriter::AppendData(absl::Span<const absl::string_view> pieces) {
+  if (!rep_->status.ok()) return rep_->status;
+  return rep_->Fail(rep_->Append(pieces));
 }
 
 absl::Status BundleWriter::EndTensor() {
