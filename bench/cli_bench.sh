@@ -9,6 +9,7 @@
 #   C3 `cairn restore --from=PREFIX --to=x.safetensors` vs `cat` of the
 #      checkpoint's data files into one file; and the restore's peak RSS
 #      (/usr/bin/time's maxresident)
+#      (and vs cat followed by sync of its output: a restored file is fsync'd)
 #   C4 `cairn restore --from=PREFIX --to=OTHER_PREFIX` vs the same `cat`
 #
 # Each shard file holds 128+64+32+24+8 MiB float tensors (256 MiB; --mib
@@ -125,6 +126,11 @@ PREFIX=$CLUSTER/storage/bench/ckpt-$(cat "$TMP/step")/variables
 DATA_FILES=("$PREFIX".data-*)
 
 cat_all() { local t0; t0=$(now); cat "${DATA_FILES[@]}" >"$TMP/cat.out"; echo "$(now) - $t0" | bc -l; rm -f "$TMP/cat.out"; }
+# cat, then sync of the output: the same durability as cairn restore's output.
+catsync_all() {
+  local t0; t0=$(now); cat "${DATA_FILES[@]}" >"$TMP/cat.out"; sync "$TMP/cat.out"
+  echo "$(now) - $t0" | bc -l; rm -f "$TMP/cat.out"
+}
 # restore_to DST: prints wall seconds and max RSS (KiB).
 restore_to() {
   local t0 t1 rss
@@ -137,12 +143,13 @@ restore_to() {
   rm -rf "$TMP/out"
   echo "$(echo "$t1 - $t0" | bc -l) $rss"
 }
-RST=() RSS=() CAT=() RPF=() CATP=()
+RST=() RSS=() CAT=() RPF=() CATP=() CATS=()
 cat_all >/dev/null; restore_to x.safetensors >/dev/null
 for r in $(seq 1 "$REPEATS"); do
   if [ $((r % 2)) = 1 ]; then read -r s m < <(restore_to x.safetensors); c=$(cat_all)
   else c=$(cat_all); read -r s m < <(restore_to x.safetensors); fi
   RST+=("$s"); RSS+=("$m"); CAT+=("$c")
+  CATS+=("$(catsync_all)")
   if [ $((r % 2)) = 1 ]; then read -r s m < <(restore_to variables); c=$(cat_all)
   else c=$(cat_all); read -r s m < <(restore_to variables); fi
   RPF+=("$s"); CATP+=("$c")
@@ -158,6 +165,7 @@ echo "cli_writer_cpu_s_runs=$(join "${CPU[@]}")"
 echo "cli_restore_st_s_runs=$(join "${RST[@]}")"
 echo "cli_restore_st_rss_kib_runs=$(join "${RSS[@]}")"
 echo "cli_cat_st_s_runs=$(join "${CAT[@]}")"
+echo "cli_catsync_st_s_runs=$(join "${CATS[@]}")"
 echo "cli_restore_prefix_s_runs=$(join "${RPF[@]}")"
 echo "cli_cat_prefix_s_runs=$(join "${CATP[@]}")"
 } >"$TMP/result.txt"
@@ -176,6 +184,8 @@ print("C2 writer CPU: %.2f s/GiB (target <= 0.65)" % (med("cli_writer_cpu_s") / 
 print("C3 restore to .safetensors: %.2f s, cat %.2f s, ratio %.2f (>= 0.8); peak RSS %.0f MiB (<= 256 for 1 GiB)" % (
     med("cli_restore_st_s"), med("cli_cat_st_s"), pair("cli_cat_st_s", "cli_restore_st_s"),
     max(runs("cli_restore_st_rss_kib")) / 1024))
+print("C3' restore to .safetensors vs cat + sync (its durability): cat+sync %.2f s, ratio %.2f" % (
+    med("cli_catsync_st_s"), pair("cli_catsync_st_s", "cli_restore_st_s")))
 print("C4 restore to a prefix: %.2f s, cat %.2f s, ratio %.2f (>= 0.8)" % (
     med("cli_restore_prefix_s"), med("cli_cat_prefix_s"), pair("cli_cat_prefix_s", "cli_restore_prefix_s")))
 PYEOF
