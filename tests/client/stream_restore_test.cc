@@ -82,8 +82,11 @@ TEST(StreamRestore, StringsFailWithStrict) {
 // Tensors of several 8 MiB windows, in two data files.
 class BigCheckpoint {
  public:
-  BigCheckpoint() {
-    auto storage = OpenStorage(dir_.path(), {});
+  // In a temporary directory, or under `root_uri` (say, memory://NAME).
+  explicit BigCheckpoint(const std::string& root_uri = "") : root_(root_uri.empty() ? dir_.path() : root_uri) {
+    // A memory:// store is one name: the one the restore's prefix opens.
+    const bool memory = !root_uri.empty();
+    auto storage = OpenStorage(memory ? root_ + "/ckpt" : root_, {});
     EXPECT_TRUE(storage.ok());
     for (int k = 0; k < 2; ++k) {
       auto w = BundleWriter::Create(storage->get(), absl::StrCat("p", k));
@@ -94,17 +97,26 @@ class BigCheckpoint {
       EXPECT_TRUE((*w)->Add(absl::StrCat("small", k), DataType::kInt32, {2}, std::string(8, 'a' + k)).ok());
       EXPECT_TRUE((*w)->Finish().ok());
     }
-    auto merged = MergeBundles(storage->get(), {"p0", "p1"}, "ckpt/variables");
+    auto merged = MergeBundles(storage->get(), {"p0", "p1"}, memory ? "variables" : "ckpt/variables");
     EXPECT_TRUE(merged.ok()) << merged.status();
   }
-  std::string prefix() const { return dir_.Join("ckpt/variables"); }
+  std::string prefix() const { return root_ + "/ckpt/variables"; }
   std::string data_file(int k) const { return dir_.Join(absl::StrCat("ckpt/variables.data-0000", k, "-of-00002")); }
   const std::string& big(int k) const { return big_[k]; }
 
  private:
   testing::TempDir dir_;
+  std::string root_;
   std::string big_[2];
 };
+
+TEST(StreamRestore, RemoteSourcesAreReadWindowByWindow) {
+  BigCheckpoint ckpt("memory://stream-restore-test");
+  testing::TempDir out;
+  const std::string want = InMemory(ckpt.prefix(), {}, out.Join("a.safetensors"));
+  EXPECT_EQ(Streamed(ckpt.prefix(), {}, out.Join("b.safetensors")), want);
+  EXPECT_GT(want.size(), ckpt.big(0).size() + ckpt.big(1).size());
+}
 
 TEST(StreamRestore, LargeTensorsStreamInWindowsAndEveryFlippedByteIsCaught) {
   BigCheckpoint ckpt;
