@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -178,6 +179,16 @@ class Streamer {
   ProgressCounter* const progress_;
 };
 
+// Creates the directories above `path`, as the storage API's writers do.
+absl::Status MakeParentDirs(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) return absl::InternalError(absl::StrCat("creating ", parent.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 // A temporary name beside `path`.
 std::string TempPath(const std::string& path) {
   std::random_device rd;
@@ -242,6 +253,7 @@ absl::StatusOr<StreamRestoreSummary> StreamRestoreToSafetensors(
   std::stable_sort(jobs.begin(), jobs.end(),
                    [](const Job& a, const Job& b) { return a.item.cost > b.item.cost; });
 
+  RETURN_IF_ERROR(MakeParentDirs(dst_path));
   const std::string temp = TempPath(dst_path);
   Fd out(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
   if (out.fd < 0) return ErrnoError(absl::StrCat("creating ", temp), errno);
@@ -294,6 +306,211 @@ absl::StatusOr<StreamRestoreSummary> StreamRestoreToSafetensors(
   progress.Finish();
   summary.tensors = static_cast<int64_t>(jobs.size());
   summary.bytes = total;
+  return summary;
+}
+
+}  // namespace internal
+}  // namespace cairn
+
+namespace cairn {
+namespace internal {
+namespace {
+
+// A stored entry whose CRC is checked as its file streams by.
+struct Checked {
+  BundleEntry entry;
+  uint32_t crc = 0;
+};
+
+// A temporary file that is removed unless published.
+struct TempFile {
+  TempFile() = default;
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  std::string path;
+  std::string final_path;
+  int fd = -1;
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+absl::Status CreateTemp(const std::string& final_path, uint64_t size, TempFile* out) {
+  out->final_path = final_path;
+  out->path = TempPath(final_path);
+  out->fd = ::open(out->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (out->fd < 0) {
+    out->path.clear();
+    return ErrnoError(absl::StrCat("creating ", final_path), errno);
+  }
+  if (::ftruncate(out->fd, static_cast<off_t>(size)) != 0) {
+    return ErrnoError(absl::StrCat("sizing ", final_path), errno);
+  }
+  return absl::OkStatus();
+}
+
+// Copies data file `name` whole into `out`, checking the CRC of every
+// fixed-size entry in `entries` (sorted by offset) as its bytes go by.
+absl::Status CopyDataFile(Storage* storage, const std::string& local_root, const std::string& name,
+                          std::vector<Checked>* entries, TempFile* out, ProgressCounter* progress) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file, storage->NewReadableFile(name));
+  const uint64_t size = file->Size();
+  auto corrupt = [&](const BundleEntry& e, absl::string_view what) {
+    return absl::DataLossError(absl::StrCat("tensor \"", e.key, "\" in ", file->name(), " at offset ",
+                                            e.offset, ": ", what));
+  };
+  for (const Checked& c : *entries) {
+    if (static_cast<uint64_t>(c.entry.offset) + static_cast<uint64_t>(c.entry.size) > size) {
+      return corrupt(c.entry, absl::StrCat("entry of ", c.entry.size, " bytes runs past the end of the ",
+                                           size, "-byte data file"));
+    }
+  }
+  RETURN_IF_ERROR(CreateTemp(out->final_path, size, out));
+  int src = -1;
+  std::unique_ptr<Fd> src_fd;
+  if (!local_root.empty()) {
+    src_fd = std::make_unique<Fd>(::open(JoinPath(local_root, name).c_str(), O_RDONLY | O_CLOEXEC));
+    src = src_fd->fd;
+  }
+  std::string buffer;
+  size_t first_open = 0;  // entries before it are checked
+  for (uint64_t at = 0; at < size;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kWindow, size - at));
+    void* m = nullptr;
+    const char* p;
+    if (src >= 0) {
+      m = ::mmap(nullptr, n, PROT_READ, MAP_SHARED | MAP_POPULATE, src, static_cast<off_t>(at));
+      if (m == MAP_FAILED) return ErrnoError(absl::StrCat("mapping ", file->name()), errno);
+      p = static_cast<const char*>(m);
+    } else {
+      buffer.resize(n);
+      RETURN_IF_ERROR(file->ReadAt(at, n, buffer.data()));
+      p = buffer.data();
+    }
+    absl::Status s;
+    const uint64_t end = at + n;
+    for (size_t i = first_open; s.ok() && i < entries->size(); ++i) {
+      Checked& c = (*entries)[i];
+      const uint64_t b = static_cast<uint64_t>(c.entry.offset);
+      const uint64_t e = b + static_cast<uint64_t>(c.entry.size);
+      if (b >= end) break;
+      const uint64_t from = std::max(b, at), to = std::min(e, end);
+      if (from < to) c.crc = crc32c::Extend(c.crc, p + (from - at), static_cast<size_t>(to - from));
+      if (e <= end && i == first_open) {
+        ++first_open;
+        if (c.crc != crc32c::Unmask(c.entry.masked_crc32c)) s = corrupt(c.entry, "checksum does not match");
+      } else if (e <= end && c.crc != crc32c::Unmask(c.entry.masked_crc32c)) {
+        s = corrupt(c.entry, "checksum does not match");
+      }
+    }
+    if (s.ok() && !(src >= 0 && CopyRange(src, at, out->fd, at, n))) {
+      s = PwriteAll(out->fd, p, n, at, out->final_path);
+    }
+    if (m != nullptr) ::munmap(m, n);
+    RETURN_IF_ERROR(s);
+    ::sync_file_range(out->fd, static_cast<off_t>(at), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
+    at = end;
+    progress->Add(n);
+  }
+  // Entries that end exactly at the file's end were checked above; none is
+  // left open (every entry lies within the file).
+  if (::fsync(out->fd) != 0) return ErrnoError(absl::StrCat("syncing ", out->final_path), errno);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StreamRestoreSummary> CopyCheckpointFiles(absl::string_view prefix_uri,
+                                                         const std::string& dst_prefix, int threads,
+                                                         const ProgressFn& progress_fn,
+                                                         const StorageOptions& storage_options) {
+  ASSIGN_OR_RETURN(SplitPrefix split, SplitPrefixUri(prefix_uri));
+  ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(split.root_uri, storage_options));
+  ASSIGN_OR_RETURN(std::unique_ptr<BundleReader> reader, BundleReader::Open(storage.get(), split.prefix));
+  const int num_shards = reader->num_shards();
+  StreamRestoreSummary summary;
+  std::vector<std::vector<Checked>> by_file(static_cast<size_t>(std::max(num_shards, 0)));
+  std::vector<BundleEntry> strings;
+  RETURN_IF_ERROR(reader->ForEachEntry([&](const BundleEntry& e) -> absl::Status {
+    if (!e.key.empty() && e.key[0] != '\0') ++summary.tensors;  // slice entries are parts of one
+    if (e.is_sliced()) return absl::OkStatus();                  // no data of its own
+    if (e.shard_id < 0 || e.shard_id >= num_shards || e.offset < 0 || e.size < 0) {
+      return absl::DataLossError(absl::StrCat("tensor \"", e.key, "\": invalid place in ", prefix_uri,
+                                              ".index (shard ", e.shard_id, ", offset ", e.offset, ")"));
+    }
+    summary.bytes += static_cast<uint64_t>(e.size);
+    if (DataTypeSize(e.data_type()) == 0) {
+      strings.push_back(e);  // checked through the reader below
+    } else {
+      by_file[static_cast<size_t>(e.shard_id)].push_back({e, 0});
+    }
+    return absl::OkStatus();
+  }));
+  for (const BundleEntry& e : strings) RETURN_IF_ERROR(reader->ReadEntry(e).status());
+  uint64_t total = 0;
+  for (int i = 0; i < num_shards; ++i) {
+    std::sort(by_file[i].begin(), by_file[i].end(),
+              [](const Checked& a, const Checked& b) { return a.entry.offset < b.entry.offset; });
+    ASSIGN_OR_RETURN(uint64_t n, storage->FileSize(DataFileName(split.prefix, i, num_shards)));
+    total += n;
+  }
+
+  RETURN_IF_ERROR(MakeParentDirs(IndexFileName(dst_prefix)));
+  ProgressCounter progress(progress_fn, total);
+  progress.Begin();
+  const std::string local_root = LocalRoot(split.root_uri);
+  std::vector<std::unique_ptr<TempFile>> outs;
+  for (int i = 0; i < num_shards; ++i) {
+    outs.push_back(std::make_unique<TempFile>());
+    outs.back()->final_path = DataFileName(dst_prefix, i, num_shards);
+  }
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  absl::Status first_error;
+  auto work = [&] {
+    while (!failed.load(std::memory_order_relaxed)) {
+      const int i = next.fetch_add(1);
+      if (i >= num_shards) return;
+      absl::Status s = CopyDataFile(storage.get(), local_root, DataFileName(split.prefix, i, num_shards),
+                                    &by_file[i], outs[i].get(), &progress);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (first_error.ok()) first_error = s;
+        failed.store(true);
+        return;
+      }
+    }
+  };
+  const int num_threads = std::min(std::max(threads, 1), std::max(num_shards, 1));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < num_threads; ++i) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  RETURN_IF_ERROR(first_error);
+
+  // The index, byte for byte.
+  outs.push_back(std::make_unique<TempFile>());
+  {
+    TempFile& index = *outs.back();
+    ASSIGN_OR_RETURN(std::unique_ptr<ReadableFile> file,
+                     storage->NewReadableFile(IndexFileName(split.prefix)));
+    std::string bytes(file->Size(), '\0');
+    RETURN_IF_ERROR(file->ReadAt(0, bytes.size(), bytes.data()));
+    RETURN_IF_ERROR(CreateTemp(IndexFileName(dst_prefix), bytes.size(), &index));
+    RETURN_IF_ERROR(PwriteAll(index.fd, bytes.data(), bytes.size(), 0, index.final_path));
+    if (::fsync(index.fd) != 0) return ErrnoError(absl::StrCat("syncing ", index.final_path), errno);
+  }
+  // Data files first, the index last.
+  for (const std::unique_ptr<TempFile>& f : outs) {
+    if (::rename(f->path.c_str(), f->final_path.c_str()) != 0) {
+      return ErrnoError(absl::StrCat("renaming ", f->path, " to ", f->final_path), errno);
+    }
+    f->path.clear();
+  }
+  RETURN_IF_ERROR(SyncDirOf(IndexFileName(dst_prefix)));
+  progress.Finish();
   return summary;
 }
 

@@ -57,6 +57,17 @@ absl::StatusOr<StreamRestoreSummary> StreamRestoreToSafetensors(
     const StreamRestoreOptions& options, const ProgressFn& progress = nullptr,
     const StorageOptions& storage = {});
 
+// Restores a whole checkpoint (every tensor, no slices asked) to the local
+// checkpoint prefix `dst_prefix` by copying its files whole, window by
+// window as above — the same number of data files, the index byte for byte
+// — checking every stored entry's CRC32C on the way (string entries
+// through BundleReader). Data files are published first, then the index,
+// each from a temporary file, fsync'd and renamed: a reader that finds
+// DST.index finds a whole checkpoint. `progress` counts data file bytes.
+absl::StatusOr<StreamRestoreSummary> CopyCheckpointFiles(
+    absl::string_view prefix_uri, const std::string& dst_prefix, int threads,
+    const ProgressFn& progress = nullptr, const StorageOptions& storage = {});
+
 }  // namespace internal
 }  // namespace cairn
 

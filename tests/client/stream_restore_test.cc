@@ -158,3 +158,64 @@ TEST(StreamRestore, LargeTensorsStreamInWindowsAndEveryFlippedByteIsCaught) {
 }  // namespace
 }  // namespace client_test
 }  // namespace cairn
+
+namespace cairn {
+namespace client_test {
+namespace {
+
+TEST(CopyCheckpointFiles, CopiesEveryFileWholeAndChecksEveryEntry) {
+  FourPartCheckpoint ckpt;  // slices, strings, four data files
+  testing::TempDir out;
+  auto s = internal::CopyCheckpointFiles(ckpt.prefix(), out.Join("variables"), 2);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->tensors, 7);  // emb, names, step, w_0..w_3
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(testing::ReadFile(out.Join(DataFileName("variables", k, 4))),
+              testing::ReadFile(ckpt.dir().Join(DataFileName("job/ckpt-5/variables", k, 4))));
+  }
+  EXPECT_EQ(testing::ReadFile(out.Join("variables.index")),
+            testing::ReadFile(ckpt.prefix() + ".index"));
+  auto copy = RestoreFromPrefix(out.Join("variables"), {});
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(copy->at("emb").tensor.data.view(), ckpt.emb());
+
+  // A flipped byte in a whole tensor, then in the string tensor: DataLoss
+  // naming it, and nothing new at the destination.
+  for (const std::string& name : {std::string("w_3"), std::string("names")}) {
+    SCOPED_TRACE(name);
+    FourPartCheckpoint bad;
+    ASSERT_TRUE(bad.FlipFirstByteOf(name));
+    testing::TempDir out2;
+    auto r = internal::CopyCheckpointFiles(bad.prefix(), out2.Join("variables"), 2);
+    EXPECT_TRUE(absl::IsDataLoss(r.status())) << r.status();
+    EXPECT_NE(r.status().message().find(name), std::string::npos) << r.status();
+    ExpectOnly(out2, {});
+  }
+}
+
+TEST(CopyCheckpointFiles, LargeFilesInWindowsFromLocalAndRemoteStorage) {
+  BigCheckpoint local;
+  BigCheckpoint remote("memory://copy-checkpoint-files-test");
+  for (const BigCheckpoint* ckpt : {&local, &remote}) {
+    testing::TempDir out;
+    auto s = internal::CopyCheckpointFiles(ckpt->prefix(), out.Join("v"), 2);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto r = RestoreFromPrefix(out.Join("v"), {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->at("big0").tensor.data.view(), ckpt->big(0));
+    EXPECT_EQ(r->at("big1").tensor.data.view(), ckpt->big(1));
+  }
+  // A flipped byte in a middle window of the second data file.
+  testing::TempDir out;
+  std::string bytes = testing::ReadFile(local.data_file(1));
+  bytes[(17 << 20) + 1] ^= 0x01;
+  testing::WriteFile(local.data_file(1), bytes);
+  auto s = internal::CopyCheckpointFiles(local.prefix(), out.Join("v"), 2);
+  EXPECT_TRUE(absl::IsDataLoss(s.status())) << s.status();
+  EXPECT_NE(s.status().message().find("tensor \"big1\""), std::string::npos) << s.status();
+  ExpectOnly(out, {});
+}
+
+}  // namespace
+}  // namespace client_test
+}  // namespace cairn
