@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -61,6 +62,8 @@ CheckpointSummary ToSummary(const v1::CheckpointInfo& info) {
   out.kept_by.assign(info.kept_by().begin(), info.kept_by().end());
   out.prefix_uri = info.prefix_uri();
   for (const auto& f : info.files()) out.files.push_back({f.path(), f.size(), f.crc32c(), f.sha256()});
+  out.shards_durable = info.shards_durable();
+  out.abort_reason = info.abort_reason();
   return out;
 }
 
@@ -73,8 +76,11 @@ namespace internal {
 // MESSAGE", keeping the gRPC code.
 absl::Status RpcError(const grpc::Status& s, const std::string& peer, absl::string_view context) {
   const absl::Status status = rpc::FromGrpc(s, peer);
-  const bool names_peer = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                          s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  // A server's own answer is its message, which names what is at fault; a
+  // transport failure (FromGrpc) names the peer it could not reach.
+  const bool names_peer = !rpc::FromServer(s) &&
+                          (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
   std::string message(status.message());
   if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
     // E.g. a coordinator older than the call (gRPC's message is often empty).
@@ -82,8 +88,10 @@ absl::Status RpcError(const grpc::Status& s, const std::string& peer, absl::stri
   } else if (message.empty()) {
     message = absl::StatusCodeToString(status.code());
   }
-  return absl::Status(status.code(), names_peer ? absl::StrCat(context, ": ", message)
-                                                : absl::StrCat(context, ": ", peer, ": ", message));
+  if (names_peer || rpc::FromServer(s)) {
+    return absl::Status(status.code(), absl::StrCat(context, ": ", message));
+  }
+  return absl::Status(status.code(), absl::StrCat(context, ": ", peer, ": ", message));
 }
 
 
@@ -130,15 +138,17 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   if (rep->options.restore_threads < 1) rep->options.restore_threads = 1;
   ASSIGN_OR_RETURN(auto channel, rpc::NewChannel(options.coordinator, options.tls));
   rep->coordinator = v1::Coordinator::NewStub(channel);
+  rep->coordinator_channel = std::move(channel);
   return std::unique_ptr<Client>(new Client(std::move(rep)));
 }
 
 
-absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& job) {
+absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& job,
+                                                            const ListOptions& options) {
   RETURN_IF_ERROR(ValidateJobName(job));
   v1::ListRequest request;
   request.set_job(job);
-  request.set_include_uncommitted(false);
+  request.set_include_uncommitted(options.include_uncommitted);
   v1::ListResponse response;
   grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
     return rep_->coordinator->List(ctx, request, &response);
@@ -146,12 +156,76 @@ absl::StatusOr<std::vector<CheckpointSummary>> Client::List(const std::string& j
   if (!s.ok()) {
     return RpcError(s, rep_->CoordinatorName(), absl::StrCat("listing job ", job));
   }
+  if (options.require_job && !response.job_exists()) {
+    return absl::NotFoundError(absl::StrCat("no job named ", job));
+  }
   std::vector<CheckpointSummary> out;
   out.reserve(static_cast<size_t>(response.checkpoints_size()));
   for (const v1::CheckpointInfo& info : response.checkpoints()) out.push_back(ToSummary(info));
   std::stable_sort(out.begin(), out.end(), [](const CheckpointSummary& a,
                                               const CheckpointSummary& b) { return a.step < b.step; });
   return out;
+}
+
+absl::StatusOr<std::vector<JobSummary>> Client::ListJobs() {
+  v1::ListJobsRequest request;
+  v1::ListJobsResponse response;
+  grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+    return rep_->coordinator->ListJobs(ctx, request, &response);
+  });
+  if (!s.ok()) return RpcError(s, rep_->CoordinatorName(), "listing jobs");
+  std::vector<JobSummary> out;
+  for (const v1::JobSummary& j : response.jobs()) {
+    JobSummary summary;
+    summary.job = j.job();
+    if (j.newest_step() >= 0) summary.newest_step = j.newest_step();
+    summary.newest_committed_at_micros = j.newest_committed_at_micros();
+    summary.committed = j.committed();
+    summary.pending = j.pending();
+    summary.aborted = j.aborted();
+    summary.bytes = j.bytes();
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
+absl::StatusOr<CheckpointSummary> Client::WaitUntilDecided(const std::string& job, int64_t step,
+                                                           int64_t timeout_ms) {
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateStep(step));
+  v1::GetRequest request;
+  request.set_job(job);
+  request.set_step(step);
+  request.set_any_state(true);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    v1::GetResponse response;
+    grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
+      return rep_->coordinator->Get(ctx, request, &response);
+    });
+    if (!s.ok()) {
+      return RpcError(s, rep_->CoordinatorName(), absl::StrCat("waiting for ", job, "/", step));
+    }
+    CheckpointSummary summary = ToSummary(response.checkpoint());
+    switch (summary.state) {
+      case CheckpointState::kCommitted:
+      case CheckpointState::kDeleting:  // committed, then deleted already
+        return summary;
+      case CheckpointState::kAborting:
+      case CheckpointState::kAborted:
+        return absl::FailedPreconditionError(absl::StrCat(
+            "step ", step, " of job ", job, " was aborted: ", summary.abort_reason));
+      default:
+        break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "step ", step, " of job ", job, " is still ", CheckpointStateName(summary.state),
+          " after ", timeout_ms / 1000, " s (", summary.shards_durable, " of ",
+          summary.num_shards, " shards durable)"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 absl::StatusOr<CheckpointSummary> Client::Get(const std::string& job,
@@ -216,6 +290,24 @@ absl::StatusOr<RollbackResult> Client::Rollback(const std::string& job, int64_t 
   out.deleted_steps.assign(response.deleted_steps().begin(), response.deleted_steps().end());
   out.aborted_steps.assign(response.aborted_steps().begin(), response.aborted_steps().end());
   return out;
+}
+
+absl::Status Client::Delete(const std::string& job, int64_t step, bool force) {
+  RETURN_IF_ERROR(ValidateJobName(job));
+  RETURN_IF_ERROR(ValidateStep(step));
+  v1::DeleteRequest request;
+  request.set_job(job);
+  request.set_step(step);
+  request.set_force(force);
+  v1::DeleteResponse response;
+  // Not retried across a failover: a repeat after a lost reply would say
+  // NotFound for what the first call did.
+  auto ctx = rep_->UnaryContext();
+  grpc::Status s = rep_->coordinator->Delete(ctx.get(), request, &response);
+  if (!s.ok()) {
+    return RpcError(s, rep_->CoordinatorName(), absl::StrCat("deleting ", job, "/", step));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<RetentionPolicy> Client::GetPolicy(const std::string& job) {

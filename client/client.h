@@ -126,6 +126,28 @@ struct CheckpointSummary {
   std::vector<std::string> kept_by;  // retention rules keeping it
   std::string prefix_uri;            // ROOT/JOB/ckpt-STEP/variables as a URI
   std::vector<CheckpointFile> files;  // the inventory
+  int shards_durable = 0;            // of num_shards (all of them once committed)
+  std::string abort_reason;          // aborting / aborted: why
+};
+
+struct ListOptions {
+  // Also the steps not committed: pending (with shards_durable), aborted
+  // (with abort_reason), being deleted.
+  bool include_uncommitted = false;
+  // NotFound "no job named JOB" if the catalog does not know the job at
+  // all (rather than an empty list): for people, whose typo it may be.
+  bool require_job = false;
+};
+
+// A job as `ListJobs` reports it.
+struct JobSummary {
+  std::string job;
+  std::optional<int64_t> newest_step;  // none until something commits
+  int64_t newest_committed_at_micros = 0;
+  int committed = 0;
+  int pending = 0;
+  int aborted = 0;
+  uint64_t bytes = 0;  // of the committed checkpoints
 };
 
 // What to restore: every tensor (empty `tensors`), or the named ones; a
@@ -257,8 +279,17 @@ class Client {
   absl::StatusOr<std::unique_ptr<SaveHandle>> SaveShardAsync(const SaveShardOptions& options,
                                                              const std::vector<SaveTensor>& tensors);
 
-  // Committed checkpoints of `job`, ascending by step.
-  absl::StatusOr<std::vector<CheckpointSummary>> List(const std::string& job);
+  // Committed checkpoints of `job` (and more, as `options` say), ascending
+  // by step.
+  absl::StatusOr<std::vector<CheckpointSummary>> List(const std::string& job,
+                                                      const ListOptions& options = {});
+  // Every job the catalog knows, by name.
+  absl::StatusOr<std::vector<JobSummary>> ListJobs();
+  // Waits until `step` of `job` is decided: returns its summary once
+  // committed; FailedPrecondition with the reason once aborted; NotFound if
+  // the coordinator has no such step; DeadlineExceeded after `timeout_ms`.
+  absl::StatusOr<CheckpointSummary> WaitUntilDecided(const std::string& job, int64_t step,
+                                                     int64_t timeout_ms);
   // One committed checkpoint; std::nullopt = the newest. NotFound if none.
   absl::StatusOr<CheckpointSummary> Get(const std::string& job, std::optional<int64_t> step);
 
@@ -299,6 +330,12 @@ class Client {
   // step below the newest committed one is refused until a rollback makes
   // room. With dry_run, only reports what it would do.
   absl::StatusOr<RollbackResult> Rollback(const std::string& job, int64_t to_step, bool dry_run);
+
+  // Deletes one committed checkpoint as retention would (two-phase: marked,
+  // the state file rewritten, then its files removed). Refused
+  // (FailedPrecondition, saying why) if it is the job's newest, pinned, or
+  // leased by a restore, unless `force`. NotFound if not committed.
+  absl::Status Delete(const std::string& job, int64_t step, bool force);
 
   // Leases: while held (until released or `ttl_ms` passes), retention keeps
   // the checkpoint. Returns the lease id.

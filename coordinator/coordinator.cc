@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <chrono>
+
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -13,8 +15,10 @@
 #include "coordinator/internal/status_page.h"
 #include "observability/http_endpoint.h"
 #include "observability/log.h"
+#include "observability/metrics.h"
 #include "proto/rpc/auth.h"
 #include "proto/rpc/rpc_util.h"
+#include "storage/metered_storage.h"
 #include "storage/status_macros.h"
 #include "proto/layout.h"
 #include "storage/storage.h"
@@ -28,6 +32,8 @@ struct CoordinatorServer::Rep {
   std::unique_ptr<internal::AuthorizingCoordinatorService> authorizing;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<HttpEndpoint> http;
+  // cairn_writer_heartbeat_age_seconds (metrics::AddGaugeCollector); 0 = none.
+  int64_t heartbeat_age_collector = 0;
   std::string address;
   std::mutex mu;
   bool shut_down = false;
@@ -67,13 +73,40 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   auto rep = std::make_unique<Rep>();
   Clock* clock = options.clock ? options.clock : &rep->real_clock;
   ASSIGN_OR_RETURN(auto catalog, OpenCatalog(options));
+  const auto led_at = std::chrono::steady_clock::now();
+  if (!options.catalog.empty()) {
+    // Opening an etcd catalog returns once this process leads (a standby
+    // waits in it): an operator reading a failover wants to see when.
+    logging::Log(absl::StrCat("leading: won the election on ", options.catalog));
+  }
   // Writers are handed this root: a relative path would mean another
   // directory in each process (or be refused there).
   ASSIGN_OR_RETURN(std::string storage_uri, AbsoluteStorageUri(options.storage_uri));
   ASSIGN_OR_RETURN(auto storage, OpenStorage(storage_uri, options.storage));
+  storage = MeteredStorage(std::move(storage), "coordinator");
   rep->service = std::make_unique<internal::CoordinatorService>(options, std::move(catalog),
                                                                 std::move(storage), clock);
   RETURN_IF_ERROR(rep->service->Recover());
+  if (!options.catalog.empty()) {
+    logging::Log(absl::StrCat("catalog recovered in ",
+                              std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - led_at).count(),
+                              " ms; serving"));
+  }
+  {
+    internal::CoordinatorService* service = rep->service.get();
+    rep->heartbeat_age_collector = metrics::AddGaugeCollector(
+        "cairn_writer_heartbeat_age_seconds",
+        "Seconds since each shard writer's last heartbeat, at scrape time: a dead writer's grows.",
+        [service] { return service->WriterHeartbeatAges(); });
+  }
+  // Removes the collector if Start fails below (Shutdown does otherwise).
+  struct RemoveCollector {
+    Rep* rep;
+    ~RemoveCollector() {
+      if (rep != nullptr) metrics::RemoveGaugeCollector(rep->heartbeat_age_collector);
+    }
+  } remove_collector{rep.get()};
 
   RETURN_IF_ERROR(rpc::CheckListenSecurity(options.listen, options.tls, options.insecure));
   auto credentials = rpc::ServerCredentials(options.tls);
@@ -121,12 +154,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     // With authorization on, every page needs a read token for what it
     // shows (the overview: a token for every job, "*"): as a bearer header,
     // or ?token= for a browser.
+    // `job` empty: a read token for any one job will do (the page itself,
+    // which holds no data: a job's token opens it at #job=JOB).
     auto denied = [auth_key](const HttpRequest& request, const std::string& job) {
       std::optional<HttpResponseBody> out;
       if (auth_key.empty()) return out;
       std::string token = request.bearer_token;
       if (token.empty() && request.query.count("token")) token = request.query.at("token");
-      absl::Status s = auth::Authorize(auth_key, token, job, auth::Scope::kRead, auth::NowUnixSeconds());
+      std::string wanted = job;
+      if (wanted.empty()) {
+        auto claims = auth::VerifyToken(auth_key, token, auth::NowUnixSeconds());
+        wanted = claims.ok() ? claims->job : auth::kAnyJob;
+      }
+      absl::Status s = auth::Authorize(auth_key, token, wanted, auth::Scope::kRead, auth::NowUnixSeconds());
       if (s.ok()) return out;
       out.emplace();
       out->status = absl::IsPermissionDenied(s) ? 403 : 401;
@@ -142,7 +182,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         out.body = "not found\n";
         return out;
       }
-      if (auto refused = denied(request, auth::kAnyJob)) return *refused;
+      if (auto refused = denied(request, "")) return *refused;
       out.content_type = "text/html; charset=utf-8";
       out.body = internal::kStatusPageHtml;
       return out;
@@ -161,6 +201,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     logging::Log(absl::StrCat("status page and metrics on http://", rep->http->address(),
                               "/ (/metrics)"));
   }
+  remove_collector.rep = nullptr;
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(rep)));
 }
 
@@ -173,6 +214,7 @@ void CoordinatorServer::Shutdown() {
   rep_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   rep_->service->StopBackground();
   if (rep_->http) rep_->http->Stop();
+  metrics::RemoveGaugeCollector(rep_->heartbeat_age_collector);
 }
 
 void CoordinatorServer::Wait() { rep_->server->Wait(); }

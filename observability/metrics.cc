@@ -1,5 +1,6 @@
 #include "observability/metrics.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -20,12 +21,22 @@ struct Family {
   std::map<Labels, std::unique_ptr<CounterMetric>> counters;
   std::map<Labels, std::unique_ptr<GaugeMetric>> gauges;
   std::map<Labels, std::unique_ptr<HistogramMetric>> histograms;
+  std::map<int64_t, std::function<Samples()>> collectors;  // by id
 };
 
 struct Registry {
+  // Held while collectors run (so RemoveGaugeCollector waits for a running
+  // one); taken before `mu`, never after.
+  std::mutex collect_mu;
   std::mutex mu;
   std::map<std::string, Family> families;
+  int64_t next_collector_id = 1;
 };
+
+// When this process started (static initialization): the value of
+// process_start_time_seconds.
+const double kProcessStartSeconds =
+    std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
 Registry& Get() {
   static Registry* registry = new Registry();  // never destroyed: used until exit
@@ -126,15 +137,53 @@ HistogramMetric& LatencyHistogram(const std::string& name, const std::string& he
   return *slot;
 }
 
+int64_t AddGaugeCollector(const std::string& name, const std::string& help,
+                          std::function<Samples()> collect) {
+  Registry& r = Get();
+  std::lock_guard<std::mutex> collect_lock(r.collect_mu);
+  std::lock_guard<std::mutex> lock(r.mu);
+  const int64_t id = r.next_collector_id++;
+  FamilyFor(r, name, help, Kind::kGauge).collectors[id] = std::move(collect);
+  return id;
+}
+
+void RemoveGaugeCollector(int64_t id) {
+  Registry& r = Get();
+  std::lock_guard<std::mutex> collect_lock(r.collect_mu);
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (auto& [name, f] : r.families) f.collectors.erase(id);
+}
+
 std::string Render() {
   Registry& r = Get();
+  std::lock_guard<std::mutex> collect_lock(r.collect_mu);
+  // Run the collectors first, without `mu` (they take their own locks).
+  std::vector<std::pair<std::string, std::function<Samples()>*>> to_run;
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (auto& [name, f] : r.families) {
+      for (auto& [id, collect] : f.collectors) to_run.emplace_back(name, &collect);
+    }
+  }
+  std::map<std::string, std::map<Labels, double>> collected;
+  for (const auto& [name, collect] : to_run) {
+    for (auto& [labels, value] : (*collect)()) collected[name][labels] = value;
+  }
   std::lock_guard<std::mutex> lock(r.mu);
-  std::string out;
+  std::string out = absl::StrCat(
+      "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+      "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ",
+      Number(kProcessStartSeconds), "\n");
   for (const auto& [name, f] : r.families) {
     const char* type = f.kind == Kind::kCounter ? "counter" : f.kind == Kind::kGauge ? "gauge" : "histogram";
     absl::StrAppend(&out, "# HELP ", name, " ", f.help, "\n# TYPE ", name, " ", type, "\n");
     for (const auto& [labels, c] : f.counters) absl::StrAppend(&out, name, LabelText(labels), " ", Number(c->value()), "\n");
     for (const auto& [labels, g] : f.gauges) absl::StrAppend(&out, name, LabelText(labels), " ", Number(g->value()), "\n");
+    if (auto it = collected.find(name); it != collected.end()) {
+      for (const auto& [labels, v] : it->second) {
+        if (f.gauges.count(labels) == 0) absl::StrAppend(&out, name, LabelText(labels), " ", Number(v), "\n");
+      }
+    }
     for (const auto& [labels, h] : f.histograms) {
       const auto counts = h->counts();
       for (size_t i = 0; i < counts.size(); ++i) {

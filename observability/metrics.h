@@ -13,8 +13,11 @@
 #define CAIRN_OBSERVABILITY_METRICS_H_
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cairn {
@@ -69,7 +72,20 @@ GaugeMetric& Gauge(const std::string& name, const std::string& help, const Label
 HistogramMetric& LatencyHistogram(const std::string& name, const std::string& help,
                                   const Labels& labels = {});
 
-// Every metric of the process, in the Prometheus text format.
+// A gauge family whose samples are computed when /metrics is scraped (an
+// age is "now minus a timestamp", stale the moment a background loop would
+// have stored it). Returns an id for RemoveGaugeCollector. `collect` is
+// called without the registry's lock (it may take its own locks, but must
+// not call AddGaugeCollector / RemoveGaugeCollector / Render), and must stay
+// callable until RemoveGaugeCollector(id) returns.
+using Samples = std::vector<std::pair<Labels, double>>;
+int64_t AddGaugeCollector(const std::string& name, const std::string& help,
+                          std::function<Samples()> collect);
+void RemoveGaugeCollector(int64_t id);
+
+// Every metric of the process, in the Prometheus text format, plus
+// process_start_time_seconds (Unix time at which the process started, as
+// Prometheus' client libraries export it).
 std::string Render();
 
 }  // namespace metrics

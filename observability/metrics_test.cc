@@ -35,6 +35,27 @@ TEST(MetricsRenderTest, NumbersAreTheShortestThatReadBackExactly) {
   EXPECT_FALSE(absl::StrContains(text, "0000000001\"")) << text;
 }
 
+// Ages (a writer's heartbeat age) are computed when scraped, from the
+// collector's state at that moment; a removed collector's samples go away.
+TEST(MetricsRenderTest, GaugeCollectorsRunAtScrapeTime) {
+  double age = 1.5;
+  const int64_t id = AddGaugeCollector("test_collected_age_seconds", "A test age.", [&age] {
+    return Samples{{{{"writer", "w1"}}, age}, {{{"writer", "w0"}}, 2 * age}};
+  });
+  std::string text = Render();
+  EXPECT_TRUE(absl::StrContains(text, "# TYPE test_collected_age_seconds gauge\n"
+                                      "test_collected_age_seconds{writer=\"w0\"} 3\n"
+                                      "test_collected_age_seconds{writer=\"w1\"} 1.5\n"))
+      << text;
+  age = 4;
+  text = Render();
+  EXPECT_TRUE(absl::StrContains(text, "test_collected_age_seconds{writer=\"w1\"} 4\n")) << text;
+  RemoveGaugeCollector(id);
+  text = Render();
+  EXPECT_FALSE(absl::StrContains(text, "test_collected_age_seconds{")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "\nprocess_start_time_seconds 1")) << text;
+}
+
 }  // namespace
 }  // namespace metrics
 }  // namespace cairn

@@ -154,6 +154,37 @@ class PyClient {
     Check(status);
   }
 
+  void Delete(const std::string& job, int64_t step, bool force) {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client_->Delete(job, step, force);
+    }
+    Check(status);
+  }
+
+  py::list Jobs() {
+    absl::StatusOr<std::vector<cairn::JobSummary>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->ListJobs();
+    }
+    py::list out;
+    for (const cairn::JobSummary& j : Unwrap(std::move(result))) {
+      py::dict d;
+      d["job"] = j.job;
+      d["newest_step"] = j.newest_step ? py::object(py::int_(*j.newest_step)) : py::none();
+      d["newest_committed_at"] =
+          j.newest_step ? py::object(py::float_(j.newest_committed_at_micros / 1e6)) : py::none();
+      d["committed"] = j.committed;
+      d["pending"] = j.pending;
+      d["aborted"] = j.aborted;
+      d["bytes"] = j.bytes;
+      out.append(d);
+    }
+    return out;
+  }
+
   void SetPolicy(const std::string& job, int64_t keep_last, int64_t keep_every_steps,
                  double keep_every_hours, int64_t keep_best, const std::string& metric,
                  bool maximize) {
@@ -257,7 +288,9 @@ void DefineModule(py::module_& m) {
            "keep_every_steps"_a = 0, "keep_every_hours"_a = 0.0, "keep_best"_a = 0,
            "metric"_a = "", "maximize"_a = false)
       .def("gc", &PyClient::Gc, "job"_a, "dry_run"_a = false)
-      .def("rollback", &PyClient::Rollback, "job"_a, "to_step"_a, "dry_run"_a = false);
+      .def("rollback", &PyClient::Rollback, "job"_a, "to_step"_a, "dry_run"_a = false)
+      .def("delete", &PyClient::Delete, "job"_a, "step"_a, "force"_a = false)
+      .def("jobs", &PyClient::Jobs);
 
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),
         "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false, "into"_a = py::none());

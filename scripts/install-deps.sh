@@ -18,6 +18,8 @@ PACKAGES=(
   python3-yaml
   # the status page test renders it in headless Chromium
   chromium
+  # promtool: /metrics and deploy/prometheus/ alert rules are checked with it
+  prometheus
   # The Python package (python/, built for /usr/bin/python3): pybind11 headers,
   # NumPy; PyTorch for the train/kill/resume example test (large: ~45 s here).
   pybind11-dev python3-dev python3-numpy python3-torch

@@ -101,5 +101,6 @@ int main(int argc, char** argv) {
   const int rc = cairn::cmdline::ServerSecurityFromFlags(*flags, "cairn-writer", options.listen, &options.tls,
                                                      &options.insecure, &options.auth_key);
   if (rc >= 0) return rc;
+  options.stop_requested = [](int ms) { return cairn::cmdline::PollTerminationSignal(ms) != 0; };
   return cairn::cmdline::ServeUntilSignal(cairn::WriterServer::Start(options), "cairn-writer");
 }

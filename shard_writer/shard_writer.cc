@@ -20,6 +20,8 @@
 #include "proto/rpc/auth.h"
 #include "observability/http_endpoint.h"
 #include "observability/metrics.h"
+#include "observability/version.h"
+#include "storage/metered_storage.h"
 #include "proto/rpc/rpc_util.h"
 #include "observability/log.h"
 #include "shard_writer/internal/raw_message.h"
@@ -38,6 +40,11 @@ using logging::Log;
 
 metrics::CounterMetric& BytesReceived() {
   static auto& c = metrics::Counter("cairn_writer_bytes_received_total", "Tensor bytes received from clients.");
+  return c;
+}
+
+metrics::CounterMetric& BytesWritten() {
+  static auto& c = metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
   return c;
 }
 
@@ -297,8 +304,7 @@ class WriterService final : public v1::ShardWriter::Service {
     const uint32_t data_crc = writer->data_crc32c();
     const std::string data_sha = writer->data_sha256();
     RETURN_IF_ERROR(writer->Finish());
-    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.")
-        .Add(static_cast<double>(data_bytes));
+    BytesWritten().Add(static_cast<double>(data_bytes));
 
     v1::ShardDurableRequest report;
     report.set_job(header.job());
@@ -417,6 +423,7 @@ struct WriterServer::Rep {
     v1::HeartbeatRequest req;
     req.set_writer_id(writer_id);
     req.set_active_streams(service->active_streams());
+    req.set_bytes_written(static_cast<uint64_t>(BytesWritten().value()));
     v1::HeartbeatResponse resp;
     auto ctx = rpc::Context(std::chrono::milliseconds(std::max<int64_t>(heartbeat_ms, 1000)));
     if (!options.auth_key.empty()) {
@@ -476,21 +483,42 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   }
   rep->address = absl::StrCat(options.listen.substr(0, options.listen.rfind(':')), ":", port);
 
-  // Register, retrying while the coordinator starts up.
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.report_timeout_ms);
+  // Register, retrying while the coordinator starts up; saying so, so that
+  // an operator whose coordinator address is wrong is not left guessing.
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(options.report_timeout_ms);
+  auto next_note = start;
+  bool noted = false;
   absl::Status s;
   while (!(s = rep->Register()).ok()) {
-    if (!absl::IsUnavailable(s) || std::chrono::steady_clock::now() > deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!absl::IsUnavailable(s) || now > deadline) {
       rep->server->Shutdown();
       return s;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (now >= next_note) {
+      Log(absl::StrCat(noted ? "still waiting for" : "waiting for",
+                       " coordinator ", options.coordinator, " (retrying for up to ",
+                       options.report_timeout_ms / 1000, " s, --report-timeout): ", s.message()));
+      next_note = now + std::chrono::seconds(10);
+      noted = true;
+    }
+    bool stop = false;
+    if (options.stop_requested) {
+      stop = options.stop_requested(200);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (stop) {
+      rep->server->Shutdown();
+      return absl::CancelledError(absl::StrCat("stopped while waiting for coordinator ",
+                                               options.coordinator));
+    }
   }
   StorageOptions storage_options = rep->options.storage;
   storage_options.local_direct_io = rep->options.direct_io;
   ASSIGN_OR_RETURN(auto storage, OpenStorage(rep->options.storage_uri, storage_options));
-  rep->service->SetStorage(std::move(storage));
+  rep->service->SetStorage(MeteredStorage(std::move(storage), "writer"));
   // The first beat makes this writer live; only now can it take shards.
   {
     v1::Coordinator::Stub stub(rep->channel);
@@ -501,7 +529,10 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   if (!options.metrics_listen.empty()) {
     // Every series exists from the start, at zero.
     BytesReceived();
-    metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
+    BytesWritten();
+    metrics::Gauge("cairn_build_info", "Always 1; the labels say which Cairn this is.",
+                   {{"version", CAIRN_VERSION}, {"component", "writer"}})
+        .Set(1);
     metrics::Gauge("cairn_writer_active_streams", "Shard streams being received.");
     metrics::LatencyHistogram("cairn_writer_shard_save_seconds",
                               "Time from a shard stream's start until the shard is durable.");

@@ -13,6 +13,7 @@
 #define CAIRN_SHARD_WRITER_SHARD_WRITER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,6 +37,11 @@ struct WriterOptions {
   // How long to keep retrying a durability report the coordinator does not
   // answer (it may be restarting).
   int64_t report_timeout_ms = 60000;
+  // While Start waits for the coordinator to answer: called between
+  // attempts to wait up to `ms` milliseconds; returning true gives up
+  // starting (Start returns Cancelled). main() passes a wait for SIGTERM, so
+  // a writer whose coordinator is down still stops at once. Default: sleep.
+  std::function<bool(int ms)> stop_requested;
   // Also compute each shard's SHA-256 while it streams in, for the
   // catalog's inventory. Off by default: every file's whole-file CRC32C is
   // recorded anyway (combined from the per-chunk CRCs computed on the fly,

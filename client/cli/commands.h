@@ -24,6 +24,9 @@ int RunPin(const Args& args, bool pin);  // pin and unpin
 int RunGc(const Args& args);
 int RunRollback(const Args& args);
 int RunToken(const Args& args);
+int RunJobs(const Args& args);
+int RunDelete(const Args& args);
+int RunCompletion(const Args& args);
 
 struct Command {
   const char* name;

@@ -3,17 +3,30 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proto/layout.h"
 
 namespace cairn {
 namespace cli {
 
+namespace {
+std::string& CurrentCommand() {
+  static auto* name = new std::string;
+  return *name;
+}
+}  // namespace
+
+void SetCommand(const std::string& name) { CurrentCommand() = name; }
+
 int UsageError(const std::string& msg) {
-  std::cerr << "cairn: " << msg << "\nRun 'cairn --help' for usage.\n";
+  const std::string& command = CurrentCommand();
+  std::cerr << "cairn: " << msg << "\nRun 'cairn " << (command.empty() ? "" : command + " ")
+            << "--help' for usage.\n";
   return kUsage;
 }
 
@@ -130,6 +143,63 @@ int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string*
   }
   *coordinator = *c;
   *job = *j;
+  return -1;
+}
+
+std::string ResolveLocalPrefix(const std::string& prefix) {
+  if (prefix.find("://") != std::string::npos && prefix.rfind("file://", 0) != 0) return prefix;
+  const bool uri = prefix.rfind("file://", 0) == 0;
+  std::string path = uri ? prefix.substr(7) : prefix;
+  std::error_code ec;
+  if (std::filesystem::exists(path + ".index", ec)) return prefix;
+  std::string resolved;
+  if (absl::EndsWith(path, ".index") && std::filesystem::is_regular_file(path, ec)) {
+    resolved = path.substr(0, path.size() - 6);
+  } else if (std::filesystem::is_directory(path, ec)) {
+    std::vector<std::string> indexes;
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (entry.is_regular_file(ec) && absl::EndsWith(name, ".index") && name.size() > 6) {
+        indexes.push_back(name.substr(0, name.size() - 6));
+      }
+    }
+    if (indexes.size() != 1) return prefix;
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    resolved = absl::StrCat(path, "/", indexes[0]);
+  } else {
+    return prefix;
+  }
+  return uri ? absl::StrCat("file://", resolved) : resolved;
+}
+
+int ResolveCheckpoint(const Flags& flags, const std::string& command, CheckpointTarget* out) {
+  // Through the coordinator: --coordinator, or $CAIRN_COORDINATOR when no
+  // PREFIX is given.
+  const std::optional<std::string> coordinator =
+      flags.positional().empty() ? CoordinatorAddress(flags) : flags.Get("coordinator");
+  if (!coordinator.has_value()) {
+    if (flags.Has("job") || flags.Has("step")) {
+      return UsageError("--job and --step need --coordinator=ADDR (or CAIRN_COORDINATOR)");
+    }
+    if (flags.positional().size() != 1) {
+      return UsageError(absl::StrCat(command, " takes one PREFIX, or --coordinator and --job"));
+    }
+    out->prefix = ResolveLocalPrefix(flags.positional()[0]);
+    return -1;
+  }
+  if (!flags.positional().empty()) return UsageError("give a PREFIX or --coordinator, not both");
+  auto job = flags.Get("job");
+  if (!job) return UsageError("--job is required with --coordinator");
+  if (absl::Status s = ValidateJobName(*job); !s.ok()) return UsageError(std::string(s.message()));
+  auto step = flags.GetInt("step", 0, INT64_MAX);
+  if (!step.ok()) return UsageError(std::string(step.status().message()));
+  auto client = ConnectTo(flags, *coordinator);
+  if (!client.ok()) return Failed(client.status());
+  auto ckpt =
+      (*client)->Get(*job, step->has_value() ? std::optional<int64_t>(**step) : std::nullopt);
+  if (!ckpt.ok()) return Failed(ckpt.status());
+  out->prefix = ckpt->prefix_uri;
+  out->record = std::move(ckpt).value();
   return -1;
 }
 

@@ -26,8 +26,11 @@ inline constexpr int kOk = 0;
 inline constexpr int kFailed = 1;
 inline constexpr int kUsage = 2;
 
-// Prints "cairn: MSG" and a pointer to --help; returns kUsage.
+// Prints "cairn: MSG" and a pointer to the running command's --help (see
+// SetCommand); returns kUsage.
 int UsageError(const std::string& msg);
+// The command being run ("" before one is chosen): where usage errors point.
+void SetCommand(const std::string& name);
 // Prints "cairn: MESSAGE"; returns kFailed.
 int Failed(const absl::Status& s);
 // Clears `bar` off the screen, then as Failed(s).
@@ -68,6 +71,24 @@ std::optional<std::string> CoordinatorAddress(const Flags& flags);
 // --coordinator (or $CAIRN_COORDINATOR) and --job, both required; the job
 // name checked. Returns -1 to continue, else the exit status.
 int CoordinatorAndJob(const Flags& flags, std::string* coordinator, std::string* job);
+
+// A checkpoint a command reads: given as a PREFIX, or through the
+// coordinator (--coordinator or $CAIRN_COORDINATOR, --job, --step; default
+// the newest committed step).
+struct CheckpointTarget {
+  std::string prefix;                       // a path prefix or URI
+  std::optional<CheckpointSummary> record;  // set when found through the coordinator
+};
+// Resolves `flags` (of `command`) to a checkpoint. A local PREFIX that is a
+// checkpoint directory (ROOT/JOB/ckpt-4 or .../ckpt-4/) or its index file
+// stands for the prefix inside it. Returns -1 to continue, else the exit
+// status (a usage error, or the coordinator's refusal).
+int ResolveCheckpoint(const Flags& flags, const std::string& command, CheckpointTarget* out);
+
+// For a local PREFIX without a PREFIX.index: the prefix the user probably
+// meant (a directory's only *.index, or "X.index" given for X), if there
+// is exactly one; else `prefix` as is.
+std::string ResolveLocalPrefix(const std::string& prefix);
 
 }  // namespace cli
 }  // namespace cairn

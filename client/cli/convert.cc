@@ -25,7 +25,8 @@ int RunConvert(const std::vector<std::string>& args) {
       "prefix SRC to DST.safetensors. --shards spreads the tensors over N data\n"
       "files. Tensors safetensors cannot hold (string, complex) are skipped with a\n"
       "warning; --strict makes that an error. Partitioned variables travel as\n"
-      "\"cairn.slice.NAME\" metadata.\n",
+      "\"cairn.slice.NAME\" metadata. Prints what it converted.\n"
+      "Example: cairn convert /data/bert/ckpt-1000/variables bert.safetensors\n",
       kProgressHelp);
   int rc = ParseOrExit(args, {"shards", "strict", "progress"}, help.c_str(), &flags);
   if (rc >= 0) return rc;
@@ -55,6 +56,7 @@ int RunConvert(const std::vector<std::string>& args) {
   }
   if (!s.ok()) return Failed(*bar, s);
   bar->Finish();
+  std::cout << "converted " << src << " to " << dst << "\n";
   return kOk;
 }
 

@@ -23,18 +23,12 @@ std::string HumanBytes(uint64_t bytes) {
   return absl::StrFormat("%.1f %s", value, kUnits[unit]);
 }
 
-std::string CheckpointTable(const std::string& job, const std::vector<CheckpointSummary>& ckpts) {
-  if (ckpts.empty()) return absl::StrCat("job ", job, ": no committed checkpoints\n");
-  std::vector<std::vector<std::string>> rows;
-  rows.push_back({"STEP", "COMMITTED", "BYTES", "SHARDS", "METRICS", "PINNED", "KEPT BY"});
-  for (const CheckpointSummary& c : ckpts) {
-    std::vector<std::string> metrics;
-    for (const auto& m : c.metrics) metrics.push_back(absl::StrCat(m.first, "=", m.second));
-    rows.push_back({absl::StrCat(c.step), FormatUtc(c.committed_at_micros, TimePrecision::kSeconds),
-                    HumanBytes(c.bytes), absl::StrCat(c.num_shards),
-                    metrics.empty() ? "-" : absl::StrJoin(metrics, ","), c.pinned ? "yes" : "no",
-                    c.kept_by.empty() ? "-" : absl::StrJoin(c.kept_by, ",")});
-  }
+namespace {
+
+// Rows as aligned columns, two spaces apart; the columns in `right` are
+// right-aligned (numbers), the last is never padded.
+std::string Columns(const std::vector<std::vector<std::string>>& rows,
+                    const std::vector<size_t>& right) {
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {
     for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
@@ -43,12 +37,13 @@ std::string CheckpointTable(const std::string& job, const std::vector<Checkpoint
   for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
+      const std::string pad(width[i] - row[i].size(), ' ');
       if (i + 1 == row.size()) {
-        absl::StrAppend(&line, row[i]);
-      } else if (i == 0 || i == 2 || i == 3) {  // numbers right-aligned
-        absl::StrAppend(&line, std::string(width[i] - row[i].size(), ' '), row[i], "  ");
+        absl::StrAppend(&line, std::count(right.begin(), right.end(), i) ? pad : "", row[i]);
+      } else if (std::count(right.begin(), right.end(), i)) {
+        absl::StrAppend(&line, pad, row[i], "  ");
       } else {
-        absl::StrAppend(&line, row[i], std::string(width[i] - row[i].size(), ' '), "  ");
+        absl::StrAppend(&line, row[i], pad, "  ");
       }
     }
     absl::StrAppend(&out, line, "\n");
@@ -56,14 +51,69 @@ std::string CheckpointTable(const std::string& job, const std::vector<Checkpoint
   return out;
 }
 
-std::string CheckpointJson(const std::string& job, const std::vector<CheckpointSummary>& ckpts) {
+}  // namespace
+
+std::string HumanAge(int64_t micros) {
+  const int64_t s = std::max<int64_t>(0, micros / 1000000);
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  if (s < 86400) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
+}
+
+std::string CheckpointTable(const std::string& job, const std::vector<CheckpointSummary>& ckpts,
+                            bool all, int64_t now_micros) {
+  if (ckpts.empty()) {
+    return absl::StrCat("job ", job, all ? ": no checkpoints\n" : ": no committed checkpoints\n");
+  }
+  std::vector<std::vector<std::string>> rows;
+  if (all) {
+    rows.push_back(
+        {"STEP", "STATE", "COMMITTED", "BYTES", "SHARDS", "METRICS", "PINNED", "KEPT BY", "NOTE"});
+  } else {
+    rows.push_back({"STEP", "COMMITTED", "BYTES", "SHARDS", "METRICS", "PINNED", "KEPT BY"});
+  }
+  for (const CheckpointSummary& c : ckpts) {
+    const bool committed = c.state == CheckpointState::kCommitted;
+    std::vector<std::string> metrics;
+    for (const auto& m : c.metrics) metrics.push_back(absl::StrCat(m.first, "=", m.second));
+    std::vector<std::string> row = {
+        absl::StrCat(c.step),
+        committed ? FormatUtc(c.committed_at_micros, TimePrecision::kSeconds) : "-",
+        committed ? HumanBytes(c.bytes) : "-",
+        committed ? absl::StrCat(c.num_shards) : absl::StrCat(c.shards_durable, "/", c.num_shards),
+        metrics.empty() ? "-" : absl::StrJoin(metrics, ","),
+        c.pinned ? "yes" : "no",
+        c.kept_by.empty() ? "-" : absl::StrJoin(c.kept_by, ",")};
+    if (all) {
+      row.insert(row.begin() + 1, std::string(CheckpointStateName(c.state)));
+      std::string note = "-";
+      if (c.state == CheckpointState::kAborted || c.state == CheckpointState::kAborting) {
+        note = c.abort_reason.empty() ? "aborted" : c.abort_reason;
+      } else if (!committed && c.state != CheckpointState::kDeleting) {
+        note = absl::StrCat(c.shards_durable, " of ", c.num_shards, " shards durable, started ",
+                            HumanAge(now_micros - c.created_at_micros), " ago");
+      }
+      row.push_back(note);
+    }
+    rows.push_back(std::move(row));
+  }
+  return all ? Columns(rows, {0, 3, 4}) : Columns(rows, {0, 2, 3});
+}
+
+std::string CheckpointJson(const std::string& job, const std::vector<CheckpointSummary>& ckpts,
+                           bool all) {
   nlohmann::ordered_json out;
   out["job"] = job;
   out["checkpoints"] = nlohmann::ordered_json::array();
   for (const CheckpointSummary& c : ckpts) {
+    const bool committed = c.state == CheckpointState::kCommitted;
     nlohmann::ordered_json j;
     j["step"] = c.step;
-    j["committed_at"] = FormatUtc(c.committed_at_micros, TimePrecision::kShortest);
+    if (all) j["state"] = std::string(CheckpointStateName(c.state));
+    j["committed_at"] = committed ? nlohmann::ordered_json(FormatUtc(c.committed_at_micros,
+                                                                     TimePrecision::kShortest))
+                                  : nlohmann::ordered_json(nullptr);
     j["bytes"] = c.bytes;
     j["num_shards"] = c.num_shards;
     j["metrics"] = nlohmann::ordered_json::object();
@@ -71,7 +121,46 @@ std::string CheckpointJson(const std::string& job, const std::vector<CheckpointS
     j["pinned"] = c.pinned;
     j["kept_by"] = c.kept_by;
     j["prefix"] = c.prefix_uri;
+    if (all) {
+      j["shards_durable"] = c.shards_durable;
+      j["created_at"] = FormatUtc(c.created_at_micros, TimePrecision::kShortest);
+      if (!c.abort_reason.empty()) j["abort_reason"] = c.abort_reason;
+    }
     out["checkpoints"].push_back(std::move(j));
+  }
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+std::string JobsTable(const std::vector<JobSummary>& jobs, int64_t now_micros) {
+  if (jobs.empty()) return "no jobs\n";
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"JOB", "NEWEST", "AGE", "COMMITTED", "PENDING", "ABORTED", "BYTES"});
+  for (const JobSummary& j : jobs) {
+    rows.push_back({j.job, j.newest_step ? absl::StrCat(*j.newest_step) : "-",
+                    j.newest_step ? HumanAge(now_micros - j.newest_committed_at_micros) : "-",
+                    absl::StrCat(j.committed), absl::StrCat(j.pending), absl::StrCat(j.aborted),
+                    HumanBytes(j.bytes)});
+  }
+  return Columns(rows, {1, 2, 3, 4, 5, 6});
+}
+
+std::string JobsJson(const std::vector<JobSummary>& jobs) {
+  nlohmann::ordered_json out;
+  out["jobs"] = nlohmann::ordered_json::array();
+  for (const JobSummary& j : jobs) {
+    nlohmann::ordered_json e;
+    e["job"] = j.job;
+    e["newest_step"] = j.newest_step ? nlohmann::ordered_json(*j.newest_step)
+                                     : nlohmann::ordered_json(nullptr);
+    e["newest_committed_at"] =
+        j.newest_step ? nlohmann::ordered_json(
+                            FormatUtc(j.newest_committed_at_micros, TimePrecision::kShortest))
+                      : nlohmann::ordered_json(nullptr);
+    e["committed"] = j.committed;
+    e["pending"] = j.pending;
+    e["aborted"] = j.aborted;
+    e["bytes"] = j.bytes;
+    out["jobs"].push_back(std::move(e));
   }
   return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }

@@ -26,7 +26,8 @@ int RunGc(const std::vector<std::string>& args) {
       "delete (with the reason), then a summary. --dry-run deletes nothing and\n"
       "prints what would be deleted and why. --json prints {\"job\", \"dry_run\",\n"
       "\"deleted\", \"decisions\": [{\"step\", \"keep\", \"kept_by\", \"reason\"}]}\n"
-      "(in a dry run, \"deleted\" counts what would be deleted).\n",
+      "(in a dry run, \"deleted\" counts what would be deleted).\n"
+      "Example: cairn gc --coordinator=127.0.0.1:7070 --job=bert --dry-run\n",
       &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("gc takes no positional arguments");

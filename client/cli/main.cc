@@ -1,6 +1,7 @@
 // `cairn`: the command-line client. See ../shared/CONTRACT.md and README.md.
 // Exit status: 0 success, 1 the operation failed, 2 usage error.
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ $CAIRN_TOKEN); see README.md, Security.
 
 PREFIX is a checkpoint prefix: a path such as /data/job/ckpt-100/variables
 (the files are PREFIX.index and PREFIX.data-*), or a file:// URI.
+Flags may be written --flag=value or --flag value.
 Run 'cairn COMMAND --help' for a command's details; 'cairn --version' says
 which Cairn this is.
 )";
@@ -42,8 +44,13 @@ std::string UsageText() {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {"inspect", "  inspect PREFIX [--json]          list a checkpoint's tensors\n", RunInspect},
-      {"verify", "  verify PREFIX                    read every tensor and check every checksum\n",
+      {"inspect",
+       "  inspect (PREFIX | --coordinator=ADDR --job=JOB [--step=STEP]) [--json]\n"
+       "                                   list a checkpoint's tensors\n",
+       RunInspect},
+      {"verify",
+       "  verify (PREFIX | --coordinator=ADDR --job=JOB [--step=STEP] [--deep])\n"
+       "                                   read every tensor and check every checksum\n",
        RunVerify},
       {"convert",
        "  convert SRC DST [--shards=N] [--strict]\n"
@@ -52,7 +59,7 @@ const std::vector<Command>& Commands() {
        RunConvert},
       {"save",
        "  save --coordinator=ADDR --job=JOB --step=STEP --from=FILE.safetensors\n"
-       "       [--shard=I/N] [--metric=NAME=VALUE]...\n"
+       "       [--shard=I/N] [--metric=NAME=VALUE]... [--wait]\n"
        "                                   save one worker's shard of a checkpoint\n",
        RunSave},
       {"restore",
@@ -62,9 +69,14 @@ const std::vector<Command>& Commands() {
        "                                   committed step) to a .safetensors file or\n"
        "                                   a checkpoint prefix\n",
        RunRestore},
+      {"jobs",
+       "  jobs --coordinator=ADDR [--json]  the jobs the catalog knows, with their\n"
+       "                                   newest commit and its age\n",
+       RunJobs},
       {"list",
-       "  list --coordinator=ADDR --job=JOB [--json]\n"
-       "                                   a job's committed checkpoints\n",
+       "  list --coordinator=ADDR --job=JOB [--all] [--json]\n"
+       "                                   a job's committed checkpoints (--all: also\n"
+       "                                   pending and aborted steps)\n",
        RunList},
       {"adopt",
        "  adopt --coordinator=ADDR --job=JOB --from=DIR\n"
@@ -89,10 +101,19 @@ const std::vector<Command>& Commands() {
        "                                   make STEP the newest: delete the checkpoints\n"
        "                                   above it, so training can resume from it\n",
        RunRollback},
+      {"delete",
+       "  delete --coordinator=ADDR --job=JOB --step=STEP [--force]\n"
+       "                                   delete one checkpoint (not the newest, a\n"
+       "                                   pinned or a leased one, unless --force)\n",
+       RunDelete},
       {"token",
        "  token --auth-key-file=FILE --job=JOB --scope=read|write [--ttl=SECONDS]\n"
        "                                   issue an authorization token (admin)\n",
        RunToken},
+      {"completion",
+       "  completion bash                  print bash completion for cairn (add\n"
+       "                                   'source <(cairn completion bash)' to ~/.bashrc)\n",
+       RunCompletion},
   };
   return *commands;
 }
@@ -113,10 +134,17 @@ int Main(int argc, char** argv) {
     std::cout << "cairn " << CAIRN_VERSION << "\n";
     return kOk;
   }
+  std::set<std::string> names;
   for (const Command& c : Commands()) {
-    if (command == c.name) return c.run(args);
+    if (command == c.name) {
+      SetCommand(command);
+      return c.run(args);
+    }
+    names.insert(c.name);
   }
-  return UsageError(absl::StrCat("unknown command \"", command, "\""));
+  const std::string hint = cmdline::DidYouMean(command, names);
+  return UsageError(absl::StrCat("unknown command \"", command, "\"",
+                                 hint.empty() ? "" : absl::StrCat(" (did you mean \"", hint, "\"?)")));
 }
 
 }  // namespace cli

@@ -21,9 +21,11 @@ int RunPin(const std::vector<std::string>& args, bool pin) {
   const std::string help =
       pin ? "usage: cairn pin --coordinator=ADDR --job=JOB --step=STEP\n"
             "Pins checkpoint JOB/STEP: retention never deletes it until it is unpinned.\n"
+            "Example: cairn pin --coordinator=127.0.0.1:7070 --job=bert --step=1000\n"
           : "usage: cairn unpin --coordinator=ADDR --job=JOB --step=STEP\n"
             "Unpins checkpoint JOB/STEP: retention rules decide about it again (at the\n"
-            "next commit or cairn gc).\n";
+            "next commit or cairn gc).\n"
+            "Example: cairn unpin --coordinator=127.0.0.1:7070 --job=bert --step=1000\n";
   int rc = ParseOrExit(args, {"coordinator", "job", "step"}, help.c_str(), &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) {

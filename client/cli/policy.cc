@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,7 +14,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cli/common.h"
+#include "proto/cmdline/flags.h"
 #include "client/cli/format.h"
 #include "client/client.h"
 
@@ -35,13 +38,18 @@ constexpr char kPolicyHelp[] =
     "0 turns a rule off; no rule flags clears the policy: keep everything. The\n"
     "newest checkpoint, pinned ones (cairn pin) and ones being restored are always\n"
     "kept. The policy applies at the next commit or cairn gc.\n"
-    "--show prints the current policy without changing it.\n";
+    "--show prints the current policy without changing it.\n"
+    "A --metric that none of the job's committed checkpoints has is refused\n"
+    "(a typo would keep-best nothing); --force sets it anyway, e.g. for a\n"
+    "metric only later checkpoints will carry.\n"
+    "Example: cairn policy --coordinator=127.0.0.1:7070 --job=bert --keep-last=3 \\\n"
+    "           --keep-best=1 --metric=loss --mode=min\n";
 
 int RunPolicy(const std::vector<std::string>& args) {
   Flags flags;
   int rc = ParseOrExit(args,
                        {"coordinator", "job", "keep-last", "keep-every-steps", "keep-every-hours",
-                        "keep-best", "metric", "mode", "show", "json"},
+                        "keep-best", "metric", "mode", "show", "json", "force"},
                        kPolicyHelp, &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("policy takes no positional arguments");
@@ -105,8 +113,24 @@ int RunPolicy(const std::vector<std::string>& args) {
     auto current = (*client)->GetPolicy(job);
     if (!current.ok()) return Failed(current.status());
     policy = *std::move(current);
-  } else if (absl::Status s = (*client)->SetPolicy(job, policy); !s.ok()) {
-    return Failed(s);
+  } else {
+    if (!policy.metric.empty() && !flags.GetBool("force")) {
+      auto ckpts = (*client)->List(job);
+      if (!ckpts.ok()) return Failed(ckpts.status());
+      std::set<std::string> names;
+      for (const CheckpointSummary& c : *ckpts) {
+        for (const auto& m : c.metrics) names.insert(m.first);
+      }
+      if (!ckpts->empty() && !names.count(policy.metric)) {
+        const std::string hint = cmdline::DidYouMean(policy.metric, names);
+        return Failed(absl::FailedPreconditionError(absl::StrCat(
+            "job ", job, ": no committed checkpoint has a metric \"", policy.metric, "\"",
+            hint.empty() ? "" : absl::StrCat(" (did you mean \"", hint, "\"?)"), "; they have ",
+            names.empty() ? "no metrics" : absl::StrCat("\"", absl::StrJoin(names, "\", \""), "\""),
+            ". --force sets the policy anyway")));
+      }
+    }
+    if (absl::Status s = (*client)->SetPolicy(job, policy); !s.ok()) return Failed(s);
   }
   if (flags.GetBool("json")) {
     nlohmann::json out = {{"job", job},

@@ -49,7 +49,9 @@ int RunRestore(const std::vector<std::string>& args) {
       ".safetensors file a slice is marked with \"cairn.slice.NAME\" metadata;\n"
       "tensors safetensors cannot hold (string, complex) are skipped with a\n"
       "warning, or fail with --strict. --threads sets parallel reads (default 4;\n"
-      "to a local .safetensors file, which is streamed tensor by tensor, 2).\n",
+      "to a local .safetensors file, which is streamed tensor by tensor, 2).\n"
+      "Examples: cairn restore --coordinator=127.0.0.1:7070 --job=bert --to=bert.safetensors\n"
+      "          cairn restore --from=/data/bert/ckpt-1000/variables --to=/tmp/copy/variables\n",
       kProgressHelp);
   int rc = ParseOrExit(args,
                        {"coordinator", "job", "step", "from", "to", "tensor", "slice", "strict",

@@ -2,6 +2,7 @@
 #include "client/cli/commands.h"
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli/common.h"
@@ -29,9 +31,13 @@ int RunSave(const std::vector<std::string>& args) {
       "\"cairn.slice.NAME\" metadata are saved as slices of the partitioned tensor\n"
       "NAME. Returns when the shard is durable; the save that completes the last\n"
       "shard returns once the checkpoint is committed. --metric values (numbers)\n"
-      "are recorded with the checkpoint for retention (--keep-best).\n",
+      "are recorded with the checkpoint for retention (--keep-best).\n"
+      "--wait makes any shard's save return only once the step is committed\n"
+      "(exit 0) or aborted (exit 1, with the reason), as the last one does.\n"
+      "Example: cairn save --coordinator=127.0.0.1:7070 --job=bert --step=1000 \\\n"
+      "           --from=rank0.safetensors --shard=0/4 --metric=loss=0.25 --wait\n",
       kProgressHelp);
-  int rc = ParseOrExit(args, {"coordinator", "job", "step", "from", "shard", "metric", "progress"},
+  int rc = ParseOrExit(args, {"coordinator", "job", "step", "from", "shard", "metric", "progress", "wait"},
                        help.c_str(), &flags, {"metric"});
   if (rc >= 0) return rc;
   auto bar = ProgressBarFromFlags(flags, "save", &rc);
@@ -75,6 +81,13 @@ int RunSave(const std::vector<std::string>& args) {
     }
   }
 
+  if (!absl::EndsWith(*from, ".safetensors") &&
+      (std::filesystem::exists(*from + ".index") || std::filesystem::is_directory(*from))) {
+    return UsageError(absl::StrCat("--from=", *from,
+                                   " is a checkpoint, not a .safetensors file; save expects a "
+                                   ".safetensors file (cairn convert ",
+                                   *from, " FILE.safetensors makes one)"));
+  }
   auto source = SafetensorsSource::Open(
       *from, [](const std::string& msg) { std::cerr << "cairn: warning: " << msg << "\n"; });
   if (!source.ok()) return Failed(source.status());
@@ -92,8 +105,18 @@ int RunSave(const std::vector<std::string>& args) {
   std::cout << "saved shard " << options.shard_index << "/" << options.num_shards << " of "
             << options.job << "/step " << options.step << ": " << num_tensors << " tensors, "
             << HumanBytes(bytes) << "\n";
+  if (!result->committed && flags.GetBool("wait")) {
+    auto decided =
+        (*client)->WaitUntilDecided(options.job, options.step, client_options.save_timeout_ms);
+    if (!decided.ok()) return Failed(decided.status());
+    result->committed = true;
+  }
   if (result->committed) {
     std::cout << "checkpoint " << options.job << "/" << options.step << " committed\n";
+  } else {
+    std::cout << "checkpoint " << options.job << "/" << options.step
+              << " is pending: it commits once all " << options.num_shards
+              << " shards are saved (--wait waits for that)\n";
   }
   return kOk;
 }

@@ -25,7 +25,8 @@ int RunToken(const std::vector<std::string>& args) {
       "Prints an authorization token for JOB (\"*\" = every job, an admin token),\n"
       "signed with the key the coordinator and writers were given\n"
       "(--auth-key-file). A write token also reads. --ttl defaults to 86400.\n"
-      "Clients pass it with --token=TOKEN or $CAIRN_TOKEN.\n",
+      "Clients pass it with --token=TOKEN or $CAIRN_TOKEN.\n"
+      "Example: cairn token --auth-key-file=/etc/cairn/auth.key --job=bert --scope=write\n",
       &flags);
   if (rc >= 0) return rc;
   if (!flags.positional().empty()) return UsageError("token takes no positional arguments");

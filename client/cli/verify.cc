@@ -26,38 +26,26 @@ int RunVerify(const std::vector<std::string>& args) {
       "Reads every tensor of the checkpoint and checks every checksum. Through the\n"
       "coordinator (default: the newest step), --deep also reads every file whole\n"
       "and checks its size, CRC32C and SHA-256 against the catalog's record.\n"
-      "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n",
+      "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n"
+      "Examples: cairn verify /data/bert/ckpt-1000\n"
+      "          cairn verify --coordinator=127.0.0.1:7070 --job=bert --deep\n",
       kProgressHelp);
   int rc = ParseOrExit(args, {"coordinator", "job", "step", "deep", "progress"}, help.c_str(),
                        &flags);
   if (rc >= 0) return rc;
   auto bar = ProgressBarFromFlags(flags, "verify", &rc);
   if (!bar) return rc;
-  std::string prefix;
+  CheckpointTarget target;
+  if ((rc = ResolveCheckpoint(flags, "verify", &target)) >= 0) return rc;
+  const std::string& prefix = target.prefix;
   std::vector<ExpectedFile> inventory;
   std::string root;
-  // Through the coordinator: --coordinator, or $CAIRN_COORDINATOR when no
-  // PREFIX is given.
-  const std::optional<std::string> coordinator =
-      flags.positional().empty() ? CoordinatorAddress(flags) : flags.Get("coordinator");
-  if (coordinator.has_value()) {
-    if (!flags.positional().empty()) return UsageError("give a PREFIX or --coordinator, not both");
-    auto job = flags.Get("job");
-    if (!job) return UsageError("--job is required with --coordinator");
-    auto step = flags.GetInt("step", 0, INT64_MAX);
-    if (!step.ok()) return UsageError(std::string(step.status().message()));
-    auto client = Client::Connect(ClientOptionsFromFlags(flags, *coordinator));
-    if (!client.ok()) return Failed(client.status());
-    auto ckpt = (*client)->Get(*job, step->has_value() ? std::optional<int64_t>(**step) : std::nullopt);
-    if (!ckpt.ok()) return Failed(ckpt.status());
-    prefix = ckpt->prefix_uri;
-    const std::string suffix = CheckpointPrefix(ckpt->job, ckpt->step);
+  if (target.record.has_value()) {
+    const std::string suffix = CheckpointPrefix(target.record->job, target.record->step);
     root = prefix.substr(0, prefix.size() - suffix.size() - 1);
-    for (const auto& f : ckpt->files) inventory.push_back({f.path, f.size, f.crc32c, f.sha256});
-  } else {
-    if (flags.GetBool("deep")) return UsageError("--deep needs --coordinator and --job (the catalog's digests)");
-    if (flags.positional().size() != 1) return UsageError("verify takes exactly one PREFIX");
-    prefix = flags.positional()[0];
+    for (const auto& f : target.record->files) inventory.push_back({f.path, f.size, f.crc32c, f.sha256});
+  } else if (flags.GetBool("deep")) {
+    return UsageError("--deep needs --coordinator and --job (the catalog's digests)");
   }
   auto report = VerifyCheckpoint(prefix, bar->Callback(), StorageFromFlags(flags));
   if (!report.ok()) return Failed(*bar, report.status());

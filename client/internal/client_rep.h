@@ -49,6 +49,7 @@ struct SaveHandle::Rep {
 struct Client::Rep {
   ClientOptions options;
   std::unique_ptr<::cairn::v1::Coordinator::Stub> coordinator;
+  std::shared_ptr<grpc::Channel> coordinator_channel;
 
   // The async save in flight (at most one), and its thread.
   std::mutex async_mu;
@@ -105,7 +106,20 @@ struct Client::Rep {
           std::chrono::steady_clock::now() + backoff > until) {
         return s;
       }
-      std::this_thread::sleep_for(backoff);
+      if (rpc::FromServer(s)) {
+        // The server answered (e.g. a deposed leader): wait, then ask again.
+        std::this_thread::sleep_for(backoff);
+      } else {
+        // No server answered. Wait on the channel itself: a channel whose
+        // every address refused reconnects when its backoff ends only if
+        // someone watches it (else gRPC's backup poller does, every 5 s),
+        // and calls made in between fail at once. This returns as soon as
+        // the new leader accepts a connection.
+        const auto left = until - std::chrono::steady_clock::now();
+        coordinator_channel->WaitForConnected(
+            std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
+      }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
     }
   }

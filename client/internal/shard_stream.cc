@@ -11,6 +11,9 @@ namespace {
 // SaveShardMessage.data is field 3, length-delimited (proto/cairn.proto).
 constexpr uint8_t kDataTag = (3 << 3) | 2;
 constexpr char kSaveShardMethod[] = "/cairn.v1.ShardWriter/SaveShard";
+// Data messages smaller than this may wait in gRPC's buffer for the next
+// message (a stream always ends with WritesDone, which flushes).
+constexpr size_t kCoalesceBelowBytes = 256 << 10;
 
 }  // namespace
 
@@ -43,7 +46,9 @@ bool ShardStream::Write(const v1::SaveShardMessage& msg) {
   const std::string bytes = msg.SerializeAsString();
   grpc::Slice slice(bytes.data(), bytes.size());  // copied: headers are small
   grpc::ByteBuffer buffer(&slice, 1);
-  return writer_->Write(buffer);
+  // A header is followed by its data (or the next header): let gRPC send
+  // them together.
+  return writer_->Write(buffer, grpc::WriteOptions().set_buffer_hint());
 }
 
 bool ShardStream::WriteData(const char* data, size_t n) {
@@ -59,7 +64,10 @@ bool ShardStream::WriteData(const char* data, size_t n) {
       grpc::Slice(const_cast<char*>(data), n, &ShardStream::Released, tracker_),
   };
   grpc::ByteBuffer buffer(slices, 2);
-  return writer_->Write(buffer);
+  // Small tensors' data travels with what follows; big chunks go at once.
+  grpc::WriteOptions options;
+  if (n < kCoalesceBelowBytes) options.set_buffer_hint();
+  return writer_->Write(buffer, options);
 }
 
 bool ShardStream::WritesDone() { return writer_->WritesDone(); }

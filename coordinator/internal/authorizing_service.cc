@@ -109,6 +109,18 @@ grpc::Status AuthorizingCoordinatorService::Rollback(grpc::ServerContext* ctx,
   CAIRN_AUTHORIZED(Rollback, req->job(), auth::Scope::kWrite);
 }
 
+grpc::Status AuthorizingCoordinatorService::Delete(grpc::ServerContext* ctx,
+                                                   const v1::DeleteRequest* req,
+                                                   v1::DeleteResponse* resp) {
+  CAIRN_AUTHORIZED(Delete, req->job(), auth::Scope::kWrite);
+}
+
+grpc::Status AuthorizingCoordinatorService::ListJobs(grpc::ServerContext* ctx,
+                                                     const v1::ListJobsRequest* req,
+                                                     v1::ListJobsResponse* resp) {
+  CAIRN_AUTHORIZED(ListJobs, auth::kAnyJob, auth::Scope::kRead);
+}
+
 #undef CAIRN_AUTHORIZED
 
 }  // namespace internal

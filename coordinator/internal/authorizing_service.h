@@ -45,6 +45,10 @@ class AuthorizingCoordinatorService final : public v1::Coordinator::Service {
                             v1::ReleaseLeaseResponse*) override;
   grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest*,
                         v1::RollbackResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*,
+                      v1::DeleteResponse*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                        v1::ListJobsResponse*) override;
 
  private:
   absl::Status Check(const grpc::ServerContext& ctx, const std::string& job, auth::Scope scope);

@@ -215,6 +215,10 @@ absl::Status Catalog::PutJob(const v1::JobRecord& job) {
   return PutMessage(absl::StrCat("job/", job.job()), job);
 }
 
+absl::StatusOr<std::vector<v1::JobRecord>> Catalog::ListJobs() {
+  return ScanMessages<v1::JobRecord>("job/");
+}
+
 absl::Status Catalog::PutLease(const v1::LeaseRecord& lease) {
   return PutMessage(absl::StrCat("lease/", lease.lease_id()), lease);
 }

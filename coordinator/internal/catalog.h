@@ -76,6 +76,8 @@ class Catalog {
   // NotFound if the job has no record (no policy, never committed).
   absl::StatusOr<v1::JobRecord> GetJob(const std::string& job);
   absl::Status PutJob(const v1::JobRecord& job);
+  // Every job record (a policy, a first commit), ascending by name.
+  absl::StatusOr<std::vector<v1::JobRecord>> ListJobs();
 
   absl::Status PutLease(const v1::LeaseRecord& lease);
   absl::Status DeleteLease(const std::string& lease_id);

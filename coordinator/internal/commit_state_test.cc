@@ -63,6 +63,22 @@ TEST(WriterRegistry, LiveOnlyAfterAHeartbeatAndUnreachableUntilTheNext) {
   EXPECT_FALSE(registry.Heartbeat("w-unknown"));
 }
 
+// What a heartbeat reports (streams, bytes written) is kept for the status
+// page; a beat without a report clears it.
+TEST(WriterRegistry, KeepsTheLoadHeartbeatsReport) {
+  FakeClock clock;
+  WriterRegistry registry(&clock, 3000);
+  const std::string a = registry.Register("127.0.0.1:1", "w-a");
+  ASSERT_TRUE(registry.Heartbeat(a, WriterRegistry::Load{2, 4096}));
+  auto snapshot = registry.Snapshot();
+  ASSERT_EQ(snapshot.size(), 1u);
+  EXPECT_EQ(snapshot[0].load.active_streams, 2);
+  EXPECT_EQ(snapshot[0].load.bytes_written, 4096u);
+  EXPECT_EQ(snapshot[0].last_heartbeat_micros, clock.NowMicros());
+  ASSERT_TRUE(registry.Heartbeat(a));
+  EXPECT_EQ(registry.Snapshot()[0].load.bytes_written, 0u);
+}
+
 TEST(JobLocks, UnknownNamesLeaveNothingBehind) {
   JobLocks locks;
   for (int i = 0; i < 10000; ++i) {

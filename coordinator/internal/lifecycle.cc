@@ -320,5 +320,90 @@ absl::StatusOr<v1::RollbackResponse> CoordinatorService::DoRollback(const v1::Ro
   return resp;
 }
 
+// ----------------------------------------------------------------- delete
+
+grpc::Status CoordinatorService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+                                        v1::DeleteResponse*) {
+  return rpc::ToGrpc(DoDelete(*req));
+}
+
+absl::Status CoordinatorService::DoDelete(const v1::DeleteRequest& req) {
+  RETURN_IF_ERROR(ValidateJobName(req.job()));
+  RETURN_IF_ERROR(ValidateStep(req.step()));
+  const std::string& job = req.job();
+  JobLocks::Guard job_lock = job_locks_.Lock(job);
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(job));
+  std::optional<v1::CheckpointRecord> target;
+  int64_t newest = -1;
+  for (auto& r : records) {
+    if (r.state() == v1::COMMITTED) newest = std::max(newest, r.step());
+    if (r.step() != req.step()) continue;
+    if (r.state() != v1::COMMITTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot delete step ", req.step(), " of job ", job, ": it is ", StateName(r.state()),
+          ", not committed", Undecided(r.state()) ? " (it will commit or abort on its own)" : ""));
+    }
+    target = std::move(r);
+  }
+  if (!target) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", job, " has no committed checkpoint at step ", req.step()));
+  }
+  if (!req.force()) {
+    std::vector<std::string> why;
+    if (target->step() == newest) why.push_back("it is the job's newest");
+    if (target->pinned()) why.push_back("it is pinned");
+    if (Leased(job, target->step())) why.push_back("a restore holds a lease on it");
+    if (!why.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing to delete step ", req.step(), " of job ", job, ": ", absl::StrJoin(why, ", "),
+          " (--force deletes it anyway)"));
+    }
+  }
+  std::vector<std::pair<v1::CheckpointRecord, std::string>> doomed;
+  doomed.emplace_back(std::move(*target), req.force() ? "deleted on request (forced)"
+                                                      : "deleted on request");
+  RETURN_IF_ERROR(DeleteCommitted(job, std::move(doomed), /*by_retention=*/false));
+  return absl::OkStatus();
+}
+
+// ----------------------------------------------------------------- jobs
+
+grpc::Status CoordinatorService::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                                          v1::ListJobsResponse* resp) {
+  auto records = catalog_->ListCheckpoints("");
+  if (!records.ok()) return rpc::ToGrpc(records.status());
+  std::map<std::string, v1::JobSummary> jobs;
+  auto summary = [&](const std::string& job) -> v1::JobSummary& {
+    v1::JobSummary& j = jobs[job];
+    if (j.job().empty()) {
+      j.set_job(job);
+      j.set_newest_step(-1);
+    }
+    return j;
+  };
+  for (const auto& r : *records) {
+    v1::JobSummary& j = summary(r.job());
+    if (r.state() == v1::COMMITTED) {
+      j.set_committed(j.committed() + 1);
+      j.set_bytes(j.bytes() + r.bytes());
+      if (r.step() > j.newest_step()) {
+        j.set_newest_step(r.step());
+        j.set_newest_committed_at_micros(r.committed_at_micros());
+      }
+    } else if (Undecided(r.state())) {
+      j.set_pending(j.pending() + 1);
+    } else if (r.state() == v1::ABORTED || r.state() == v1::ABORTING) {
+      j.set_aborted(j.aborted() + 1);
+    }
+  }
+  // Jobs with a policy but no checkpoint yet are jobs too.
+  auto job_records = catalog_->ListJobs();
+  if (!job_records.ok()) return rpc::ToGrpc(job_records.status());
+  for (const v1::JobRecord& j : *job_records) summary(j.job());
+  for (auto& [name, j] : jobs) *resp->add_jobs() = std::move(j);
+  return grpc::Status::OK;
+}
+
 }  // namespace internal
 }  // namespace cairn

@@ -212,7 +212,8 @@ grpc::Status CoordinatorService::RegisterWriter(grpc::ServerContext*,
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                                            v1::HeartbeatResponse* resp) {
-  resp->set_known(writers_.Heartbeat(req->writer_id()));
+  resp->set_known(writers_.Heartbeat(
+      req->writer_id(), WriterRegistry::Load{req->active_streams(), req->bytes_written()}));
   if (resp->known()) resp->set_attempt_key(attempt_key_);
   return grpc::Status::OK;
 }
@@ -254,6 +255,7 @@ void CoordinatorService::FillInfo(const v1::CheckpointRecord& r, v1::CheckpointI
   info->set_bytes(r.bytes());
   *info->mutable_metrics() = r.metrics();
   info->set_pinned(r.pinned());
+  info->set_abort_reason(r.abort_reason());
   info->set_prefix_uri(JoinPath(storage_->uri(), CheckpointPrefix(r.job(), r.step())));
   *info->mutable_files() = r.files();
   // Durable shards of a step still in the works (the catalog's record has
@@ -282,6 +284,13 @@ grpc::Status CoordinatorService::List(grpc::ServerContext*, const v1::ListReques
     auto* info = resp->add_checkpoints();
     FillInfo(r, info);
     for (const std::string& rule : kept_by[r.step()]) info->add_kept_by(rule);
+  }
+  if (!records->empty()) {
+    resp->set_job_exists(true);
+  } else {
+    auto exists = JobExists(req->job());
+    if (!exists.ok()) return rpc::ToGrpc(exists.status());
+    resp->set_job_exists(*exists);
   }
   return grpc::Status::OK;
 }
@@ -320,6 +329,8 @@ grpc::Status CoordinatorService::Get(grpc::ServerContext*, const v1::GetRequest*
         absl::StrCat("job ", req->job(), " has no committed checkpoint")));
   }
   auto record = catalog_->GetCheckpoint(req->job(), req->step());
+  if (!record.ok() && !absl::IsNotFound(record.status())) return rpc::ToGrpc(record.status());
+  if (record.ok() && req->any_state()) return fill(*record);
   if (!record.ok() || record->state() != v1::COMMITTED) {
     return rpc::ToGrpc(absl::NotFoundError(absl::StrCat(
         "job ", req->job(), " has no committed checkpoint at step ", req->step())));

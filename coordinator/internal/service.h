@@ -37,10 +37,15 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // every unfinished checkpoint. Called once before serving.
   absl::Status Recover();
 
-  // For the status page: every job with counts, or one job's checkpoints
-  // (all states, with the retention rules keeping each), as JSON text.
+  // For the status page (status_json.cc documents the fields): the overview
+  // (every job with counts and its newest commit, the writers, version and
+  // uptime), or one job's checkpoints (all states, with the retention rules
+  // keeping each, pending shard progress and abort reasons), as JSON text.
   absl::StatusOr<std::string> JobsJson();
   absl::StatusOr<std::string> JobJson(const std::string& job);
+  // For /metrics, computed when scraped: seconds since each writer's last
+  // heartbeat, labelled writer=ADDRESS (writers that never beat: none).
+  std::vector<std::pair<std::map<std::string, std::string>, double>> WriterHeartbeatAges();
   // Starts / stops the thread that aborts timed-out checkpoints and retries
   // unfinished commits.
   void StartBackground();
@@ -70,6 +75,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::ReleaseLeaseResponse*) override;
   grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest*,
                         v1::RollbackResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*,
+                      v1::DeleteResponse*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                        v1::ListJobsResponse*) override;
 
   // Whether `job` has any record (checkpoint or job record).
   absl::StatusOr<bool> JobExists(const std::string& job);
@@ -86,6 +95,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::StatusOr<v1::BeginShardResponse> DoBeginShard(const v1::BeginShardRequest& req);
   absl::StatusOr<v1::ShardDurableResponse> DoShardDurable(const v1::ShardDurableRequest& req);
   absl::StatusOr<v1::RollbackResponse> DoRollback(const v1::RollbackRequest& req);
+  absl::Status DoDelete(const v1::DeleteRequest& req);
   // FailedPrecondition if `step` is below the newest committed step of
   // `job` (saves move forward; a rollback makes room for older steps).
   absl::Status CheckStepMovesForward(const std::string& job, int64_t step);

@@ -30,13 +30,16 @@ void WriterRegistry::Recover(const std::string& id, const std::string& address) 
   w.last_heartbeat_micros = clock_->NowMicros();
 }
 
-bool WriterRegistry::Heartbeat(const std::string& id) {
+bool WriterRegistry::Heartbeat(const std::string& id) { return Heartbeat(id, Load()); }
+
+bool WriterRegistry::Heartbeat(const std::string& id, const Load& load) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = writers_.find(id);
   if (it == writers_.end()) return false;
   // Strictly after any unreachable report, even on a coarse clock.
   it->second.last_heartbeat_micros =
       std::max(clock_->NowMicros(), it->second.unreachable_at_micros + 1);
+  it->second.load = load;
   return true;
 }
 
@@ -88,7 +91,7 @@ std::vector<WriterRegistry::Info> WriterRegistry::Snapshot() {
   const int64_t now = clock_->NowMicros();
   std::vector<Info> out;
   for (const auto& [id, w] : writers_) {
-    out.push_back({id, w.address, LiveLocked(w, now), w.active_shards, w.last_heartbeat_micros});
+    out.push_back({id, w.address, LiveLocked(w, now), w.active_shards, w.last_heartbeat_micros, w.load});
   }
   return out;
 }

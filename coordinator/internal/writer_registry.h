@@ -37,8 +37,14 @@ class WriterRegistry {
   // A writer known from the catalog at start-up: live for one timeout, so
   // the writers of a restarted coordinator are used before their next beat.
   void Recover(const std::string& id, const std::string& address);
+  // What a writer reports in its heartbeat (HeartbeatRequest).
+  struct Load {
+    int active_streams = 0;      // shard streams it is receiving now
+    uint64_t bytes_written = 0;  // data file bytes it made durable since it started
+  };
   // False if the id is unknown (the writer should register again).
-  bool Heartbeat(const std::string& id);
+  bool Heartbeat(const std::string& id, const Load& load);
+  bool Heartbeat(const std::string& id);  // with no load reported
   // A client could not reach `address`: no new shards until it heartbeats.
   void MarkUnreachable(const std::string& address);
 
@@ -58,8 +64,9 @@ class WriterRegistry {
     std::string id;
     std::string address;
     bool live = false;
-    int active_shards = 0;
-    int64_t last_heartbeat_micros = 0;
+    int active_shards = 0;               // assigned by this coordinator, not yet released
+    int64_t last_heartbeat_micros = 0;   // 0 = never
+    Load load;                           // as of the last heartbeat
   };
   std::vector<Info> Snapshot();
 
@@ -69,6 +76,7 @@ class WriterRegistry {
     int64_t last_heartbeat_micros = 0;  // 0 = never
     int64_t unreachable_at_micros = 0;  // 0 = not reported
     int active_shards = 0;
+    Load load;
   };
   bool LiveLocked(const Writer& w, int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -3,8 +3,11 @@
 # on 127.0.0.1, local storage and the RocksDB catalog under one data folder.
 #
 #   deploy/local/cluster.sh start DATA_DIR [WRITERS]   prints the coordinator address
-#   (CAIRN_WRITER_FLAGS="--inventory-sha256=false ..." adds flags to every writer)
-#   deploy/local/cluster.sh stop DATA_DIR
+#   (CAIRN_COORDINATOR_FLAGS="--metrics-listen=127.0.0.1:9090 --pending-timeout=60 ..."
+#   adds flags to the coordinator, CAIRN_WRITER_FLAGS="--inventory-sha256=true ..."
+#   to every writer)
+#   deploy/local/cluster.sh stop DATA_DIR   returns once every process has exited
+#   (SIGTERM; SIGKILL after CAIRN_STOP_TIMEOUT seconds, default 15)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
@@ -18,8 +21,9 @@ WRITERS=${3:-2}
 case "$cmd" in
   start)
     mkdir -p "$DATA/logs" "$DATA/storage"
+    # shellcheck disable=SC2086  # CAIRN_COORDINATOR_FLAGS: extra flags, split on spaces
     "$BIN/cairn-coordinator" --listen=127.0.0.1:0 --db="$DATA/catalog" --storage="$DATA/storage" \
-      >"$DATA/logs/coordinator.out" 2>"$DATA/logs/coordinator.log" &
+      ${CAIRN_COORDINATOR_FLAGS:-} >"$DATA/logs/coordinator.out" 2>"$DATA/logs/coordinator.log" &
     echo $! >"$DATA/coordinator.pid"
     COORD=$(wait_listening "$DATA/logs/coordinator.out")
     for i in $(seq 0 $((WRITERS - 1))); do
@@ -33,12 +37,26 @@ case "$cmd" in
     echo "$COORD"
     ;;
   stop)
+    # The processes are not this shell's children (another invocation
+    # started them): wait for them by polling.
+    pids=()
     for pidfile in "$DATA"/writer*.pid "$DATA"/coordinator.pid; do
       [ -f "$pidfile" ] || continue
-      kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+      pid=$(cat "$pidfile")
+      kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
       rm -f "$pidfile"
     done
-    wait 2>/dev/null || true
+    deadline=$((SECONDS + ${CAIRN_STOP_TIMEOUT:-15}))
+    for pid in "${pids[@]}"; do
+      while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          echo "cluster.sh: process $pid did not stop on SIGTERM; killing it" >&2
+          kill -KILL "$pid" 2>/dev/null || true
+          break
+        fi
+        sleep 0.05
+      done
+    done
     ;;
   *) echo "usage: cluster.sh start|stop DATA_DIR [WRITERS]" >&2; exit 2 ;;
 esac

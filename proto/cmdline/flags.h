@@ -1,6 +1,10 @@
-// A small command-line parser for the `cairn` subcommands:
-// `--name=value`, `--name value` is NOT accepted (ambiguous with positionals),
-// boolean `--name`, repeated flags, and positional arguments.
+// A small command-line parser for Cairn's executables: `--name=value` and
+// `--name value`, boolean `--name` (and `--name=true|false`), repeated
+// flags, positional arguments, and "did you mean" for misspelt names.
+//
+// Whether a flag takes a value is a property of its name, the same in every
+// executable (BooleanFlags()): that is what lets `--name value` be parsed
+// without each command declaring its flags' types.
 #ifndef CAIRN_PROTO_CMDLINE_FLAGS_H_
 #define CAIRN_PROTO_CMDLINE_FLAGS_H_
 
@@ -18,11 +22,19 @@
 namespace cairn {
 namespace cmdline {
 
+// The flags that take no value. Every other flag takes one.
+const std::set<std::string>& BooleanFlags();
+
+// The candidate closest to `word` by edit distance (case-insensitive), if
+// one is close enough to be a likely typo; else empty.
+std::string DidYouMean(const std::string& word, const std::set<std::string>& candidates);
+
 class Flags {
  public:
   // `known` lists the accepted flag names (without "--"); `repeatable` those
-  // that may appear more than once. Unknown or repeated flags are
-  // InvalidArgument (a usage error).
+  // that may appear more than once. Unknown or repeated flags, and a flag
+  // that takes a value given none, are InvalidArgument (a usage error); an
+  // unknown flag's message suggests the nearest known one.
   static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
                                      const std::set<std::string>& known,
                                      const std::set<std::string>& repeatable = {});

@@ -107,16 +107,43 @@ absl::StatusOr<std::string> ChannelTarget(const std::string& address) {
   return ListTarget(absl::StrSplit(address, ','));
 }
 
+namespace {
+
+// google.rpc.Status{code, message} in protobuf's wire format (fields 1 and
+// 2), written by hand: the googleapis protos are not a dependency.
+std::string EncodeStatusDetails(int code, absl::string_view message) {
+  std::string out;
+  auto varint = [&out](uint64_t v) {
+    while (v >= 0x80) {
+      out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+  };
+  out.push_back(0x08);  // field 1, varint
+  varint(static_cast<uint64_t>(code));
+  out.push_back(0x12);  // field 2, length-delimited
+  varint(message.size());
+  out.append(message.data(), message.size());
+  return out;
+}
+
+}  // namespace
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  const int code = static_cast<int>(s.code());
+  return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(s.message()),
+                      EncodeStatusDetails(code, s.message()));
 }
+
+bool FromServer(const grpc::Status& s) { return !s.ok() && !s.error_details().empty(); }
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
   std::string msg = s.error_message();
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+  if (!FromServer(s) && (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
     msg = absl::StrCat(what.empty() ? "server" : what,
                        " unreachable or too slow (or a TLS mismatch: plaintext vs TLS, an "
                        "untrusted certificate, or a client certificate required): ",

@@ -23,8 +23,17 @@ constexpr int kMaxMessageBytes = 64 << 20;
 // Size of the data chunks of a SaveShard stream.
 constexpr size_t kChunkBytes = 4 << 20;
 
+// A Cairn server's answer: carries, besides code and message, status details
+// (a google.rpc.Status with the same code and message) that mark it as the
+// server's own, so that a client tells "the coordinator said UNAVAILABLE: no
+// live writers" from "the coordinator could not be reached".
 grpc::Status ToGrpc(const absl::Status& s);
-// `what` names the peer or call for the message ("coordinator 1.2.3.4:5").
+// Whether `s` came from a Cairn server's handler (ToGrpc), not from the
+// transport (connection refused, deadline, TLS handshake).
+bool FromServer(const grpc::Status& s);
+// `what` names the peer or call for the message ("coordinator 1.2.3.4:5"):
+// a transport failure says "WHAT unreachable or too slow (...): MESSAGE";
+// a server's answer is its message as is.
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what = "");
 
 // The gRPC target for an address: HOST:PORT as is (gRPC resolves a name,

@@ -30,9 +30,14 @@ int ServerSecurityFromFlags(const Flags& flags, const char* program, const std::
 
 // Prints "listening on ADDRESS" on stdout (the line scripts and tests wait
 // for), serves until SIGTERM or SIGINT, then shuts down; start failures and
-// signals are logged (observability/log.h). Exit status 1 if it did not start.
+// signals are logged (observability/log.h). Exit status 1 if it did not start,
+// 0 if a signal stopped it while starting (Start returned Cancelled).
 template <typename Server>
 int ServeUntilSignal(absl::StatusOr<std::unique_ptr<Server>> server, const char* program) {
+  if (absl::IsCancelled(server.status())) {
+    logging::Log(absl::StrCat("signal: ", server.status().message()));
+    return 0;
+  }
   if (!server.ok()) {
     logging::Log(absl::StrCat("cannot start: ", server.status().message()));
     return 1;

@@ -14,7 +14,7 @@ ranks.
         mgr.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "epoch": epoch}, metrics={"loss": loss})   # async by default
     mgr.wait_until_finished(); mgr.latest_step(); mgr.all_steps(); mgr.metrics(step)
-    mgr.rollback(step); mgr.close()                   # or `with cairn.CheckpointManager(...)`
+    mgr.delete(step); mgr.rollback(step); mgr.close()  # or `with cairn.CheckpointManager(...)`
     # a tensor partitioned across ranks: cairn.Shard(local_rows, full_shape, offsets)
 
 The client underneath:
@@ -28,6 +28,7 @@ The client underneath:
     handle.wait()
     client.list("job")                                   # [Checkpoint, ...] by step
     client.latest("job")                                 # newest Checkpoint or None
+    client.delete("job", 100); client.jobs()             # force=True for the newest
     arrays = client.restore("job")                       # {name: numpy.ndarray}
     part = client.restore("job", 100, tensors=["emb"], slices={"emb": "0,250:-"})
     cairn.restore_from("/data/ckpts/job/ckpt-100/variables")   # no coordinator
@@ -467,6 +468,19 @@ class Client:
         a rollback makes room. Returns {"deleted_steps": [...],
         "aborted_steps": [...]} (with dry_run, what it would do)."""
         return self._c.rollback(job, int(to_step), bool(dry_run))
+
+    def delete(self, job: str, step: int, force: bool = False) -> None:
+        """Deletes committed checkpoint `step` of `job` as retention would
+        (as `cairn delete`). Refused (cairn.Error, FAILED_PRECONDITION,
+        saying why) for the job's newest, a pinned or a leased checkpoint
+        unless force=True; NOT_FOUND if `step` is not committed."""
+        self._c.delete(job, int(step), bool(force))
+
+    def jobs(self) -> List[Dict[str, Any]]:
+        """The jobs the catalog knows: [{"job", "newest_step" (None if
+        nothing committed), "newest_committed_at" (Unix seconds or None),
+        "committed", "pending", "aborted", "bytes"}], by name."""
+        return self._c.jobs()
 
 
 @_input_errors

@@ -285,15 +285,12 @@ class CheckpointManager:
 
     # ------------------------------------------------------------ lifecycle
 
-    def delete(self, step: int) -> None:
-        """Deletes committed `step` (refused for the newest, a pinned or a
-        leased one)."""
+    def delete(self, step: int, force: bool = False) -> None:
+        """Deletes committed `step` (see Client.delete): refused for the
+        newest, a pinned or a leased one unless force=True."""
         self._check_open()
-        native_delete = getattr(self._client._c, "delete", None)
-        if native_delete is None:
-            raise _error("UNIMPLEMENTED", f"delete step {step}: this coordinator client has no "
-                         "delete call yet (issue 17); use retention or rollback")
-        native_delete(self.job, int(step))
+        self.wait_until_finished()
+        self._client.delete(self.job, int(step), force=bool(force))
 
     def rollback(self, step: int) -> Dict[str, List[int]]:
         """Makes committed `step` the newest: deletes every checkpoint above

@@ -306,10 +306,16 @@ class LifecycleTest(unittest.TestCase):
         self.assertTrue(mgr.should_save(2))
         mgr.save(2, {"x": np.full(1, 20)})
         self.assertEqual(int(mgr.restore()["x"][0]), 20)
-        # delete needs a coordinator call that does not exist yet.
+        # The newest is refused unless forced; an older one goes.
+        with self.assertRaises(cairn.Error) as cm:
+            mgr.delete(2)
+        self.assertEqual(cm.exception.code, "FAILED_PRECONDITION")
+        self.assertIn("it is the job's newest", str(cm.exception))
+        mgr.delete(1)
+        self.assertEqual(mgr.all_steps(), [2])
         with self.assertRaises(cairn.Error) as cm:
             mgr.delete(1)
-        self.assertEqual(cm.exception.code, "UNIMPLEMENTED")
+        self.assertEqual(cm.exception.code, "NOT_FOUND")
         mgr.close()
         mgr.close()  # idempotent
         with self.assertRaises(cairn.Error) as cm:

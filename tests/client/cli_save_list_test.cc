@@ -80,9 +80,10 @@ TEST_F(FakeService, CliSaveListRestore) {
   EXPECT_TRUE(Contains(list.out, "3.3 MiB")) << list.out;
   EXPECT_TRUE(Contains(list.out, "loss=0.25")) << list.out;
   EXPECT_TRUE(Contains(list.out, "keep-last")) << list.out;
+  // A job the coordinator does not know is an error, not an empty list.
   list = Cairn({"list", "--coordinator=" + coordinator_address_, "--job=empty", "--json"});
-  ASSERT_EQ(list.exit_code, 0) << list.err;
-  EXPECT_EQ(nlohmann::json::parse(list.out)["checkpoints"].size(), 0u);
+  EXPECT_EQ(list.exit_code, 1);
+  EXPECT_TRUE(Contains(list.err, "no job named empty")) << list.err;
 
   // Restore the newest step; emb (of which only rows 4-7 were saved) comes
   // back as that slice, marked.

@@ -90,6 +90,7 @@ grpc::Status FakeCoordinator::List(grpc::ServerContext*, const v1::ListRequest* 
   for (const auto& [key, info] : checkpoints_) {
     if (key.first == request->job()) *response->add_checkpoints() = info;
   }
+  response->set_job_exists(response->checkpoints_size() > 0);
   return grpc::Status::OK;
 }
 

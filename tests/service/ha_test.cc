@@ -317,6 +317,10 @@ TEST_F(HaTest, ACallDuringTheFailoverReachesTheNewLeader) {
                          "--to=" + dir_.Join("during-failover.safetensors")});
   EXPECT_EQ(get.exit_code, 0) << get.err;
   ASSERT_TRUE(standby->WaitListening(1000 * (kLeaseTtlSeconds + 10)));
+  // The new leader says so, and how long taking over took.
+  const std::string log = testing::ReadFile(dir_.Join("coordinator1.log"));
+  EXPECT_TRUE(absl::StrContains(log, "leading: won the election on etcd://")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "catalog recovered in ")) << log;
   // With one address, a coordinator that is not there fails the call at once.
   const auto t0 = std::chrono::steady_clock::now();
   RunResult one = Cairn({"list", "--coordinator=" + addresses_[0], "--job=j"});

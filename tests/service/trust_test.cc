@@ -29,10 +29,7 @@ using testing::BinPath;
 using testing::Cluster;
 using testing::RunResult;
 
-RunResult Cairn(std::vector<std::string> args) {
-  args.insert(args.begin(), BinPath("cairn"));
-  return testing::Run(args);
-}
+RunResult Cairn(std::vector<std::string> args) { return testing::RunCairn(std::move(args)); }
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -41,13 +38,7 @@ bool Exists(const std::string& path) {
 
 class TrustTest : public ::testing::Test {
  protected:
-  // A one-tensor safetensors file ("w", 1 KiB of `seed`'s pattern).
-  std::string File(uint32_t seed) {
-    const std::string path = dir_.Join(absl::StrCat("w", seed, ".safetensors"));
-    std::vector<SafetensorsTensor> infos = {{"w", DataType::kFloat, {256}}};
-    testing::WriteFile(path, *BuildSafetensorsPrefix(&infos, {}) + testing::PatternBytes(1024, seed));
-    return path;
-  }
+  std::string File(uint32_t seed) { return testing::WriteOneTensorFile(dir_.path(), seed); }
   RunResult Save(const std::string& coordinator, const std::string& job, int64_t step,
                  std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"save", "--coordinator=" + coordinator, "--job=" + job,
@@ -230,8 +221,10 @@ TEST_F(TrustTest, AnEmptySaveIsRefused) {
                        "--from=" + empty});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(r.err, "at least one tensor")) << r.err;
-  RunResult list = Cairn({"list", "--coordinator=" + cluster.coordinator(), "--job=j", "--json"});
-  EXPECT_TRUE(absl::StrContains(list.out, "\"checkpoints\": []")) << list.out;
+  // Nothing of the job was kept: not even its name.
+  RunResult list = Cairn({"list", "--coordinator=" + cluster.coordinator(), "--job=j", "--all"});
+  EXPECT_EQ(list.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(list.err, "no job named j")) << list.err;
 }
 
 // Defect 9: --writer-timeout equal to the heartbeat interval made healthy

@@ -45,6 +45,13 @@ std::string PatternBytes(size_t n, uint32_t seed) {
   return s;
 }
 
+std::string WriteOneTensorFile(const std::string& dir, uint32_t seed, const std::string& tensor) {
+  const std::string path = dir + "/" + tensor + std::to_string(seed) + ".safetensors";
+  std::vector<SafetensorsTensor> infos = {{tensor, DataType::kFloat, {256}}};
+  WriteFile(path, *BuildSafetensorsPrefix(&infos, {}) + PatternBytes(1024, seed));
+  return path;
+}
+
 void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> infos,
                       std::map<std::string, std::string> data,
                       const std::map<std::string, std::string>& metadata) {

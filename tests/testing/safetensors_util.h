@@ -27,6 +27,11 @@ void WriteSafetensors(const std::string& path, std::vector<SafetensorsTensor> in
 // `n` deterministic pseudo-random bytes; different seeds give different bytes.
 std::string PatternBytes(size_t n, uint32_t seed);
 
+// Writes DIR/TENSOR<seed>.safetensors holding one float32 tensor `tensor` of
+// 256 elements (PatternBytes(1024, seed)); returns its path.
+std::string WriteOneTensorFile(const std::string& dir, uint32_t seed,
+                               const std::string& tensor = "w");
+
 }  // namespace testing
 }  // namespace cairn
 

@@ -157,6 +157,11 @@ RunResult SpawnAndCollect(const std::vector<std::string>& argv, int child_out, i
 
 }  // namespace
 
+RunResult RunCairn(std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("cairn"));
+  return Run(args);
+}
+
 RunResult Run(const std::vector<std::string>& argv) {
   int out_pipe[2], err_pipe[2];
   if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");

@@ -43,6 +43,8 @@ struct RunResult {
 };
 // Runs argv[0] with arguments (no shell), capturing stdout and stderr.
 RunResult Run(const std::vector<std::string>& argv);
+// Runs build/bin/cairn with `args`.
+RunResult RunCairn(std::vector<std::string> args);
 // Run, but with stderr on a pseudo-terminal of `columns` columns in raw mode
 // (bytes pass unchanged): `err` is what the terminal received.
 RunResult RunWithStderrOnTerminal(const std::vector<std::string>& argv, int columns);
