@@ -255,7 +255,7 @@ absl::StatusOr<StreamRestoreSummary> StreamRestoreToSafetensors(
 
   RETURN_IF_ERROR(MakeParentDirs(dst_path));
   const std::string temp = TempPath(dst_path);
-  Fd out(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  Fd out(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (out.fd < 0) return ErrnoError(absl::StrCat("creating ", temp), errno);
   struct RemoveUnlessPublished {
     const std::string& path;
@@ -339,7 +339,7 @@ struct TempFile {
 absl::Status CreateTemp(const std::string& final_path, uint64_t size, TempFile* out) {
   out->final_path = final_path;
   out->path = TempPath(final_path);
-  out->fd = ::open(out->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  out->fd = ::open(out->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (out->fd < 0) {
     out->path.clear();
     return ErrnoError(absl::StrCat("creating ", final_path), errno);
