@@ -14,9 +14,12 @@
 # Quick run: bench/run.sh --gib=0.25 --repeats=1 --big-shard-gib=1
 #   --small-shard-gib=0.25 --tiny=10000 --tiny-large=100000
 # Figure 3 needs Debian's python3-torch (bench/install-bench-deps.sh).
-# CAIRN_WRITER_FLAGS="--inventory-sha256=false" runs the writers with flags.
+# Then the CLI figures (bench/cli_bench.sh: 4 x cairn save vs dd, writer CPU
+# seconds per GiB, cairn restore vs cat with its peak RSS; 1 GiB, its own
+# cluster); --skip-cli leaves them out.
 # Then Orbax side by side (bench/orbax_bench.sh, same --gib; needs the test
 # environment of scripts/pyenv.sh; CAIRN_BENCH_ORBAX=0 skips it).
+# CAIRN_WRITER_FLAGS="--inventory-sha256=true" runs the writers with flags.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CAIRN_BIN_DIR:-$ROOT/build/bin}
@@ -25,12 +28,14 @@ PY=/usr/bin/python3
 
 GIB=2
 REPEATS=5
+CLI=1
 ARGS=()
 for a in "$@"; do
   case "$a" in
     --gib=*) GIB=${a#--gib=} ;;
     --repeats=*) REPEATS=${a#--repeats=} ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --skip-cli) CLI=0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) ARGS+=("$a") ;;
   esac
 done
@@ -58,6 +63,10 @@ fi
 "$BIN/checkpoint_bench" --coordinator="$COORD" --cluster="$CLUSTER" --gib="$GIB" \
   --repeats="$REPEATS" "${TORCH[@]}" "${ARGS[@]}" >"$TMP/cairn.txt" || { show_logs; exit 1; }
 "$ROOT/deploy/local/cluster.sh" stop "$CLUSTER"
+if [ "$CLI" = 1 ]; then
+  echo "[run] CLI figures (bench/cli_bench.sh)" >&2
+  "$ROOT/bench/cli_bench.sh" --repeats="$REPEATS" >>"$TMP/cairn.txt" 2>/dev/null
+fi
 
 "$PY" - "$TMP/cairn.txt" <<'PYEOF'
 import statistics, sys
@@ -136,6 +145,27 @@ if "memory_big_peak_kib" in r:
     row("6 writer peak RSS, %g GiB shard" % f("memory_big_gib"), "%.0f MiB" % big,
         "%.0f MiB (%g GiB shard)" % (small, f("memory_small_gib")), big / small,
         "<= 512 MiB, ratio <= 1.2", big <= 512 and big / small <= 1.2)
+if "cli_bytes" in r:
+    gib = f("cli_bytes") / (1 << 30)
+    med = lambda k: statistics.median(runs(k))
+    ratio = paired("cli_dd_s", "cli_save_s")
+    row("C1 %s x cairn save, %.2f GiB (fsync'd, committed)" % (r["cli_shards"], gib),
+        "%.2f s" % med("cli_save_s"), "%.2f s %s x dd conv=fsync" % (med("cli_dd_s"), r["cli_shards"]),
+        ratio, ">= 0.9", ratio >= 0.9)
+    cpu = med("cli_writer_cpu_s") / gib
+    row("C2 writer CPU per GiB saved", "%.2f s/GiB" % cpu, "", None, "<= 0.65 s/GiB", cpu <= 0.65)
+    ratio = paired("cli_cat_st_s", "cli_restore_st_s")
+    row("C3 cairn restore --to=x.safetensors", "%.2f s" % med("cli_restore_st_s"),
+        "%.2f s cat of the data files" % med("cli_cat_st_s"), ratio, ">= 0.8", ratio >= 0.8)
+    ratio = paired("cli_catsync_st_s", "cli_restore_st_s")
+    row("C3' the same vs cat + sync (its durability)", "%.2f s" % med("cli_restore_st_s"),
+        "%.2f s cat + sync" % med("cli_catsync_st_s"), ratio, "(reported)", None)
+    rss = max(runs("cli_restore_st_rss_kib")) / 1024
+    row("C3m cairn restore peak RSS (highest)", "%.0f MiB" % rss, "", None, "<= 256 MiB per GiB",
+        rss <= 256 * gib)
+    ratio = paired("cli_cat_prefix_s", "cli_restore_prefix_s")
+    row("C4 cairn restore --to=PREFIX (whole)", "%.2f s" % med("cli_restore_prefix_s"),
+        "%.2f s cat of the data files" % med("cli_cat_prefix_s"), ratio, ">= 0.8", ratio >= 0.8)
 if "scale_large_s" in r:
     c, s = f("scale_large_s"), f("scale_small_s")
     row("7 scale: save+commit %s vs %s tiny" % (r["scale_large_n"], r["scale_small_n"]),

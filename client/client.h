@@ -17,6 +17,7 @@
 #define CAIRN_CLIENT_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -303,6 +304,15 @@ class Client {
                                           const RestoreRequest& request,
                                           const ProgressFn& progress = nullptr,
                                           CheckpointSummary* restored_from = nullptr);
+
+  // Runs `fn` on a committed checkpoint (std::nullopt = the newest) with
+  // the same guarantees as Restore — a lease held while `fn` runs, every
+  // file's size checked against the inventory first — for callers that
+  // read the files themselves (the CLI's streaming restore to a file).
+  // Returns fn's status; `read_from`, if given, receives the checkpoint.
+  absl::Status ReadCommitted(const std::string& job, std::optional<int64_t> step,
+                             const std::function<absl::Status(const CheckpointSummary&)>& fn,
+                             CheckpointSummary* read_from = nullptr);
 
   // Retention (see RetentionPolicy). SetPolicy takes effect at the next
   // commit or Gc.

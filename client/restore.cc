@@ -18,6 +18,7 @@
 #include "client/internal/client_rep.h"
 #include "client/internal/lease.h"
 #include "client/internal/progress.h"
+#include "client/internal/restore_plan.h"
 #include "storage/bundle/bundle_reader.h"
 #include "storage/status_macros.h"
 #include "storage/storage.h"
@@ -25,12 +26,7 @@
 namespace cairn {
 namespace {
 
-// One tensor (or slice) to restore, with a rough cost for scheduling.
-struct RestoreItem {
-  BundleEntry entry;
-  std::optional<TensorSlice> slice;
-  uint64_t cost = 0;
-};
+using internal::RestoreItem;
 
 // Restores one item into caller memory of exactly item.cost bytes: whole
 // stored tensors straight from the file (checksummed), anything assembled
@@ -66,6 +62,22 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
                                                 const RestoreRequest& request,
                                                 const ProgressFn& progress,
                                                 CheckpointSummary* restored_from) {
+  absl::StatusOr<RestoredTensors> restored;
+  absl::Status s = ReadCommitted(
+      job, step,
+      [&](const CheckpointSummary& ckpt) {
+        restored = RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads,
+                                     progress, rep_->options.storage);
+        return restored.status();
+      },
+      restored_from);
+  if (!s.ok()) return s;
+  return restored;
+}
+
+absl::Status Client::ReadCommitted(const std::string& job, std::optional<int64_t> step,
+                                   const std::function<absl::Status(const CheckpointSummary&)>& fn,
+                                   CheckpointSummary* read_from) {
   ASSIGN_OR_RETURN(CheckpointSummary ckpt, Get(job, step));
   if (ckpt.state != CheckpointState::kCommitted) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint ", job, "/", ckpt.step, " is ",
@@ -79,12 +91,10 @@ absl::StatusOr<RestoredTensors> Client::Restore(const std::string& job,
   // delete the files under us (released, best effort, on every path below),
   // and check the files are the committed ones.
   ASSIGN_OR_RETURN(internal::ScopedLease lease, internal::LeaseForRestore(this, ckpt, rep_->options.storage));
-  absl::StatusOr<RestoredTensors> restored =
-      RestoreFromPrefix(ckpt.prefix_uri, request, rep_->options.restore_threads, progress,
-                        rep_->options.storage);
+  absl::Status s = fn(ckpt);
   lease.Release();
-  if (restored.ok() && restored_from != nullptr) *restored_from = std::move(ckpt);
-  return restored;
+  if (s.ok() && read_from != nullptr) *read_from = std::move(ckpt);
+  return s;
 }
 
 absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
@@ -99,67 +109,9 @@ absl::StatusOr<RestoredTensors> RestoreFromPrefix(absl::string_view prefix_uri,
                    BundleReader::Open(storage.get(), split.prefix, reader_options));
 
   auto not_found = [&](const std::string& name) {
-    return absl::NotFoundError(
-        absl::StrCat("tensor \"", name, "\" not found in checkpoint ", prefix_uri));
+    return internal::TensorNotFound(name, prefix_uri);
   };
-  std::vector<BundleEntry> entries;
-  if (request.tensors.empty()) {
-    ASSIGN_OR_RETURN(entries, reader->ListTensors());
-    std::set<std::string> present;
-    for (const BundleEntry& e : entries) present.insert(e.key);
-    for (const auto& wanted : request.slices) {
-      if (!present.count(wanted.first)) return not_found(wanted.first);
-    }
-  } else {
-    std::set<std::string> names(request.tensors.begin(), request.tensors.end());
-    for (const auto& wanted : request.slices) names.insert(wanted.first);
-    for (const std::string& name : names) {
-      absl::StatusOr<BundleEntry> e = reader->Lookup(name);
-      if (absl::IsNotFound(e.status())) return not_found(name);
-      if (!e.ok()) return e.status();
-      entries.push_back(*std::move(e));
-    }
-  }
-
-  for (const auto& [name, shape] : request.full_shapes) {
-    auto e = std::find_if(entries.begin(), entries.end(),
-                          [&name = name](const BundleEntry& b) { return b.key == name; });
-    if (e == entries.end()) return not_found(name);
-    if (e->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor \"", name, "\" was asked for with the full shape ", ShapeString(shape),
-          " but its shape is ", ShapeString(e->shape), " in checkpoint ", prefix_uri));
-    }
-  }
-
-  std::vector<RestoreItem> items;
-  items.reserve(entries.size());
-  for (BundleEntry& e : entries) {
-    RestoreItem item;
-    auto wanted = request.slices.find(e.key);
-    std::vector<int64_t> out_shape = e.shape;
-    if (wanted != request.slices.end()) {
-      const TensorSlice& slice = wanted->second;
-      absl::Status fits = slice.CheckFits(e.shape);
-      if (!fits.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "slice \"", slice.ToString(), "\" of tensor \"", e.key, "\" does not fit its shape ",
-            ShapeString(e.shape), " in checkpoint ", prefix_uri, ": ", fits.message()));
-      }
-      if (e.data_type() == DataType::kString && !slice.CoversAll(e.shape)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor \"", e.key, "\" holds strings, which are restored whole; the slice \"",
-                         slice.ToString(), "\" cannot be cut from it"));
-      }
-      item.slice = slice;
-      out_shape = slice.SliceShape(e.shape);
-    }
-    int64_t n = 0;
-    NumElements(out_shape, &n);
-    item.cost = static_cast<uint64_t>(n) * std::max<size_t>(DataTypeSize(e.data_type()), 1);
-    item.entry = std::move(e);
-    items.push_back(std::move(item));
-  }
+  ASSIGN_OR_RETURN(std::vector<RestoreItem> items, internal::PlanRestore(*reader, request, prefix_uri));
   // Destinations in the caller's memory: every name selected, every size
   // right, before anything is read or written. `items` is still in key order
   // here (the index's, or the set of names asked for): binary search.

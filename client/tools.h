@@ -49,8 +49,9 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(absl::string_view prefix_uri,
 struct ExpectedFile {
   std::string path;     // relative to the storage root
   uint64_t size = 0;
-  uint32_t crc32c = 0;
-  std::string sha256;   // raw; empty = not recorded
+  uint32_t crc32c = 0;  // of the whole file, unmasked; 0 = not recorded
+  std::string sha256;   // raw; empty = not recorded (writers record it only
+                        // with --inventory-sha256=true, and for indexes)
 };
 // `cairn verify --deep`: reads every file whole and compares its size,
 // CRC32C and SHA-256 with the recorded ones. Each mismatch or unreadable file

@@ -35,9 +35,10 @@ Receives workers' tensor streams and writes checkpoint shards.
                  write through the page cache instead of with O_DIRECT
                  (O_DIRECT is used where the filesystem has it; far less
                  CPU per byte)
-  --inventory-sha256=false
-                 skip the per-shard SHA-256 (faster saves; `cairn verify --deep`
-                 then checks whole-file CRC32Cs only)
+  --inventory-sha256=true
+                 also record each data file's SHA-256 in the catalog's inventory
+                 (about 0.9 s of CPU per GiB; `cairn verify --deep` always checks
+                 the whole-file CRC32C, and the SHA-256 too where recorded)
   --s3-endpoint      S3 endpoint for s3:// storage (default $AWS_ENDPOINT_URL;
                      credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
                      region from AWS_REGION)

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/method_handler.h>
 #include <malloc.h>
 #include <openssl/sha.h>
 
@@ -23,6 +24,7 @@
 #include "storage/metered_storage.h"
 #include "proto/rpc/rpc_util.h"
 #include "observability/log.h"
+#include "shard_writer/internal/raw_message.h"
 #include "storage/bundle/bundle_merge.h"
 #include "storage/bundle/bundle_writer.h"
 #include "storage/bundle/crc32c.h"
@@ -50,10 +52,29 @@ metrics::CounterMetric& BytesWritten() {
 constexpr int kMaxRank = 64;
 constexpr size_t kMaxNameBytes = 4096;
 
+// SaveShard is served from the received bytes (grpc::ByteBuffer) instead of
+// parsed SaveShardMessages, so tensor bytes are not copied into protobuf
+// strings first (internal/raw_message.h); the wire format is unchanged.
+constexpr int kSaveShardMethodIndex = 0;  // its index in proto/cairn.proto's ShardWriter
+
 class WriterService final : public v1::ShardWriter::Service {
  public:
   WriterService(const WriterOptions& options, std::shared_ptr<grpc::Channel> coordinator)
-      : options_(options), coordinator_(v1::Coordinator::NewStub(coordinator)) {}
+      : options_(options), coordinator_(v1::Coordinator::NewStub(coordinator)) {
+    // Replaces the generated (parsing) handler. MarkMethodStreamed is the
+    // one protected hook that swaps a sync handler; it also marks the method
+    // bidi-streaming, which a sync server treats as client-streaming (it
+    // reads no message before calling the handler).
+    MarkMethodStreamed(
+        kSaveShardMethodIndex,
+        new grpc::internal::ClientStreamingHandler<WriterService, grpc::ByteBuffer,
+                                                   v1::SaveShardResponse>(
+            [](WriterService* service, grpc::ServerContext* ctx,
+               grpc::ServerReader<grpc::ByteBuffer>* reader, v1::SaveShardResponse* resp) {
+              return service->SaveShardRaw(ctx, reader, resp);
+            },
+            this));
+  }
 
   void SetStorage(std::unique_ptr<Storage> storage) { storage_ = std::move(storage); }
   void SetAttemptKey(const std::string& key) {
@@ -62,8 +83,8 @@ class WriterService final : public v1::ShardWriter::Service {
   }
   int active_streams() const { return active_.load(); }
 
-  grpc::Status SaveShard(grpc::ServerContext* ctx, grpc::ServerReader<v1::SaveShardMessage>* reader,
-                         v1::SaveShardResponse* resp) override {
+  grpc::Status SaveShardRaw(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* reader,
+                            v1::SaveShardResponse* resp) {
     static auto& active = metrics::Gauge("cairn_writer_active_streams", "Shard streams being received.");
     static auto& latency = metrics::LatencyHistogram(
         "cairn_writer_shard_save_seconds", "Time from a shard stream's start until the shard is durable.");
@@ -220,10 +241,13 @@ class WriterService final : public v1::ShardWriter::Service {
   }
 
   absl::Status DoSaveShard(grpc::ServerContext* ctx,
-                           grpc::ServerReader<v1::SaveShardMessage>* reader,
+                           grpc::ServerReader<grpc::ByteBuffer>* reader,
                            v1::SaveShardResponse* resp, logging::Where* where) {
-    v1::SaveShardMessage msg;
-    if (!reader->Read(&msg) || msg.kind_case() != v1::SaveShardMessage::kHeader) {
+    grpc::ByteBuffer buffer;
+    internal::ReceivedMessage in;
+    const v1::SaveShardMessage& msg = in.message;
+    if (!reader->Read(&buffer) || !internal::ParseReceived(&buffer, &in).ok() ||
+        in.is_data || msg.kind_case() != v1::SaveShardMessage::kHeader) {
       return absl::InvalidArgumentError("a SaveShard stream must start with its header");
     }
     const v1::SaveShardHeader header = msg.header();
@@ -242,8 +266,9 @@ class WriterService final : public v1::ShardWriter::Service {
     bool in_tensor = false;
     int64_t tensors = 0;
     uint64_t received = 0;
-    while (reader->Read(&msg)) {
-      switch (msg.kind_case()) {
+    while (reader->Read(&buffer)) {
+      RETURN_IF_ERROR(internal::ParseReceived(&buffer, &in));
+      switch (in.is_data ? v1::SaveShardMessage::kData : msg.kind_case()) {
         case v1::SaveShardMessage::kTensor: {
           if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
           bool streaming = false;
@@ -252,17 +277,23 @@ class WriterService final : public v1::ShardWriter::Service {
           ++tensors;
           break;
         }
-        case v1::SaveShardMessage::kData:
+        case v1::SaveShardMessage::kData: {
           if (!in_tensor) return absl::InvalidArgumentError("data before any tensor header");
-          received += msg.data().size();
+          const uint64_t n = in.is_data ? in.data_size : msg.data().size();
+          received += n;
           if (received > options_.max_shard_bytes) {
             return absl::ResourceExhaustedError(absl::StrCat(
                 what, ": more than ", options_.max_shard_bytes,
                 " bytes (this writer's --max-shard-bytes); the shard was not saved"));
           }
-          RETURN_IF_ERROR(writer->AppendData(msg.data()));
-          BytesReceived().Add(static_cast<double>(msg.data().size()));
+          if (in.is_data) {
+            RETURN_IF_ERROR(writer->AppendData(absl::MakeConstSpan(in.data)));
+          } else {
+            RETURN_IF_ERROR(writer->AppendData(msg.data()));
+          }
+          BytesReceived().Add(static_cast<double>(n));
           break;
+        }
         default:
           return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
       }

@@ -4,7 +4,7 @@
 #
 #   deploy/local/cluster.sh start DATA_DIR [WRITERS]   prints the coordinator address
 #   (CAIRN_COORDINATOR_FLAGS="--metrics-listen=127.0.0.1:9090 --pending-timeout=60 ..."
-#   adds flags to the coordinator, CAIRN_WRITER_FLAGS="--inventory-sha256=false ..."
+#   adds flags to the coordinator, CAIRN_WRITER_FLAGS="--inventory-sha256=true ..."
 #   to every writer)
 #   deploy/local/cluster.sh stop DATA_DIR   returns once every process has exited
 #   (SIGTERM; SIGKILL after CAIRN_STOP_TIMEOUT seconds, default 15)

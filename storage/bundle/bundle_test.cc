@@ -113,6 +113,33 @@ TEST_F(BundleTest, StreamingAddEqualsOneShotAdd) {
             testing::ReadFile(dir_.Join("b.data-00000-of-00001")));
 }
 
+TEST_F(BundleTest, AppendingPiecesEqualsAppendingTheirConcatenation) {
+  const std::string data = Bytes(4 * 1000, 2);
+  auto a = Writer("a");
+  ASSERT_TRUE(a->Add("x", DataType::kFloat, {1000}, data).ok());
+  const uint32_t a_crc = a->data_crc32c();
+  ASSERT_TRUE(a->Finish().ok());
+  auto b = Writer("b");
+  ASSERT_TRUE(b->BeginTensor("x", DataType::kFloat, {1000}).ok());
+  const absl::string_view d(data);
+  // Two chunks of pieces (some empty), then too many bytes for the shape.
+  std::vector<absl::string_view> first = {d.substr(0, 1), d.substr(1, 0), d.substr(1, 1500)};
+  std::vector<absl::string_view> second = {d.substr(1501, 999), d.substr(2500)};
+  ASSERT_TRUE(b->AppendData(absl::MakeConstSpan(first)).ok());
+  ASSERT_TRUE(b->AppendData(absl::MakeConstSpan(second)).ok());
+  EXPECT_EQ(b->data_crc32c(), a_crc);
+  ASSERT_TRUE(b->EndTensor().ok());
+  ASSERT_TRUE(b->Finish().ok());
+  EXPECT_EQ(testing::ReadFile(dir_.Join("a.index")), testing::ReadFile(dir_.Join("b.index")));
+  EXPECT_EQ(testing::ReadFile(dir_.Join("a.data-00000-of-00001")),
+            testing::ReadFile(dir_.Join("b.data-00000-of-00001")));
+
+  auto c = Writer("c");
+  ASSERT_TRUE(c->BeginTensor("x", DataType::kFloat, {1}).ok());
+  std::vector<absl::string_view> over = {d.substr(0, 3), d.substr(3, 2)};
+  EXPECT_EQ(c->AppendData(absl::MakeConstSpan(over)).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(BundleTest, WriterErrorsAreStickyAndLeaveNothing) {
   auto w = Writer("bad");
   ASSERT_TRUE(w->Add("x", DataType::kFloat, {1}, FloatBytes({1})).ok());

@@ -100,6 +100,34 @@ struct BundleWriter::Rep {
     return Write(chunk, chunk_crc);
   }
 
+  absl::Status Append(absl::Span<const absl::string_view> pieces) {
+    if (!in_tensor) return absl::FailedPreconditionError("AppendData without BeginTensor");
+    const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
+    uint64_t n = 0;
+    for (absl::string_view p : pieces) n += p.size();
+    if (static_cast<int64_t>(n) > current.size - written) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\": more than ",
+                       current.size, " bytes of data for its shape"));
+    }
+    // Checksummed and copied a cache-sized block at a time, so the bytes
+    // come from memory once: the CRC pulls a block into cache, the copy
+    // into the staging buffer reads it from there.
+    constexpr size_t kBlock = 64 << 10;
+    uint32_t crc = 0;
+    for (absl::string_view p : pieces) {
+      if (sha) EVP_DigestUpdate(sha.get(), p.data(), p.size());
+      for (size_t off = 0; off < p.size(); off += kBlock) {
+        const absl::string_view block = p.substr(off, kBlock);
+        crc = crc32c::Extend(crc, block.data(), block.size());
+        RETURN_IF_ERROR(data_file->Append(block));
+      }
+    }
+    current_crc = crc32c::Combine(current_crc, crc, n);
+    file_crc = crc32c::Combine(file_crc, crc, n);
+    return absl::OkStatus();
+  }
+
   absl::Status End() {
     if (!in_tensor) return absl::FailedPreconditionError("EndTensor without BeginTensor");
     const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
@@ -207,6 +235,11 @@ absl::Status BundleWriter::BeginSlice(absl::string_view name,
 absl::Status BundleWriter::AppendData(absl::string_view chunk) {
   if (!rep_->status.ok()) return rep_->status;
   return rep_->Fail(rep_->Append(chunk));
+}
+
+absl::Status BundleWriter::AppendData(absl::Span<const absl::string_view> pieces) {
+  if (!rep_->status.ok()) return rep_->status;
+  return rep_->Fail(rep_->Append(pieces));
 }
 
 absl::Status BundleWriter::EndTensor() {

@@ -51,12 +51,24 @@ uint32_t GfMultiply(uint32_t a, uint32_t b) {
 }
 
 // x^(8*len) mod P in the reflected representation (x^0 == 0x80000000).
+// The operator that appends `len` zero bytes, as a product of x^(8 * 2^i)
+// powers (computed once): Combine runs per received chunk, so it costs
+// popcount(len) multiplications, not 2 * log2(len).
 uint32_t ZerosOperator(size_t len) {
+  struct Powers {
+    uint32_t p[64];
+    Powers() {
+      uint32_t power = 0x00800000u;  // x^8: one zero byte
+      for (uint32_t& q : p) {
+        q = power;
+        power = GfMultiply(power, power);
+      }
+    }
+  };
+  static const Powers powers;
   uint32_t result = 0x80000000u;
-  uint32_t power = 0x00800000u;  // x^8: one zero byte
-  for (size_t bits = len; bits; bits >>= 1) {
-    if (bits & 1) result = GfMultiply(result, power);
-    power = GfMultiply(power, power);
+  for (int i = 0; len; ++i, len >>= 1) {
+    if (len & 1) result = GfMultiply(result, powers.p[i]);
   }
   return result;
 }
