@@ -9,7 +9,7 @@ For --rounds rounds (plus a warm-up round), in alternating order, each side:
            manager streams from them on a thread, as Orbax keeps references
            to them), then wait_until_finished() (durable: Orbax's
            finalized step directory; Cairn's committed checkpoint, every
-           byte CRC32C'd and SHA-256'd by the writers, fsynced).
+           byte CRC32C'd by the writers, fsynced).
   restore: the step just saved, back into host memory (Orbax: jax arrays
            from StandardRestore; Cairn: NumPy arrays, every CRC checked).
 Prints medians, and for each figure the median over rounds of orbax/cairn
@@ -163,7 +163,7 @@ def main():
               f"benchmark time {time.perf_counter() - t_start:.0f} s")
         print("Orbax by default (OCDBT, zarr v2, zstd level 1) writes no checksum over the array "
               "bytes; Cairn checks a CRC32C per tensor on every restore and the writers keep a "
-              "SHA-256 per file.")
+              "CRC32C per file (and a SHA-256 with --inventory-sha256=true).")
     finally:
         subprocess.run([cluster_sh, "stop", cluster], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
