@@ -3,6 +3,7 @@
 // restore.cc.
 #include "client/client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -198,6 +199,9 @@ absl::StatusOr<CheckpointSummary> Client::WaitUntilDecided(const std::string& jo
   request.set_step(step);
   request.set_any_state(true);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Polls, backing off to once a second: many waiting workers must not
+  // become a load on the coordinator while a step is pending.
+  std::chrono::milliseconds pause(100);
   while (true) {
     v1::GetResponse response;
     grpc::Status s = rep_->UnaryRetryingFailover([&](grpc::ClientContext* ctx) {
@@ -224,7 +228,8 @@ absl::StatusOr<CheckpointSummary> Client::WaitUntilDecided(const std::string& jo
           " after ", timeout_ms / 1000, " s (", summary.shards_durable, " of ",
           summary.num_shards, " shards durable)"));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
   }
 }
 
