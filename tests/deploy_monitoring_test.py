@@ -8,29 +8,18 @@ a save (with the label names they carry).
 
 Skips ("missing dependency: promtool", exit 77) when promtool is absent,
 unless CI=true. Prints 'N passed, N failed'; exit 1 on any failure."""
-import json, os, re, shutil, subprocess, sys, tempfile
+import json, os, re, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testing"))
-from cairn_cluster import ROOT, Cluster, skip_or_fail  # noqa: E402
+from cairn_cluster import ROOT, Checks, Cluster, promtool as find_promtool  # noqa: E402
 import yaml  # noqa: E402
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-if not os.path.exists(PROMTOOL):
-    skip_or_fail("promtool (Debian's prometheus package; scripts/install-deps.sh installs it)")
+PROMTOOL = find_promtool()
 PROM = os.path.join(ROOT, "deploy", "prometheus")
 RULES = os.path.join(PROM, "cairn-alerts.yml")
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "cairn-dashboard.json")
 
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, ("\n" + detail) if detail else "")
+check = Checks()
 
 
 def promtool(*args):
@@ -130,5 +119,4 @@ for where, expr in exprs:
     have = set().union(*(exported.get(n, set()) for n in names)) | TARGET_LABELS
     check(grouping_labels(expr) <= have, f"{where}: grouped by labels the series carry ({expr})")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish()

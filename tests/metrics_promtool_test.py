@@ -7,25 +7,14 @@ with values that are right.
 
 Skips ("missing dependency: promtool", exit 77) when promtool is absent,
 unless CI=true. Prints 'N passed, N failed'; exit 1 on any failure."""
-import os, re, shutil, subprocess, sys, tempfile, time
+import os, re, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testing"))
-from cairn_cluster import Cluster, skip_or_fail  # noqa: E402
+from cairn_cluster import Checks, Cluster, promtool as find_promtool  # noqa: E402
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-if not os.path.exists(PROMTOOL):
-    skip_or_fail("promtool (Debian's prometheus package; scripts/install-deps.sh installs it)")
+PROMTOOL = find_promtool()
 
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, ("\n" + detail) if detail else "")
+check = Checks()
 
 
 def samples(text):
@@ -107,5 +96,4 @@ with tempfile.TemporaryDirectory() as tmp, \
     check(total == on_writers and total >= 3 * 4096,
           f"bytes written on the status page ({total}) match the writers' own counters ({on_writers})")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish()

@@ -19,23 +19,14 @@ unless CI=true. Prints 'N passed, N failed'; exit 1 on any failure."""
 import base64, fcntl, json, os, re, select, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testing"))
-from cairn_cluster import BIN, Cluster, skip_or_fail  # noqa: E402
+from cairn_cluster import BIN, Checks, Cluster, skip_or_fail  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     skip_or_fail("chromium (/usr/bin/chromium; scripts/install-deps.sh installs it)")
 SHOTS = os.environ.get("CAIRN_SCREENSHOT_DIR", os.path.dirname(BIN))
 
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, ("\n" + str(detail)) if detail else "")
+check = Checks()
 
 
 class Browser:
@@ -395,8 +386,7 @@ def main():
                                 c.coordinator_http + "/api/jobs"], capture_output=True, text=True)
             check(r.stdout == "401", "the JSON without a token is refused", r.stdout)
 
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

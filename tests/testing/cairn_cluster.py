@@ -13,6 +13,7 @@ read from what they print and log. Stopped (SIGTERM, then SIGKILL) on exit.
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -29,6 +30,34 @@ def skip_or_fail(what):
     """A missing tool: a skip (exit 77) unless CI=true, where it fails."""
     print(f"missing dependency: {what}")
     sys.exit(1 if os.environ.get("CI") == "true" else MISSING)
+
+
+def promtool():
+    """The path of Debian's promtool, or skip_or_fail."""
+    path = shutil.which("promtool") or "/usr/bin/promtool"
+    if not os.path.exists(path):
+        skip_or_fail("promtool (Debian's prometheus package; scripts/install-deps.sh installs it)")
+    return path
+
+
+class Checks:
+    """The tally of a script-style test: `check(cond, what, detail)` counts
+    and prints what failed; `check.finish()` prints 'N passed, N failed' and
+    exits 1 on any failure."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL:", what, ("\n" + str(detail)) if detail else "")
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        sys.exit(1 if self.failed else 0)
 
 
 class Server:
