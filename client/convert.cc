@@ -184,13 +184,8 @@ absl::Status ConvertBundleToSafetensors(absl::string_view src_prefix, absl::stri
   std::map<std::string, std::string> metadata;
   std::map<std::string, Item> items;
   for (const BundleEntry& e : entries) {
-    if (SafetensorsName(e.data_type()).empty()) {
-      const std::string msg = absl::StrCat("tensor \"", e.key, "\" (", DataTypeName(e.data_type()),
-                                           ") cannot be stored in safetensors");
-      if (options.strict) return absl::FailedPreconditionError(msg + " (--strict)");
-      Warn(options, msg + "; skipped");
-      continue;
-    }
+    ASSIGN_OR_RETURN(bool keep, KeepForSafetensors(e.key, e.data_type(), options.strict, options.warn));
+    if (!keep) continue;
     Item item{&e, TensorSlice::Full(static_cast<int>(e.shape.size()))};
     if (e.is_sliced()) {
       // The bounding box of the stored slices; they form one box exactly

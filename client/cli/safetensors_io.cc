@@ -71,11 +71,8 @@ absl::StatusOr<RestoreOutputSummary> WriteSafetensors(const RestoredTensors& ten
   std::vector<SafetensorsTensor> infos;
   std::map<std::string, std::string> metadata;
   for (const auto& [name, r] : tensors) {
-    if (SafetensorsName(r.tensor.dtype).empty()) {
-      const std::string msg = absl::StrCat("tensor \"", name, "\" (", DataTypeName(r.tensor.dtype),
-                                           ") cannot be stored in safetensors");
-      if (options.strict) return absl::FailedPreconditionError(msg + " (--strict)");
-      if (options.warn) options.warn(msg + "; skipped");
+    ASSIGN_OR_RETURN(bool keep, KeepForSafetensors(name, r.tensor.dtype, options.strict, options.warn));
+    if (!keep) {
       ++summary.skipped;
       continue;
     }

@@ -221,11 +221,8 @@ absl::StatusOr<StreamRestoreSummary> StreamRestoreToSafetensors(
   std::map<std::string, RestoreItem> by_name;
   for (RestoreItem& item : items) {
     const BundleEntry& e = item.entry;
-    if (SafetensorsName(e.data_type()).empty()) {
-      const std::string msg = absl::StrCat("tensor \"", e.key, "\" (", DataTypeName(e.data_type()),
-                                           ") cannot be stored in safetensors");
-      if (options.strict) return absl::FailedPreconditionError(msg + " (--strict)");
-      if (options.warn) options.warn(msg + "; skipped");
+    ASSIGN_OR_RETURN(bool keep, KeepForSafetensors(e.key, e.data_type(), options.strict, options.warn));
+    if (!keep) {
       ++summary.skipped;
       continue;
     }

@@ -217,6 +217,16 @@ std::string SafetensorsName(DataType dtype) {
   return e == nullptr ? std::string() : std::string(e->name);
 }
 
+absl::StatusOr<bool> KeepForSafetensors(absl::string_view name, DataType dtype, bool strict,
+                                        const std::function<void(const std::string&)>& warn) {
+  if (!SafetensorsName(dtype).empty()) return true;
+  const std::string msg = absl::StrCat("tensor \"", name, "\" (", DataTypeName(dtype),
+                                       ") cannot be stored in safetensors");
+  if (strict) return absl::FailedPreconditionError(msg + " (--strict)");
+  if (warn) warn(msg + "; skipped");
+  return false;
+}
+
 absl::StatusOr<std::string> BuildSafetensorsPrefix(
     std::vector<SafetensorsTensor>* tensors, const std::map<std::string, std::string>& metadata) {
   try {

@@ -19,6 +19,7 @@
 #define CAIRN_STORAGE_BUNDLE_SAFETENSORS_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -50,6 +51,12 @@ bool DataTypeFromSafetensorsName(absl::string_view name, DataType* out);
 // kFloat → "F32"; empty for types safetensors cannot hold (string, complex,
 // quantized, variant, ...).
 std::string SafetensorsName(DataType dtype);
+
+// Whether tensor `name` of `dtype` goes into a safetensors file being
+// written: true if safetensors can hold it; otherwise FailedPrecondition
+// with `strict`, else false after telling `warn` (if set) it is skipped.
+absl::StatusOr<bool> KeepForSafetensors(absl::string_view name, DataType dtype, bool strict,
+                                        const std::function<void(const std::string&)>& warn);
 
 // Parses and validates a header. `header_json` is the N bytes after the
 // length; `data_size` is the size of the data section. Validates: JSON object,
