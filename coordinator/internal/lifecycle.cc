@@ -369,39 +369,56 @@ absl::Status CoordinatorService::DoDelete(const v1::DeleteRequest& req) {
 
 // ----------------------------------------------------------------- jobs
 
-grpc::Status CoordinatorService::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
-                                          v1::ListJobsResponse* resp) {
-  auto records = catalog_->ListCheckpoints("");
-  if (!records.ok()) return rpc::ToGrpc(records.status());
-  std::map<std::string, v1::JobSummary> jobs;
-  auto summary = [&](const std::string& job) -> v1::JobSummary& {
-    v1::JobSummary& j = jobs[job];
-    if (j.job().empty()) {
-      j.set_job(job);
-      j.set_newest_step(-1);
+absl::StatusOr<std::map<std::string, CoordinatorService::JobTally>> CoordinatorService::TallyJobs(
+    size_t recent_steps) {
+  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
+  std::map<std::string, JobTally> jobs;
+  auto tally = [&](const std::string& job) -> JobTally& {
+    JobTally& t = jobs[job];
+    if (t.summary.job().empty()) {
+      t.summary.set_job(job);
+      t.summary.set_newest_step(-1);
     }
-    return j;
+    return t;
   };
-  for (const auto& r : *records) {
-    v1::JobSummary& j = summary(r.job());
-    if (r.state() == v1::COMMITTED) {
-      j.set_committed(j.committed() + 1);
-      j.set_bytes(j.bytes() + r.bytes());
-      if (r.step() > j.newest_step()) {
+  for (const auto& r : records) {  // ascending by (job, step)
+    JobTally& t = tally(r.job());
+    v1::JobSummary& j = t.summary;
+    ++t.checkpoints;
+    if (recent_steps > 0) {
+      t.recent.emplace_back(r.step(), StateName(r.state()));
+      if (t.recent.size() > recent_steps) t.recent.erase(t.recent.begin());
+    }
+    switch (r.state()) {
+      case v1::COMMITTED:
+        j.set_committed(j.committed() + 1);
+        j.set_bytes(j.bytes() + r.bytes());
         j.set_newest_step(r.step());
         j.set_newest_committed_at_micros(r.committed_at_micros());
-      }
-    } else if (Undecided(r.state())) {
-      j.set_pending(j.pending() + 1);
-    } else if (r.state() == v1::ABORTED || r.state() == v1::ABORTING) {
-      j.set_aborted(j.aborted() + 1);
+        t.last_commit_micros = std::max(t.last_commit_micros, r.committed_at_micros());
+        if (r.pinned()) ++t.pinned;
+        break;
+      case v1::ABORTED:
+      case v1::ABORTING:
+        j.set_aborted(j.aborted() + 1);
+        break;
+      case v1::DELETING:
+        break;
+      default:  // pending, merging, committing: not decided as seen from outside
+        j.set_pending(j.pending() + 1);
     }
   }
   // Jobs with a policy but no checkpoint yet are jobs too.
-  auto job_records = catalog_->ListJobs();
-  if (!job_records.ok()) return rpc::ToGrpc(job_records.status());
-  for (const v1::JobRecord& j : *job_records) summary(j.job());
-  for (auto& [name, j] : jobs) *resp->add_jobs() = std::move(j);
+  ASSIGN_OR_RETURN(auto job_records, catalog_->ListJobs());
+  for (const v1::JobRecord& j : job_records) tally(j.job());
+  return jobs;
+}
+
+grpc::Status CoordinatorService::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                                          v1::ListJobsResponse* resp) {
+  auto jobs = TallyJobs(/*recent_steps=*/0);
+  if (!jobs.ok()) return rpc::ToGrpc(jobs.status());
+  for (auto& [name, t] : *jobs) *resp->add_jobs() = std::move(t.summary);
   return grpc::Status::OK;
 }
 

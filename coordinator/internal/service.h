@@ -95,6 +95,19 @@ class CoordinatorService final : public v1::Coordinator::Service {
   absl::StatusOr<v1::BeginShardResponse> DoBeginShard(const v1::BeginShardRequest& req);
   absl::StatusOr<v1::ShardDurableResponse> DoShardDurable(const v1::ShardDurableRequest& req);
   absl::StatusOr<v1::RollbackResponse> DoRollback(const v1::RollbackRequest& req);
+
+  // A job as the catalog has it, for `cairn jobs` (ListJobs) and the status
+  // page (JobsJson).
+  struct JobTally {
+    v1::JobSummary summary;       // counts, bytes, the newest committed step
+    int64_t checkpoints = 0;      // records in any state
+    int64_t last_commit_micros = 0;  // the latest commit time (0: none)
+    int pinned = 0;
+    // The newest `recent_steps` steps, ascending: (step, state name).
+    std::vector<std::pair<int64_t, std::string>> recent;
+  };
+  // Every job with a checkpoint record or a job record (a policy), by name.
+  absl::StatusOr<std::map<std::string, JobTally>> TallyJobs(size_t recent_steps);
   absl::Status DoDelete(const v1::DeleteRequest& req);
   // FailedPrecondition if `step` is below the newest committed step of
   // `job` (saves move forward; a rollback makes room for older steps).

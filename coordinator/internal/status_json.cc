@@ -71,29 +71,7 @@ CoordinatorService::WriterHeartbeatAges() {
 }
 
 absl::StatusOr<std::string> CoordinatorService::JobsJson() {
-  ASSIGN_OR_RETURN(auto records, catalog_->ListCheckpoints(""));
-  std::map<std::string, nlohmann::json> jobs;
-  for (const auto& r : records) {
-    auto& j = jobs[r.job()];
-    if (j.is_null()) j = {{"job", r.job()}, {"committed", 0}, {"pending", 0}, {"aborted", 0},
-                          {"bytes", 0}, {"newest_step", nullptr}, {"last_commit_at", nullptr},
-                          {"pinned", 0}, {"recent", nlohmann::json::array()}};
-    const std::string state = StateName(r.state());
-    j["recent"].push_back({{"step", r.step()}, {"state", state}});
-    if (j["recent"].size() > kRecentSteps) j["recent"].erase(j["recent"].begin());
-    if (state == "committed") {
-      j["committed"] = j["committed"].get<int>() + 1;
-      j["bytes"] = j["bytes"].get<uint64_t>() + r.bytes();
-      j["newest_step"] = r.step();
-      const double at = r.committed_at_micros() / 1e6;
-      if (j["last_commit_at"].is_null() || j["last_commit_at"].get<double>() < at) j["last_commit_at"] = at;
-      if (r.pinned()) j["pinned"] = j["pinned"].get<int>() + 1;
-    } else if (state == "aborted" || state == "aborting") {
-      j["aborted"] = j["aborted"].get<int>() + 1;
-    } else if (state != "deleting") {
-      j["pending"] = j["pending"].get<int>() + 1;
-    }
-  }
+  ASSIGN_OR_RETURN(auto tallies, TallyJobs(kRecentSteps));
   const int64_t now = clock_->NowMicros();
   nlohmann::json out = {{"version", CAIRN_VERSION},
                         {"now", now / 1e6},
@@ -102,7 +80,23 @@ absl::StatusOr<std::string> CoordinatorService::JobsJson() {
                         {"storage", storage_->uri()},
                         {"jobs", nlohmann::json::array()},
                         {"writers", nlohmann::json::array()}};
-  for (auto& [name, j] : jobs) out["jobs"].push_back(j);
+  for (const auto& [name, t] : tallies) {
+    if (t.checkpoints == 0) continue;  // a policy only: nothing to show yet
+    const v1::JobSummary& s = t.summary;
+    nlohmann::json recent = nlohmann::json::array();
+    for (const auto& [step, state] : t.recent) recent.push_back({{"step", step}, {"state", state}});
+    out["jobs"].push_back(
+        {{"job", name},
+         {"committed", s.committed()},
+         {"pending", s.pending()},
+         {"aborted", s.aborted()},
+         {"bytes", s.bytes()},
+         {"newest_step", s.newest_step() >= 0 ? nlohmann::json(s.newest_step()) : nlohmann::json()},
+         {"last_commit_at",
+          t.last_commit_micros > 0 ? nlohmann::json(t.last_commit_micros / 1e6) : nlohmann::json()},
+         {"pinned", t.pinned},
+         {"recent", std::move(recent)}});
+  }
   for (const auto& w : writers_.Snapshot()) {
     nlohmann::json age = nullptr;
     if (w.last_heartbeat_micros != 0) age = std::max<int64_t>(0, now - w.last_heartbeat_micros) / 1e6;
