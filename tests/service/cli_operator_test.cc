@@ -1,11 +1,6 @@
 // Issue #17's CLI, as an operator meets it: real coordinator and writer
 // processes, the release `cairn` binary, exact messages and exit codes.
 // Each test failed before its change.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -16,6 +11,7 @@
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "storage/bundle/safetensors.h"
+#include "tests/testing/etcd.h"
 #include "tests/testing/process.h"
 #include "tests/testing/safetensors_util.h"
 #include "tests/testing/test_util.h"
@@ -316,21 +312,8 @@ TEST_F(CliOperatorTest, AServersOwnUnavailableIsNotCalledUnreachable) {
   EXPECT_TRUE(absl::StrContains(down.err, "coordinator " + gone + " unreachable")) << down.err;
 }
 
-// A port nothing listens on (bound, then closed).
-int ClosedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST_F(CliOperatorTest, AWriterWaitingForItsCoordinatorSaysSoAndStopsOnSigterm) {
-  const std::string coordinator = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string coordinator = absl::StrCat("127.0.0.1:", testing::FreePort());
   const std::string log = dir_.Join("lonely-writer.log");
   testing::ServerProcess writer({BinPath("cairn-writer"), "--coordinator=" + coordinator,
                                  "--listen=127.0.0.1:0", "--storage=" + dir_.Join("s")},
@@ -354,8 +337,8 @@ TEST_F(CliOperatorTest, AWriterWaitingForItsCoordinatorSaysSoAndStopsOnSigterm) 
 // reconnect comes (its backoff is capped at 2 s), not when gRPC's backup
 // poller next looks at the channel (this took 14 s).
 TEST_F(CliOperatorTest, ACallOverAnAddressListGetsThroughAsSoonAsACoordinatorListens) {
-  const std::string dead = absl::StrCat("127.0.0.1:", ClosedPort());
-  const std::string later = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string dead = absl::StrCat("127.0.0.1:", testing::FreePort());
+  const std::string later = absl::StrCat("127.0.0.1:", testing::FreePort());
   RunResult list;
   std::chrono::steady_clock::time_point done;
   std::thread caller([&] {
