@@ -41,6 +41,26 @@ TEST(LocalStorage, AbandonLeavesNothing) {
   EXPECT_TRUE(s->List("")->empty());
 }
 
+// An open write is visible only under its temporary name, which a sweep
+// after a crash recognises, and nothing else is taken for one.
+TEST(LocalStorage, AnOpenWriteIsSeenUnderItsTemporaryName) {
+  testing::TempDir dir;
+  auto s = std::move(NewLocalStorage(dir.path())).value();
+  auto w = std::move(s->NewWritableFile("j/checkpoint")).value();
+  ASSERT_TRUE(w->Append("x").ok());
+  auto listed = *s->List("j");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_TRUE(IsTemporaryNameOf(listed[0], "j/checkpoint")) << listed[0];
+  EXPECT_FALSE(IsTemporaryNameOf(listed[0], "j/check"));
+  EXPECT_TRUE(IsTemporaryNameOf(TemporaryNameOf("a", 7), "a"));
+  for (const char* other : {"j/checkpoint", "j/checkpoint.tmp-", "j/checkpoint.tmp-12x",
+                            "j/checkpoint.tmp-1/x", "j/checkpoint2.tmp-1"}) {
+    EXPECT_FALSE(IsTemporaryNameOf(other, "j/checkpoint")) << other;
+  }
+  ASSERT_TRUE(w->Close().ok());
+  EXPECT_EQ(*s->List("j"), std::vector<std::string>{"j/checkpoint"});
+}
+
 // Pages of `path` in the page cache.
 size_t ResidentPages(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);

@@ -10,8 +10,10 @@
 #include <mutex>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "storage/registry.h"
 
 namespace cairn {
@@ -83,6 +85,16 @@ absl::StatusOr<std::string> AbsoluteStorageUri(absl::string_view uri) {
   std::string path(uri);
   while (absl::StartsWith(path, "./")) path = path.substr(2);
   return absl::StrCat(cwd, "/", path);
+}
+
+std::string TemporaryNameOf(absl::string_view path, uint64_t nonce) {
+  return absl::StrCat(path, ".tmp-", nonce);
+}
+
+bool IsTemporaryNameOf(absl::string_view name, absl::string_view path) {
+  if (!absl::ConsumePrefix(&name, path) || !absl::ConsumePrefix(&name, ".tmp-")) return false;
+  uint64_t n;
+  return absl::SimpleAtoi(name, &n);
 }
 
 std::string JoinPath(absl::string_view a, absl::string_view b) {

@@ -173,6 +173,13 @@ absl::StatusOr<SplitPrefix> SplitPrefixUri(absl::string_view prefix_uri);
 // Joins '/'-separated path components, skipping empty ones.
 std::string JoinPath(absl::string_view a, absl::string_view b);
 
+// The name a write of `path` uses until it is closed ("PATH.tmp-N" on a
+// local root; object stores have none). A process killed mid-write leaves
+// it behind, and only its writer's successor can tell it from a live one.
+std::string TemporaryNameOf(absl::string_view path, uint64_t nonce);
+// True for `name` == TemporaryNameOf(path, n) for some n.
+bool IsTemporaryNameOf(absl::string_view name, absl::string_view path);
+
 }  // namespace cairn
 
 #endif  // CAIRN_STORAGE_STORAGE_H_

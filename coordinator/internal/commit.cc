@@ -329,6 +329,7 @@ absl::Status CoordinatorService::WriteStateFile(const std::string& job,
   }
   ASSIGN_OR_RETURN(auto file, storage_->NewWritableFile(StateFilePath(job)));
   RETURN_IF_ERROR(file->Append(FormatStateFile(state)));
+  CAIRN_SYNC_POINT("state_file_staged");
   return file->Close();
 }
 

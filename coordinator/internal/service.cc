@@ -107,6 +107,17 @@ absl::Status CoordinatorService::ClaimStorageRoot() {
   return file->Close();
 }
 
+absl::Status CoordinatorService::SweepInterruptedStateFile(const std::string& job) {
+  ASSIGN_OR_RETURN(std::vector<std::string> files, storage_->List(job));
+  const std::string state = StateFilePath(job);
+  for (const std::string& f : files) {
+    if (!IsTemporaryNameOf(f, state)) continue;
+    Log(logging::Where{job}, absl::StrCat("recovery: removing ", f, ", left by an interrupted write"));
+    RETURN_IF_ERROR(storage_->Delete(f));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CoordinatorService::Recover() {
   RETURN_IF_ERROR(ClaimStorageRoot());
   ASSIGN_OR_RETURN(auto writers, catalog_->ListWriters());
@@ -122,6 +133,8 @@ absl::Status CoordinatorService::Recover() {
     auto& last = LastCommitGauge(r.job());
     last.Set(std::max(last.value(), static_cast<double>(r.committed_at_micros()) / 1e6));
   }
+  std::set<std::string> jobs;  // (the loop below moves records into live_)
+  for (const auto& r : records) jobs.insert(r.job());
   std::vector<Key> to_complete, to_finish;
   std::set<std::string> deleted_in;
   for (auto& r : records) {
@@ -164,6 +177,9 @@ absl::Status CoordinatorService::Recover() {
   // A deletion interrupted after its records were marked may have left the
   // state file naming steps whose files are gone.
   for (const std::string& job : deleted_in) RETURN_IF_ERROR(WriteStateFile(job));
+  // A coordinator killed while it rewrote a state file left the temporary
+  // copy; this one (holding the root, or the lease) is the only writer now.
+  for (const std::string& job : jobs) RETURN_IF_ERROR(SweepInterruptedStateFile(job));
   for (const Key& key : to_finish) {
     Log(At(key.first, key.second), "recovery: finishing the decided commit");
     absl::Status s = FinishCommit(key);

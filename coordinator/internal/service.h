@@ -169,6 +169,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // `committing` (a commit about to be recorded) if given.
   absl::Status WriteStateFile(const std::string& job,
                               const v1::CheckpointRecord* committing = nullptr);
+  // Deletes what an interrupted WriteStateFile left behind in JOB/.
+  absl::Status SweepInterruptedStateFile(const std::string& job);
   // Removes the staging area of a checkpoint (every attempt's files).
   void RemoveStaging(const v1::CheckpointRecord& record);
   void BackgroundLoop();

@@ -57,7 +57,7 @@ class LocalStorage : public Storage {
     ASSIGN_OR_RETURN(std::string full, Resolve(path));
     RETURN_IF_ERROR(MakeDirs(DirName(full)));
     static thread_local std::mt19937_64 rng{std::random_device{}()};
-    std::string temp = absl::StrCat(full, ".tmp-", rng());
+    std::string temp = TemporaryNameOf(full, rng());
     if (direct_io_) {
       const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644);
       if (fd >= 0) return internal::NewDirectWritableFile(full, temp, fd);

@@ -44,6 +44,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "proto/cairn.grpc.pb.h"
@@ -634,7 +635,11 @@ class Checker {
           const std::string rel = e.path().string().substr(root.size() + 1);
           bool ok = rel == "checkpoint";
           for (int64_t step : committed) {
-            ok = ok || absl::StartsWith(rel, absl::StrCat("ckpt-", step, "/variables."));
+            absl::string_view rest = rel;
+            if (!absl::ConsumePrefix(&rest, absl::StrCat("ckpt-", step, "/variables."))) continue;
+            // variables.index or variables.data-0000K-of-0000N; not a temporary.
+            ok = ok || rest == "index" ||
+                 (absl::StartsWith(rest, "data-") && rest.find('.') == absl::string_view::npos);
           }
           Check(ok, absl::StrCat("orphaned file ", job, "/", rel));
         }

@@ -6,11 +6,13 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/client.h"
 #include "coordinator/coordinator.h"
@@ -249,6 +251,39 @@ TEST_F(RetentionTest, ACoordinatorKilledMidDeletionFinishesItAfterRestart) {
                            absl::StrCat(cluster.storage_dir(), "/midway/ckpt-", s, "/variables")});
     EXPECT_EQ(r.exit_code, 0) << r.err;
   }
+}
+
+// A coordinator killed while it writes the TensorFlow state file leaves the
+// file's temporary copy behind; the next coordinator to recover removes it
+// (found by the model checker: an orphaned "checkpoint.tmp-N").
+TEST_F(RetentionTest, AStateFileHalfWrittenByAKilledCoordinatorIsSweptAtRecovery) {
+  Cluster cluster(dir_.path(), 1);
+  ASSERT_TRUE(cluster.ok());
+  cluster.RestartCoordinator({"--crash-at=state_file_staged"});
+  ASSERT_FALSE(cluster.coordinator().empty());
+  std::thread saver([&] {
+    auto client = Connect(cluster.coordinator());
+    Save(*client, "halfway", 1, 1);
+  });
+  ASSERT_EQ(cluster.coordinator_process().WaitExit(30000), testing::kCrashPointExitCode)
+      << "crash point state_file_staged not reached (-1000: still running after 30 s)";
+  auto temps = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(cluster.storage_dir() + "/halfway")) {
+      const std::string name = e.path().filename().string();
+      if (absl::StartsWith(name, "checkpoint.tmp-")) out.push_back(name);
+    }
+    return out;
+  };
+  ASSERT_EQ(temps().size(), 1u) << "the crash left the state file's temporary copy";
+  cluster.RestartCoordinator();
+  ASSERT_FALSE(cluster.coordinator().empty());
+  saver.join();
+  auto client = Connect(cluster.coordinator());
+  EXPECT_EQ(Listed(*client, "halfway"), (std::set<int64_t>{1}));
+  int64_t newest = 0;
+  EXPECT_EQ(StateFileSteps(cluster.storage_dir(), "halfway", &newest), (std::vector<int64_t>{1}));
+  EXPECT_TRUE(temps().empty()) << "left behind: " << absl::StrJoin(temps(), ", ");
 }
 
 TEST_F(RetentionTest, ALeasedCheckpointIsKeptUntilItsRestoreEnds) {
