@@ -109,14 +109,32 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
       if (!stream->Write(msg)) return false;
 
       // Data chunks go out straight from the tensors' memory (ShardStream).
-      for (const SaveTensor& t : tensors) {
+      // Runs of small tensors go as batches when the writer takes them:
+      // one header message and one data message for up to kBatchBytes.
+      const bool batches = assigned.writer_features() & v1::WRITER_FEATURE_TENSOR_BATCHES;
+      std::vector<absl::string_view> pieces;
+      for (size_t i = 0; i < tensors.size();) {
+        if (batches && internal::Batchable(tensors[i])) {
+          v1::SaveShardMessage batch_msg;
+          v1::TensorBatch* batch = batch_msg.mutable_batch();
+          pieces.clear();
+          size_t bytes = 0, data = 0;
+          for (; i < tensors.size() && internal::Batchable(tensors[i]) &&
+                 bytes < internal::kBatchBytes && batch->tensors_size() < internal::kBatchTensors;
+               ++i) {
+            internal::FillTensorHeader(tensors[i], batch->add_tensors());
+            bytes += internal::BatchedBytes(tensors[i]);
+            data += tensors[i].data.size();
+            if (!tensors[i].data.empty()) pieces.push_back(tensors[i].data);
+          }
+          if (!stream->Write(batch_msg)) return false;
+          if (!pieces.empty() && !stream->WriteData(pieces)) return false;
+          progress.Add(data);
+          continue;
+        }
+        const SaveTensor& t = tensors[i++];
         v1::SaveShardMessage tensor_msg;
-        v1::TensorHeader* th = tensor_msg.mutable_tensor();
-        th->set_name(t.name);
-        th->set_dtype(static_cast<int32_t>(t.dtype));
-        th->mutable_shape()->Add(t.shape.begin(), t.shape.end());
-        if (t.slice.has_value()) th->set_slice(t.slice->ToString());
-        for (const std::string& value : t.strings) th->add_string_values(value);
+        internal::FillTensorHeader(t, tensor_msg.mutable_tensor());
         if (!stream->Write(tensor_msg)) return false;
         for (size_t pos = 0; pos < t.data.size(); pos += rpc::kChunkBytes) {
           const size_t n = std::min(rpc::kChunkBytes, t.data.size() - pos);

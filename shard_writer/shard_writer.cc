@@ -43,6 +43,12 @@ metrics::CounterMetric& BytesReceived() {
   return c;
 }
 
+metrics::CounterMetric& BatchedTensors() {
+  static auto& c = metrics::Counter("cairn_writer_batched_tensors_total",
+                                    "Tensors received in batches (small tensors, several per message).");
+  return c;
+}
+
 metrics::CounterMetric& BytesWritten() {
   static auto& c = metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
   return c;
@@ -266,15 +272,51 @@ class WriterService final : public v1::ShardWriter::Service {
     bool in_tensor = false;
     int64_t tensors = 0;
     uint64_t received = 0;
+    // The headers of a batch whose tensors have not begun yet: the next
+    // data bytes fill the tensor in progress, then begin the next of these.
+    v1::TensorBatch batch;
+    int next_in_batch = 0;
+    auto batch_pending = [&] { return next_in_batch < batch.tensors_size(); };
+    // Past the finished tensor in progress to the next batched one that
+    // needs data (string and empty tensors need none).
+    auto advance = [&]() -> absl::Status {
+      while (batch_pending() && (!in_tensor || writer->tensor_bytes_left() == 0)) {
+        if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
+        bool streaming = false;
+        RETURN_IF_ERROR(BeginTensor(writer.get(), batch.tensors(next_in_batch++), &streaming));
+        in_tensor = streaming;
+        ++tensors;
+      }
+      return absl::OkStatus();
+    };
+    std::vector<absl::string_view> pieces;
     while (reader->Read(&buffer)) {
       RETURN_IF_ERROR(internal::ParseReceived(&buffer, &in));
-      switch (in.is_data ? v1::SaveShardMessage::kData : msg.kind_case()) {
+      const auto kind = in.is_data ? v1::SaveShardMessage::kData : msg.kind_case();
+      if (batch_pending() && kind != v1::SaveShardMessage::kData) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "a new tensor header before the data of batched tensor \"",
+            batch.tensors(next_in_batch).name(), "\""));
+      }
+      switch (kind) {
         case v1::SaveShardMessage::kTensor: {
           if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
           bool streaming = false;
           RETURN_IF_ERROR(BeginTensor(writer.get(), msg.tensor(), &streaming));
           in_tensor = streaming;
           ++tensors;
+          break;
+        }
+        case v1::SaveShardMessage::kBatch: {
+          if (!options_.accept_tensor_batches) {
+            return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
+          }
+          if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
+          in_tensor = false;
+          batch = std::move(*in.message.mutable_batch());
+          next_in_batch = 0;
+          BatchedTensors().Add(batch.tensors_size());
+          RETURN_IF_ERROR(advance());
           break;
         }
         case v1::SaveShardMessage::kData: {
@@ -286,10 +328,23 @@ class WriterService final : public v1::ShardWriter::Service {
                 what, ": more than ", options_.max_shard_bytes,
                 " bytes (this writer's --max-shard-bytes); the shard was not saved"));
           }
-          if (in.is_data) {
+          if (!in.is_data) in.data.assign(1, msg.data());
+          if (!batch_pending()) {
             RETURN_IF_ERROR(writer->AppendData(absl::MakeConstSpan(in.data)));
           } else {
-            RETURN_IF_ERROR(writer->AppendData(msg.data()));
+            // Cut the bytes at tensor boundaries. Past the batch's last
+            // tensor they go to it, which refuses the excess.
+            for (absl::string_view rest : in.data) {
+              while (!rest.empty()) {
+                if (!in_tensor) return absl::InvalidArgumentError("data before any tensor header");
+                const uint64_t take = batch_pending() ? std::min<uint64_t>(rest.size(), writer->tensor_bytes_left())
+                                                      : rest.size();
+                pieces.assign(1, rest.substr(0, take));
+                RETURN_IF_ERROR(writer->AppendData(absl::MakeConstSpan(pieces)));
+                rest.remove_prefix(take);
+                RETURN_IF_ERROR(advance());
+              }
+            }
           }
           BytesReceived().Add(static_cast<double>(n));
           break;
@@ -299,6 +354,10 @@ class WriterService final : public v1::ShardWriter::Service {
       }
     }
     if (ctx->IsCancelled()) return absl::CancelledError(absl::StrCat(what, ": client went away"));
+    if (batch_pending()) {
+      return absl::InvalidArgumentError(absl::StrCat("the stream ended before the data of batched tensor \"",
+                                                     batch.tensors(next_in_batch).name(), "\""));
+    }
     if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
     const uint64_t data_bytes = writer->data_bytes();
     const uint32_t data_crc = writer->data_crc32c();
@@ -424,6 +483,7 @@ struct WriterServer::Rep {
     req.set_writer_id(writer_id);
     req.set_active_streams(service->active_streams());
     req.set_bytes_written(static_cast<uint64_t>(BytesWritten().value()));
+    if (options.accept_tensor_batches) req.set_features(v1::WRITER_FEATURE_TENSOR_BATCHES);
     v1::HeartbeatResponse resp;
     auto ctx = rpc::Context(std::chrono::milliseconds(std::max<int64_t>(heartbeat_ms, 1000)));
     if (!options.auth_key.empty()) {
@@ -529,6 +589,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
   if (!options.metrics_listen.empty()) {
     // Every series exists from the start, at zero.
     BytesReceived();
+    BatchedTensors();
     BytesWritten();
     metrics::Gauge("cairn_build_info", "Always 1; the labels say which Cairn this is.",
                    {{"version", CAIRN_VERSION}, {"component", "writer"}})

@@ -55,6 +55,9 @@ struct WriterOptions {
   // Largest shard (tensor bytes) one stream may bring; a stream past it is
   // refused (its partial files go with the checkpoint's staging area).
   uint64_t max_shard_bytes = uint64_t{1} << 40;
+  // Accept SaveShardMessage.batch (and announce it). Off only to act as a
+  // writer from before batches, in tests of mixed-version clusters.
+  bool accept_tensor_batches = true;
   // HOST:PORT of an HTTP endpoint serving /metrics (Prometheus); empty = none.
   std::string metrics_listen;
   // TLS: serve TLS when tls.cert_file/key_file are set (mutual TLS with

@@ -1,6 +1,7 @@
 #include "client/internal/shard_stream.h"
 
 #include <chrono>
+#include <vector>
 
 #include "proto/cairn.grpc.pb.h"
 
@@ -26,6 +27,22 @@ std::string DataFieldFraming(size_t n) {
   }
   out.push_back(static_cast<char>(v));
   return out;
+}
+
+size_t BatchedBytes(const SaveTensor& t) {
+  size_t n = t.name.size() + t.data.size();
+  for (const std::string& v : t.strings) n += v.size();
+  return n;
+}
+
+bool Batchable(const SaveTensor& t) { return BatchedBytes(t) < kBatchTensorBelow; }
+
+void FillTensorHeader(const SaveTensor& t, v1::TensorHeader* out) {
+  out->set_name(t.name);
+  out->set_dtype(static_cast<int32_t>(t.dtype));
+  out->mutable_shape()->Add(t.shape.begin(), t.shape.end());
+  if (t.slice.has_value()) out->set_slice(t.slice->ToString());
+  for (const std::string& value : t.strings) out->add_string_values(value);
 }
 
 ShardStream::ShardStream(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx,
@@ -65,6 +82,26 @@ bool ShardStream::WriteData(const char* data, size_t n) {
   };
   grpc::ByteBuffer buffer(slices, 2);
   // Small tensors' data travels with what follows; big chunks go at once.
+  grpc::WriteOptions options;
+  if (n < kCoalesceBelowBytes) options.set_buffer_hint();
+  return writer_->Write(buffer, options);
+}
+
+bool ShardStream::WriteData(absl::Span<const absl::string_view> pieces) {
+  size_t n = 0;
+  for (absl::string_view p : pieces) n += p.size();
+  const std::string framing = DataFieldFraming(n);
+  std::vector<grpc::Slice> slices;
+  slices.reserve(pieces.size() + 1);
+  slices.emplace_back(framing.data(), framing.size());
+  {
+    std::lock_guard<std::mutex> lock(tracker_->mu);
+    tracker_->outstanding += static_cast<int64_t>(pieces.size());
+  }
+  for (absl::string_view p : pieces) {
+    slices.emplace_back(const_cast<char*>(p.data()), p.size(), &ShardStream::Released, tracker_);
+  }
+  grpc::ByteBuffer buffer(slices.data(), slices.size());
   grpc::WriteOptions options;
   if (n < kCoalesceBelowBytes) options.set_buffer_hint();
   return writer_->Write(buffer, options);

@@ -22,6 +22,9 @@
 #include <mutex>
 #include <string>
 
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "client/client.h"
 #include "proto/cairn.pb.h"
 
 namespace cairn {
@@ -30,6 +33,18 @@ namespace internal {
 // The bytes that precede `n` bytes of data in a serialized SaveShardMessage
 // whose `data` field is set (tag, then the length as a varint).
 std::string DataFieldFraming(size_t n);
+
+// Tensors smaller than kBatchTensorBelow (data, or string values) go in
+// TensorBatches to a writer that takes them; a batch closes once it holds
+// kBatchBytes or kBatchTensors. Per-message costs (a header and a data
+// message, each a gRPC write and read) are then paid per batch.
+constexpr size_t kBatchTensorBelow = 64 << 10;
+constexpr size_t kBatchBytes = 1 << 20;
+constexpr int kBatchTensors = 4096;
+bool Batchable(const SaveTensor& t);
+// What `t` adds to a batch: its data, name and string values.
+size_t BatchedBytes(const SaveTensor& t);
+void FillTensorHeader(const SaveTensor& t, v1::TensorHeader* out);
 
 class ShardStream {
  public:
@@ -43,6 +58,8 @@ class ShardStream {
   // Each returns false once the stream is broken (Finish tells why).
   bool Write(const v1::SaveShardMessage& msg);
   bool WriteData(const char* data, size_t n);
+  // One data message of several tensors' bytes, back to back (a batch's).
+  bool WriteData(absl::Span<const absl::string_view> pieces);
   bool WritesDone();
   // The call's status; the caller's memory is no longer referenced after.
   grpc::Status Finish();

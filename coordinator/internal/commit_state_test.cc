@@ -9,6 +9,7 @@
 #include "coordinator/internal/commit_state.h"
 #include "coordinator/internal/job_locks.h"
 #include "coordinator/internal/writer_registry.h"
+#include "proto/cairn.pb.h"
 #include "gtest/gtest.h"
 
 namespace cairn {
@@ -61,6 +62,26 @@ TEST(WriterRegistry, LiveOnlyAfterAHeartbeatAndUnreachableUntilTheNext) {
   clock.Advance(3001 * 1000);
   EXPECT_FALSE(registry.Assign().ok());
   EXPECT_FALSE(registry.Heartbeat("w-unknown"));
+}
+
+// A writer's features are what its last heartbeat announced: a writer only
+// recovered from the catalog (a restarted coordinator) has none until then,
+// so no client sends it what it may not understand.
+TEST(WriterRegistry, AChoiceCarriesTheFeaturesOfTheWritersLastHeartbeat) {
+  FakeClock clock;
+  WriterRegistry registry(&clock, 3000);
+  registry.Recover("w-a", "127.0.0.1:1");
+  auto c = registry.Assign();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->features, 0u);
+  WriterRegistry::Load load;
+  load.features = v1::WRITER_FEATURE_TENSOR_BATCHES;
+  ASSERT_TRUE(registry.Heartbeat("w-a", load));
+  c = registry.Assign();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->features, static_cast<uint32_t>(v1::WRITER_FEATURE_TENSOR_BATCHES));
+  ASSERT_TRUE(registry.Heartbeat("w-a", WriterRegistry::Load()));  // downgraded in place
+  EXPECT_EQ(registry.Assign()->features, 0u);
 }
 
 // What a heartbeat reports (streams, bytes written) is kept for the status

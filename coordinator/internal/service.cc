@@ -229,7 +229,8 @@ grpc::Status CoordinatorService::RegisterWriter(grpc::ServerContext*,
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                                            v1::HeartbeatResponse* resp) {
   resp->set_known(writers_.Heartbeat(
-      req->writer_id(), WriterRegistry::Load{req->active_streams(), req->bytes_written()}));
+      req->writer_id(),
+      WriterRegistry::Load{req->active_streams(), req->bytes_written(), req->features()}));
   if (resp->known()) resp->set_attempt_key(attempt_key_);
   return grpc::Status::OK;
 }

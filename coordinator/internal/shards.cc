@@ -207,6 +207,7 @@ absl::StatusOr<v1::BeginShardResponse> CoordinatorService::DoBeginShard(
   resp.set_writer_address(chosen.address);
   resp.set_token(shard.token());
   resp.set_staging_prefix(shard.staging_prefix());
+  resp.set_writer_features(chosen.features);
   return resp;
 }
 

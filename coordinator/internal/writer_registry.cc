@@ -67,7 +67,7 @@ absl::StatusOr<WriterRegistry::Choice> WriterRegistry::Assign() {
   }
   next_ = (next_ + 1) % live.size();
   ++chosen->second.active_shards;
-  return Choice{chosen->first, chosen->second.address};
+  return Choice{chosen->first, chosen->second.address, chosen->second.load.features};
 }
 
 void WriterRegistry::Release(const std::string& id) {

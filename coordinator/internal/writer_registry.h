@@ -41,6 +41,7 @@ class WriterRegistry {
   struct Load {
     int active_streams = 0;      // shard streams it is receiving now
     uint64_t bytes_written = 0;  // data file bytes it made durable since it started
+    uint32_t features = 0;       // v1::WriterFeature bits it announced
   };
   // False if the id is unknown (the writer should register again).
   bool Heartbeat(const std::string& id, const Load& load);
@@ -51,6 +52,7 @@ class WriterRegistry {
   struct Choice {
     std::string id;
     std::string address;
+    uint32_t features = 0;  // as of its last heartbeat (none if only recovered)
   };
   // The least-loaded live writer (ties round-robin), counted as carrying one
   // more shard. Unavailable if no writer is live.

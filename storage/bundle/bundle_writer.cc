@@ -355,6 +355,11 @@ void BundleWriter::Abandon() {
 absl::Status BundleWriter::status() const { return rep_->status; }
 uint64_t BundleWriter::data_bytes() const { return rep_->data_file->Size(); }
 size_t BundleWriter::num_entries() const { return rep_->entries.size(); }
+uint64_t BundleWriter::tensor_bytes_left() const {
+  if (!rep_->in_tensor) return 0;
+  return static_cast<uint64_t>(rep_->current.size -
+                               (static_cast<int64_t>(rep_->data_file->Size()) - rep_->current.offset));
+}
 uint32_t BundleWriter::data_crc32c() const { return rep_->file_crc; }
 
 std::string BundleWriter::data_sha256() const {

@@ -85,6 +85,9 @@ class BundleWriter {
   // run (cheaper than AppendData per piece for many small pieces).
   absl::Status AppendData(absl::Span<const absl::string_view> pieces);
   absl::Status EndTensor();
+  // Bytes the tensor in progress still needs for its shape (0 if none is
+  // in progress): where a stream of several tensors' bytes is cut.
+  uint64_t tensor_bytes_left() const;
 
   // Publishes the data file then the index. REQUIRES: no tensor in progress.
   absl::Status Finish();

@@ -78,6 +78,7 @@ uint32_t ZerosOperator(size_t len) {
 uint32_t Combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
   // Appending len_b bytes to A shifts A's register by x^(8*len_b); the
   // pre/post inversion of both CRCs cancels out in the XOR.
+  if (crc_a == 0) return crc_b;  // the shift is linear: zero stays zero
   return GfMultiply(crc_a, ZerosOperator(len_b)) ^ crc_b;
 }
 

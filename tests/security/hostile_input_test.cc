@@ -58,6 +58,18 @@ v1::SaveShardMessage Tensor(const std::string& name, int dtype, std::vector<int6
   return m;
 }
 
+// A TensorBatch of float tensors, each {name, element count}.
+v1::SaveShardMessage Batch(std::vector<std::pair<std::string, int64_t>> tensors, int dtype = 1) {
+  v1::SaveShardMessage m;
+  for (const auto& [name, n] : tensors) {
+    auto* t = m.mutable_batch()->add_tensors();
+    t->set_name(name);
+    t->set_dtype(dtype);
+    t->add_shape(n);
+  }
+  return m;
+}
+
 v1::SaveShardMessage Data(std::string bytes) {
   v1::SaveShardMessage m;
   m.set_data(std::move(bytes));
@@ -123,6 +135,18 @@ TEST(HostileInput, MalformedSaveStreamsAreRefusedAndTheWriterKeepsServing) {
       {"data before a tensor", {OkHeader("job", ok_staging), Data("abcd")}},
       {"duplicate tensor", {OkHeader("job", ok_staging), Tensor("w", 1, {1}), Data("abcd"),
                             Tensor("w", 1, {1}), Data("abcd")}},
+      {"batch: more data than its tensors", {OkHeader("job", ok_staging), Batch({{"a", 1}, {"b", 1}}),
+                                             Data("abcdefghijkl")}},
+      {"batch: the stream ends inside it", {OkHeader("job", ok_staging), Batch({{"a", 1}, {"b", 1}}),
+                                            Data("abcd")}},
+      {"batch: a header before its data ended", {OkHeader("job", ok_staging), Batch({{"a", 1}, {"b", 1}}),
+                                                 Data("abcd"), Tensor("c", 1, {1}), Data("abcd")}},
+      {"batch: a batch before its data ended", {OkHeader("job", ok_staging), Batch({{"a", 1}, {"b", 1}}),
+                                                Batch({{"c", 1}}), Data("abcdefgh")}},
+      {"batch: a duplicate name", {OkHeader("job", ok_staging), Batch({{"a", 1}, {"a", 1}}),
+                                   Data("abcdefgh")}},
+      {"batch: an unknown dtype", {OkHeader("job", ok_staging), Batch({{"a", 1}}, 999), Data("abcd")}},
+      {"batch: a negative dimension", {OkHeader("job", ok_staging), Batch({{"a", -1}})}},
   };
   for (const Case& c : cases) {
     grpc::Status s = Send(writer, c.messages);

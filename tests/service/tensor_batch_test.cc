@@ -1,0 +1,140 @@
+// Small tensors travel in batches (SaveShardMessage.batch) to writers that
+// announce WRITER_FEATURE_TENSOR_BATCHES, and one at a time to writers that
+// do not (a cluster upgraded one writer at a time). Either way the committed
+// checkpoint is the same, byte for byte. In-process coordinator and writers
+// (the batch counter is the writers' metric), real sockets and files.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "coordinator/coordinator.h"
+#include "gtest/gtest.h"
+#include "observability/metrics.h"
+#include "shard_writer/shard_writer.h"
+#include "tests/testing/safetensors_util.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+struct Servers {
+  std::unique_ptr<CoordinatorServer> coordinator;
+  std::unique_ptr<WriterServer> writer;
+  std::unique_ptr<Client> client;
+  std::string storage;
+};
+
+Servers Start(const testing::TempDir& dir, const std::string& name, bool writer_takes_batches) {
+  Servers s;
+  s.storage = dir.Join(name + "-storage");
+  CoordinatorOptions copts;
+  copts.db_path = dir.Join(name + "-db");
+  copts.storage_uri = s.storage;
+  auto coordinator = CoordinatorServer::Start(copts);
+  EXPECT_TRUE(coordinator.ok()) << coordinator.status();
+  if (!coordinator.ok()) return s;
+  s.coordinator = *std::move(coordinator);
+  WriterOptions wopts;
+  wopts.coordinator = s.coordinator->address();
+  wopts.accept_tensor_batches = writer_takes_batches;
+  auto writer = WriterServer::Start(wopts);
+  EXPECT_TRUE(writer.ok()) << writer.status();
+  if (!writer.ok()) return s;
+  s.writer = *std::move(writer);
+  ClientOptions options;
+  options.coordinator = s.coordinator->address();
+  auto client = Client::Connect(options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  if (client.ok()) s.client = *std::move(client);
+  return s;
+}
+
+double BatchedSoFar() {
+  return metrics::Counter("cairn_writer_batched_tensors_total", "").value();
+}
+
+// Every kind of tensor a batch can hold or must leave out, in an order that
+// starts, interrupts and ends runs of small ones: empty tensors (first and
+// last of a batch), strings, slices, bfloat16, one past the batch threshold,
+// and enough small ones to fill several batches.
+struct Mix {
+  std::vector<std::string> bytes;  // owned data
+  std::vector<SaveTensor> tensors;
+
+  void Add(std::string name, DataType dtype, std::vector<int64_t> shape, size_t n,
+           std::optional<TensorSlice> slice = std::nullopt) {
+    bytes.push_back(testing::PatternBytes(n, static_cast<uint32_t>(bytes.size() + 1)));
+    tensors.push_back({std::move(name), dtype, std::move(shape), std::move(slice), {}, {}});
+  }
+  void AddString(std::string name, std::vector<std::string> values) {
+    bytes.emplace_back();
+    tensors.push_back({std::move(name), DataType::kString,
+                       {static_cast<int64_t>(values.size())}, std::nullopt, {}, std::move(values)});
+  }
+  std::vector<SaveTensor> Bind() {
+    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].data = bytes[i];
+    return tensors;
+  }
+};
+
+Mix MakeMix() {
+  Mix m;
+  m.Add("empty/first", DataType::kFloat, {0}, 0);
+  for (int i = 0; i < 5000; ++i) {
+    m.Add(absl::StrCat("layers.", i, ".weight"), DataType::kFloat, {1 + i % 97}, 4 * (1 + i % 97));
+    if (i == 1234) m.AddString("vocab", {"a", "", std::string(300, 'z')});
+    if (i == 2000) m.Add("big", DataType::kUint8, {200000}, 200000);
+    if (i == 3000) m.Add("empty/middle", DataType::kInt64, {3, 0}, 0);
+  }
+  m.Add("bf16", DataType::kBfloat16, {7}, 14);
+  m.Add("emb", DataType::kFloat, {10, 4}, 4 * 4 * 4, *TensorSlice::Parse("2,4:-"));
+  m.Add("emb", DataType::kFloat, {10, 4}, 4 * 4 * 4, *TensorSlice::Parse("6,4:-"));
+  m.Add("emb", DataType::kFloat, {10, 4}, 2 * 4 * 4, *TensorSlice::Parse("0,2:-"));
+  m.Add("empty/last", DataType::kFloat, {0, 2}, 0);
+  return m;
+}
+
+TEST(TensorBatch, BatchedAndOneByOneSavesCommitTheSameBytes) {
+  testing::TempDir dir;
+  Servers batching = Start(dir, "new", /*writer_takes_batches=*/true);
+  Servers older = Start(dir, "old", /*writer_takes_batches=*/false);
+  ASSERT_TRUE(batching.client && older.client);
+  Mix mix = MakeMix();
+  const std::vector<SaveTensor> tensors = mix.Bind();
+
+  const double before = BatchedSoFar();
+  auto saved = batching.client->SaveShard({"j", 1, 0, 1, {}}, tensors);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_TRUE(saved->committed);
+  const double batched = BatchedSoFar() - before;
+  // All but "big" (past the threshold) went in batches.
+  EXPECT_EQ(batched, static_cast<double>(tensors.size() - 1));
+
+  // A writer that never announced batches gets none: a batch would fail the
+  // save ("unexpected message").
+  auto one_by_one = older.client->SaveShard({"j", 1, 0, 1, {}}, tensors);
+  ASSERT_TRUE(one_by_one.ok()) << one_by_one.status();
+  EXPECT_EQ(BatchedSoFar() - before, batched);
+
+  EXPECT_EQ(saved->num_tensors, one_by_one->num_tensors);
+  for (const char* file : {"variables.index", "variables.data-00000-of-00001"}) {
+    const std::string a = testing::ReadFile(absl::StrCat(batching.storage, "/j/ckpt-1/", file));
+    const std::string b = testing::ReadFile(absl::StrCat(older.storage, "/j/ckpt-1/", file));
+    EXPECT_FALSE(a.empty()) << file;
+    EXPECT_TRUE(a == b) << file << " differs between the batched and the one-by-one save";
+  }
+  auto restored = batching.client->Restore("j", 1, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->at("layers.4999.weight").tensor.data.view(), mix.bytes[mix.bytes.size() - 6]);
+  EXPECT_EQ(restored->at("vocab").tensor.strings,
+            (std::vector<std::string>{"a", "", std::string(300, 'z')}));
+  for (Servers* s : {&batching, &older}) {
+    s->writer->Shutdown();
+    s->coordinator->Shutdown();
+  }
+}
+
+}  // namespace
+}  // namespace cairn
