@@ -66,10 +66,21 @@ uint32_t ZerosOperator(size_t len) {
     }
   };
   static const Powers powers;
+  // The operators this thread computed last, by length: a writer combines
+  // each tensor's CRC into its file's, and a model's tensors repeat a few
+  // sizes (every layer's weight), each costing popcount(len) products.
+  struct Memo {
+    size_t len = 0;
+    uint32_t op = 0x80000000u;  // x^0: appending no bytes
+  };
+  static thread_local Memo memo[64];
+  Memo& m = memo[(static_cast<uint64_t>(len) * 0x9E3779B97F4A7C15ull) >> 58];
+  if (m.len == len) return m.op;
   uint32_t result = 0x80000000u;
-  for (int i = 0; len; ++i, len >>= 1) {
-    if (len & 1) result = GfMultiply(result, powers.p[i]);
+  for (size_t n = len, i = 0; n; ++i, n >>= 1) {
+    if (n & 1) result = GfMultiply(result, powers.p[i]);
   }
+  m = {len, result};
   return result;
 }
 

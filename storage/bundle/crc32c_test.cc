@@ -1,6 +1,7 @@
 #include "storage/bundle/crc32c.h"
 
 #include <random>
+#include <vector>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -58,6 +59,25 @@ TEST(Crc32c, CombineEqualsConcatenation) {
     const uint32_t b = crc32c::Value(data.data() + split, data.size() - split);
     EXPECT_EQ(crc32c::Combine(a, b, data.size() - split), crc32c::Value(data.data(), data.size()))
         << split;
+  }
+}
+
+// Combine remembers the shift operators of recent lengths: repeated and
+// colliding lengths (more than it keeps) give the same answers as new ones.
+TEST(Crc32c, CombineIsRightForRepeatedAndEvictedLengths) {
+  std::mt19937 rng(12);
+  std::string data(70000, '\0');
+  for (char& c : data) c = static_cast<char>(rng());
+  std::vector<size_t> tails;
+  for (int i = 0; i < 300; ++i) tails.push_back(rng() % data.size());
+  for (int round = 0; round < 3; ++round) {
+    for (size_t tail : tails) {
+      const size_t split = data.size() - tail;
+      const uint32_t a = crc32c::Value(data.data(), split);
+      const uint32_t b = crc32c::Value(data.data() + split, tail);
+      ASSERT_EQ(crc32c::Combine(a, b, tail), crc32c::Value(data.data(), data.size()))
+          << "round " << round << ", tail " << tail;
+    }
   }
 }
 
