@@ -79,7 +79,7 @@ def main():
             flat = manager._Flattener()
             flat.node({"model": states["small"]}, "")
             for name, value in flat.leaves.items():
-                manager._leaf_buffer(name, value)
+                manager._leaf_item(name, value)
             python_s.append(time.perf_counter() - t0)
         mib = total / (1 << 20)
         print(f"| figure | small ({args.small} tensors) | large ({args.large} tensors) | ratio | target | met? |")

@@ -126,19 +126,75 @@ bool IsCContiguous(const py::buffer_info& info) {
   return true;
 }
 
+namespace {
+
+// The dtype of a tensor item given by name (item[2]); `itemsize` checked
+// unless 0.
+cairn::DataType NamedDtype(const std::string& what, const std::string& name, size_t itemsize) {
+  cairn::DataType dtype;
+  if (!cairn::DataTypeFromName(name, &dtype) || dtype == cairn::DataType::kString ||
+      cairn::DataTypeSize(dtype) == 0) {
+    ValueError(absl::StrCat(what, ": unknown dtype \"", name, "\""));
+  }
+  if (itemsize != 0 && itemsize != cairn::DataTypeSize(dtype)) {
+    ValueError(absl::StrCat(what, ": dtype ", name, " has ", cairn::DataTypeSize(dtype),
+                            "-byte elements but the buffer's items have ", itemsize,
+                            " bytes (give bfloat16 as uint16 storage)"));
+  }
+  return dtype;
+}
+
+// The full shape and slice of item[3], item[4]: a whole tensor of
+// `local_shape` when both are None.
+void SetShapeAndSlice(const std::string& what, const py::tuple& item,
+                      std::vector<int64_t> local_shape, cairn::SaveTensor* t) {
+  if (item[3].is_none()) {
+    if (!item[4].is_none()) ValueError(absl::StrCat(what, ": a slice needs the full shape"));
+    t->shape = std::move(local_shape);
+    return;
+  }
+  t->shape = item[3].cast<std::vector<int64_t>>();
+  if (item[4].is_none()) ValueError(absl::StrCat(what, ": a full shape needs a slice"));
+  absl::StatusOr<cairn::TensorSlice> slice = cairn::TensorSlice::Parse(item[4].cast<std::string>());
+  if (!slice.ok()) RaiseStatus(slice.status());
+  t->slice = *std::move(slice);
+}
+
+}  // namespace
+
 // Converts the Python tensor list into SaveTensors. Each item is a tuple
-// (name, buffer, dtype_name or None, full_shape or None, slice_text or None).
+// (name, buffer, dtype_name or None, full_shape or None, slice_text or None),
+// or, for memory Python code vouches for (a contiguous CPU torch tensor, kept
+// alive by the item), (name, owner, dtype_name, full_shape, slice_text,
+// address, nbytes, local_shape): no buffer protocol round trip per tensor.
 std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<HeldTensor>* held) {
   std::vector<cairn::SaveTensor> out;
   out.reserve(items.size());
   held->reserve(items.size());
   for (const py::handle& item_handle : items) {
     py::tuple item = py::reinterpret_borrow<py::object>(item_handle).cast<py::tuple>();
-    if (item.size() != 5) ValueError("internal: tensor item must be a 5-tuple");
+    if (item.size() != 5 && item.size() != 8) ValueError("internal: tensor item must be a 5- or 8-tuple");
     cairn::SaveTensor t;
     t.name = item[0].cast<std::string>();
     const std::string what = absl::StrCat("tensor \"", t.name, "\"");
     py::object obj = item[1];
+    if (item.size() == 8) {
+      const auto local_shape = item[7].cast<std::vector<int64_t>>();
+      int64_t elements = 1;
+      for (int64_t d : local_shape) {
+        if (d < 0 || __builtin_mul_overflow(elements, d, &elements)) ValueError(absl::StrCat(what, ": bad shape"));
+      }
+      const auto nbytes = item[6].cast<uint64_t>();
+      t.dtype = NamedDtype(what, item[2].cast<std::string>(), /*itemsize=*/0);
+      if (nbytes != static_cast<uint64_t>(elements) * cairn::DataTypeSize(t.dtype)) {
+        ValueError(absl::StrCat(what, ": ", nbytes, " bytes for ", elements, " elements"));
+      }
+      SetShapeAndSlice(what, item, local_shape, &t);
+      t.data = absl::string_view(reinterpret_cast<const char*>(item[5].cast<uintptr_t>()), nbytes);
+      out.push_back(std::move(t));
+      held->push_back(HeldTensor{});  // `items` keeps the owner alive
+      continue;
+    }
     if (!item[2].is_none() && item[2].cast<std::string>() == "string") {
       t.dtype = cairn::DataType::kString;
       t.shape = item[3].cast<std::vector<int64_t>>();
@@ -169,37 +225,17 @@ std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<
     if (!IsCContiguous(*info)) {
       ValueError(absl::StrCat(what, ": the array is not C-contiguous (use numpy.ascontiguousarray)"));
     }
-    cairn::DataType from_format = DataTypeOfFormat(info->format, info->itemsize);
     if (!item[2].is_none()) {
-      std::string name = item[2].cast<std::string>();
-      if (!cairn::DataTypeFromName(name, &t.dtype) || t.dtype == cairn::DataType::kString) {
-        ValueError(absl::StrCat(what, ": unknown dtype \"", name, "\""));
-      }
-      if (static_cast<size_t>(info->itemsize) != cairn::DataTypeSize(t.dtype)) {
-        ValueError(absl::StrCat(what, ": dtype ", name, " has ", cairn::DataTypeSize(t.dtype),
-                                "-byte elements but the buffer's items have ", info->itemsize,
-                                " bytes (give bfloat16 as uint16 storage)"));
-      }
+      t.dtype = NamedDtype(what, item[2].cast<std::string>(), static_cast<size_t>(info->itemsize));
     } else {
-      t.dtype = from_format;
+      t.dtype = DataTypeOfFormat(info->format, info->itemsize);
       if (t.dtype == cairn::DataType::kInvalid) {
         ValueError(absl::StrCat(what, ": unsupported element format \"", info->format,
                                 "\" (itemsize ", info->itemsize,
                                 "); give dtype=... explicitly, e.g. \"bfloat16\" over uint16"));
       }
     }
-    std::vector<int64_t> buffer_shape(info->shape.begin(), info->shape.end());
-    if (item[3].is_none()) {
-      if (!item[4].is_none()) ValueError(absl::StrCat(what, ": a slice needs the full shape"));
-      t.shape = buffer_shape;
-    } else {
-      t.shape = item[3].cast<std::vector<int64_t>>();
-      if (item[4].is_none()) ValueError(absl::StrCat(what, ": a full shape needs a slice"));
-      absl::StatusOr<cairn::TensorSlice> slice =
-          cairn::TensorSlice::Parse(item[4].cast<std::string>());
-      if (!slice.ok()) RaiseStatus(slice.status());
-      t.slice = *std::move(slice);
-    }
+    SetShapeAndSlice(what, item, std::vector<int64_t>(info->shape.begin(), info->shape.end()), &t);
     t.data = absl::string_view(static_cast<const char*>(info->ptr),
                                static_cast<size_t>(info->size * info->itemsize));
     out.push_back(std::move(t));

@@ -207,10 +207,43 @@ def _torch_view(name, t, writable=False):
         t = _to_host(name, t)
     if not t.is_contiguous():
         raise ValueError(f'tensor "{name}": the tensor is not contiguous (use .contiguous())')
-    t = t.detach()
+    # A lazy conjugate or negation (x.conj(), a view of one) holds the values
+    # before the operation in its memory: materialised to save, refused to
+    # restore into (the values would land in a copy).
+    if writable and (t.is_conj() or t.is_neg()):
+        raise ValueError(f'into["{name}"]: a lazily conjugated or negated tensor cannot be '
+                         "restored into in place; restore into a plain tensor")
+    t = t.detach().resolve_conj().resolve_neg()
     if dtype == "bfloat16":
         return t.view(_torch().int16).numpy(), "bfloat16"
     return t.numpy(), tf_dtype
+
+
+# torch.dtype -> (TensorFlow dtype name, element size), for _torch_item;
+# None -> torch.strided.
+_TORCH_DIRECT = {}
+
+
+def _torch_item(name, t, full_shape=None, slice_spec=None):
+    """The save item of torch tensor `t` (see ToSaveTensors in convert.cc):
+    a plain CPU tensor (contiguous, strided, no lazy conjugate or negation)
+    goes by its memory's address and size, which costs a fifth of making a
+    NumPy view of it (a state_dict of 10,000 small tensors notices); any
+    other goes through _torch_view (checks, host copy). The item holds `t`,
+    keeping its memory alive for the save."""
+    if not _TORCH_DIRECT:
+        torch = _torch()
+        for torch_name, tf_name in _TORCH_TO_TF.items():
+            dtype = getattr(torch, torch_name)
+            _TORCH_DIRECT[dtype] = (tf_name, torch.empty((), dtype=dtype).element_size())
+        _TORCH_DIRECT[None] = torch.strided
+    direct = _TORCH_DIRECT.get(t.dtype)
+    if direct is not None and t.is_cpu and t.layout is _TORCH_DIRECT[None] and t.is_contiguous() \
+            and not t.is_neg() and not (direct[0].startswith("complex") and t.is_conj()):
+        return (name, t, direct[0], full_shape, slice_spec, t.data_ptr(), t.numel() * direct[1],
+                t.shape)
+    buffer, dtype = _torch_view(name, t)
+    return (name, buffer, dtype, full_shape, slice_spec)
 
 
 # (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->
@@ -286,6 +319,9 @@ def _tensor_items(tensors: Mapping[str, Any]):
         if (t.full_shape is None) != (t.slice is None):
             raise ValueError(f'tensor "{name}": full_shape and slice go together')
         full_shape = None if t.full_shape is None else [int(d) for d in t.full_shape]
+        if t.dtype is None and _is_torch_tensor(t.data):
+            items.append(_torch_item(str(name), t.data, full_shape, t.slice))
+            continue
         buffer, dtype = _as_buffer(name, t.data)
         items.append((str(name), buffer, t.dtype or dtype, full_shape, t.slice))
     return items

@@ -15,7 +15,8 @@ from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
-from . import _error, _input_errors, _is_torch_tensor, _torch, _torch_dtype_name, _torch_view
+from . import (_error, _input_errors, _is_torch_tensor, _torch, _torch_dtype_name, _torch_item,
+               _torch_view)
 
 STRUCTURE_TENSOR = "_cairn/structure"
 
@@ -67,10 +68,10 @@ class _Flattener:
 
     def __init__(self):
         self.leaves: Dict[str, Any] = {}   # name -> what to save (buffer / Shard / string list)
-        # Leaves the caller may change while a save reads them (its torch
-        # tensors and NumPy arrays); jax arrays and the arrays made here for
-        # Python values cannot change.
-        self.mutable = set()
+        # Whether a leaf may change while a save reads it (a torch tensor or
+        # NumPy array of the caller's); jax arrays and the arrays made here
+        # for Python values cannot.
+        self.mutable = False
         torch = _torch()
         self.tensor_type = torch.Tensor if torch is not None else np.ndarray
 
@@ -86,17 +87,28 @@ class _Flattener:
         # state_dict must cost little more than its bytes).
         if type(value) is self.tensor_type or type(value) is np.ndarray:
             self.add(name, value)
-            self.mutable.add(name)
+            self.mutable = True
             return self.tensor_leaf(value, name)
         if type(value) is dict or type(value) is collections.OrderedDict or \
                 isinstance(value, collections.abc.Mapping):
             entries = []
+            tensor_type, leaves = self.tensor_type, self.leaves
             for k, v in value.items():
-                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                if type(k) is str:
+                    kind = "s"
+                elif isinstance(k, bool) or not isinstance(k, int):
                     raise _error("INVALID_ARGUMENT", f'state "{name}": dict key {k!r} is not a str '
                                  "or int")
-                kind = "s" if isinstance(k, str) else "i"
-                entries.append([kind, k, self.node(v, _join(path, _escape(str(k))))])
+                else:
+                    kind = "i"
+                child = _join(path, _escape(str(k)))
+                if type(v) is tensor_type and child not in leaves and child != STRUCTURE_TENSOR:
+                    # node(v, child) for the bulk of a state_dict, inlined.
+                    leaves[child] = v
+                    self.mutable = True
+                    entries.append([kind, k, self.tensor_leaf(v, child)])
+                else:
+                    entries.append([kind, k, self.node(v, child)])
             node = {"dict": entries}
             if isinstance(value, collections.OrderedDict):
                 node["ordered"] = True  # a module's state_dict()
@@ -134,7 +146,7 @@ class _Flattener:
             leaf = self.tensor_leaf(value.local, name)
             leaf["full_shape"] = value.full_shape
             self.add(name, value)
-            self.mutable.add(name)
+            self.mutable = True
             return leaf
         if isinstance(value, np.generic):
             self.add(name, np.asarray(value))
@@ -142,7 +154,7 @@ class _Flattener:
         if _is_torch_tensor(value) or isinstance(value, np.ndarray):
             leaf = self.tensor_leaf(value, name)
             self.add(name, value)
-            self.mutable.add(name)
+            self.mutable = True
             return leaf
         if _is_jax_array(value):
             # Immutable: saved from its own buffer (np.asarray is no copy on
@@ -153,13 +165,14 @@ class _Flattener:
         raise _error("INVALID_ARGUMENT", f'state "{name}": cannot save a {type(value).__name__} '
                      "(leaves are tensors, arrays, numbers, strings, bytes or None)")
 
-    @staticmethod
-    def tensor_leaf(value, name):
-        if _is_torch_tensor(value):
-            return {"tensor": name, "torch": _torch_dtype_name(value), "shape": list(value.shape)}
+    def tensor_leaf(self, value, name):
+        # (Format 1 also had "shape", unused: the saved tensor has it.)
+        if type(value) is self.tensor_type or (type(value) is not np.ndarray and
+                                               _is_torch_tensor(value)):
+            return {"tensor": name, "torch": _torch_dtype_name(value)}
         if isinstance(value, np.ndarray):
             dtype = "bfloat16" if value.dtype.name == "bfloat16" else value.dtype.str
-            return {"tensor": name, "numpy": dtype, "shape": list(value.shape)}
+            return {"tensor": name, "numpy": dtype}
         raise _error("INVALID_ARGUMENT", f'state "{name}": a Shard holds a torch tensor or a NumPy '
                      f"array, not a {type(value).__name__}")
 
@@ -331,6 +344,14 @@ def _leaf_names(spec, out):
 
 
 # ---------------------------------------------------------------- manager
+
+def _leaf_item(name, value, full_shape=None, slice_spec=None):
+    """The save item (convert.cc ToSaveTensors) of a tensor leaf."""
+    if type(value) is not np.ndarray and _is_torch_tensor(value):
+        return _torch_item(name, value, full_shape, slice_spec)
+    buffer, dtype = _leaf_buffer(name, value)
+    return (name, buffer, dtype, full_shape, slice_spec)
+
 
 def _leaf_buffer(name, value):
     """(buffer, dtype name or None) of a tensor leaf, no copy for CPU data."""

@@ -42,10 +42,12 @@ of the saved tensor, whatever partitioning it was saved with.
 import json
 import os
 import threading
+
+import numpy as np
 from typing import Any, Dict, List, Mapping, Optional
 
-from . import Error, _error, _input_errors, _into, _metrics, _torch, connect
-from ._state import (_FILLED, STRUCTURE_TENSOR, Shard, _Flattener, _leaf_buffer, _leaf_names,
+from . import Error, _error, _input_errors, _into, _metrics, _torch, _torch_item, connect
+from ._state import (_FILLED, STRUCTURE_TENSOR, Shard, _Flattener, _leaf_item, _leaf_names,
                      _owner, _Rebuilder, _target_tensors)
 
 _FORMAT = 1
@@ -195,16 +197,18 @@ class CheckpointManager:
         flat = _Flattener()
         structure = flat.node(state, "")
         items = []
+        whole = self.world_size == 1
+        tensor_type = flat.tensor_type
         for name, value in flat.leaves.items():
-            if isinstance(value, Shard):
-                buffer, dtype = _leaf_buffer(name, value.local)
-                items.append((name, buffer, dtype, value.full_shape, value.slice))
-            elif _owner(name, self.world_size) == self.rank:
+            if type(value) is tensor_type and whole and tensor_type is not np.ndarray:
+                items.append(_torch_item(name, value))  # most leaves of a state_dict
+            elif isinstance(value, Shard):
+                items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
+            elif whole or _owner(name, self.world_size) == self.rank:
                 if isinstance(value, tuple):  # ("string", [values])
                     items.append((name, value[1], "string", [], None))
                 else:
-                    buffer, dtype = _leaf_buffer(name, value)
-                    items.append((name, buffer, dtype, None, None))
+                    items.append(_leaf_item(name, value))
         if self.rank == 0:
             doc = json.dumps({"format": _FORMAT, "root": structure}, separators=(",", ":"))
             items.append((STRUCTURE_TENSOR, [doc], "string", [], None))

@@ -125,6 +125,44 @@ class NestedStateTest(unittest.TestCase):
         self.assertIn("50%25", tensors)
         self.assertIn(cairn.STRUCTURE_TENSOR, tensors)
 
+    @requires_torch
+    def test_torch_tensors_saved_by_address_keep_their_exact_bytes(self):
+        # Plain CPU tensors go to the native layer by address and size
+        # (_torch_item): views with a storage offset, parameters that need
+        # grad, empty and 0-d tensors, every dtype; lazy conjugates and
+        # negations are resolved first, not saved as their raw memory.
+        base = torch.arange(20, dtype=torch.float32)
+        c = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+        param = torch.nn.Parameter(torch.randn(3, 2))
+        state = {
+            "offset_view": base[5:9], "row": base.view(4, 5)[2], "param": param,
+            "empty": torch.zeros(0, 3), "scalar": torch.tensor(7, dtype=torch.int64),
+            "conj": c.conj(), "neg": torch._neg_view(c) if hasattr(torch, "_neg_view") else -c,
+        }
+        for i, dtype in enumerate([torch.float16, torch.bfloat16, torch.float64, torch.int8,
+                                   torch.int16, torch.int32, torch.uint8, torch.bool,
+                                   torch.complex128]):
+            state[f"dtype{i}"] = (torch.arange(6) % 2 == 1) if dtype is torch.bool \
+                else torch.arange(6).to(dtype).reshape(2, 3)
+        self.assertTrue(state["conj"].is_conj())
+        with cairn.CheckpointManager(CLUSTER.addr, job="mgr-direct", async_save=False) as mgr:
+            mgr.save(1, state)
+            got = mgr.restore(1)
+        want = {k: (v.detach().resolve_conj().resolve_neg()) for k, v in state.items()}
+        want["param"] = param.detach()
+        self.assertEqual(set(got), set(want))
+        for k in want:
+            self.assertEqual(got[k].dtype, want[k].dtype, k)
+            self.assertEqual(got[k].shape, want[k].shape, k)
+            self.assertTrue(torch.equal(got[k], want[k]), k)
+        self.assertTrue(torch.equal(got["conj"], torch.tensor([1 - 2j, 3 + 4j])))
+        with self.assertRaisesRegex(ValueError, "lazily conjugated or negated"):
+            cairn.connect(CLUSTER.addr).restore("mgr-direct", 1, into={"conj": c.conj()})
+        # Not contiguous: refused with the usual one-line message.
+        with cairn.CheckpointManager(CLUSTER.addr, job="mgr-direct", async_save=False) as mgr:
+            with self.assertRaisesRegex(ValueError, 'tensor "t": the tensor is not contiguous'):
+                mgr.save(2, {"t": base.view(4, 5).t()})
+
     def test_numpy_only_state(self):
         state = {"w": np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32),
                  "layers": [np.arange(3, dtype=np.uint64), np.array(2.0)], "it": 12}
