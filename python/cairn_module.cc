@@ -27,7 +27,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/internal/stream_restore.h"
 #include "proto/cmdline/flags.h"
 #include "python/convert.h"
 
@@ -56,6 +59,55 @@ class PySaveHandle {
  private:
   std::unique_ptr<cairn::SaveHandle> handle_;
 };
+
+// Restores from `prefix_uri` into the local file `path` without holding the
+// checkpoint in memory (client/internal/stream_restore.h): a ".safetensors"
+// path gets the tensors `request` selects; any other path is a checkpoint
+// prefix that gets the whole checkpoint, its files copied whole. Every
+// checksum is checked on the way. Called without the GIL.
+struct FileRestore {
+  cairn::internal::StreamRestoreSummary summary;
+  std::vector<std::string> skipped;  // why each skipped tensor was (strict=False)
+};
+
+absl::Status CheckLocalPath(const std::string& path) {
+  if (path.empty() || absl::StrContains(path, "://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "restore_to_file writes a local file or checkpoint prefix, not \"", path, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StreamToFile(const std::string& prefix_uri, const cairn::RestoreRequest& request,
+                          const std::string& path, bool strict, int threads, FileRestore* out) {
+  absl::StatusOr<cairn::internal::StreamRestoreSummary> summary;
+  if (absl::EndsWith(path, ".safetensors")) {
+    cairn::internal::StreamRestoreOptions options;
+    options.strict = strict;
+    options.threads = threads;
+    options.warn = [out](const std::string& why) { out->skipped.push_back(why); };
+    summary = cairn::internal::StreamRestoreToSafetensors(
+        prefix_uri, request, path, options, nullptr, cairn::cmdline::StorageOptionsFromEnvironment());
+  } else if (request.tensors.empty() && request.slices.empty()) {
+    summary = cairn::internal::CopyCheckpointFiles(prefix_uri, path, threads, nullptr,
+                                                   cairn::cmdline::StorageOptionsFromEnvironment());
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chosen tensors or slices go to a .safetensors file; \"", path,
+        "\" is a checkpoint prefix, which gets the whole checkpoint (or use restore())"));
+  }
+  if (!summary.ok()) return summary.status();
+  out->summary = *summary;
+  return absl::OkStatus();
+}
+
+py::dict FileRestoreToDict(const FileRestore& r) {
+  py::dict d;
+  d["tensors"] = r.summary.tensors;
+  d["bytes"] = r.summary.bytes;
+  d["skipped"] = r.skipped;
+  return d;
+}
 
 class PyClient {
  public:
@@ -143,6 +195,32 @@ class PyClient {
       result = client_->Restore(job, step, request);
     }
     return RestoredToDict(Unwrap(std::move(result)), into);
+  }
+
+  py::dict RestoreToFile(const std::string& job, std::optional<int64_t> step,
+                         const std::string& path,
+                         const std::optional<std::vector<std::string>>& tensors,
+                         const std::optional<std::map<std::string, std::string>>& slices,
+                         bool strict, int threads) {
+    cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, false, std::nullopt);
+    Check(CheckLocalPath(path));
+    FileRestore restored;
+    cairn::CheckpointSummary from;
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      // The coordinator's lease keeps the step from retention while it is read.
+      status = client_->ReadCommitted(
+          job, step,
+          [&](const cairn::CheckpointSummary& c) {
+            return StreamToFile(c.prefix_uri, request, path, strict, threads, &restored);
+          },
+          &from);
+    }
+    Check(status);
+    py::dict d = FileRestoreToDict(restored);
+    d["step"] = from.step;
+    return d;
   }
 
   void Pin(const std::string& job, int64_t step, bool pinned) {
@@ -257,6 +335,22 @@ py::dict RestoreFromPrefix(const std::string& prefix_uri,
   return RestoredToDict(Unwrap(std::move(result)), into);
 }
 
+py::dict RestoreFileFromPrefix(const std::string& prefix_uri, const std::string& path,
+                               const std::optional<std::vector<std::string>>& tensors,
+                               const std::optional<std::map<std::string, std::string>>& slices,
+                               bool strict, int threads) {
+  cairn::RestoreRequest request = ToRestoreRequest(tensors, slices, false, std::nullopt);
+  Check(CheckLocalPath(path));
+  FileRestore restored;
+  absl::Status status;
+  {
+    py::gil_scoped_release release;
+    status = StreamToFile(prefix_uri, request, path, strict, threads, &restored);
+  }
+  Check(status);
+  return FileRestoreToDict(restored);
+}
+
 }  // namespace
 
 void DefineModule(py::module_& m) {
@@ -283,6 +377,8 @@ void DefineModule(py::module_& m) {
       .def("get", &PyClient::Get, "job"_a, "step"_a = py::none())
       .def("restore", &PyClient::Restore, "job"_a, "step"_a = py::none(), "tensors"_a = py::none(),
            "slices"_a = py::none(), "map_files"_a = false, "into"_a = py::none())
+      .def("restore_to_file", &PyClient::RestoreToFile, "job"_a, "step"_a, "path"_a, "tensors"_a,
+           "slices"_a, "strict"_a, "threads"_a)
       .def("pin", &PyClient::Pin, "job"_a, "step"_a, "pinned"_a = true)
       .def("set_policy", &PyClient::SetPolicy, "job"_a, "keep_last"_a = 0,
            "keep_every_steps"_a = 0, "keep_every_hours"_a = 0.0, "keep_best"_a = 0,
@@ -292,6 +388,8 @@ void DefineModule(py::module_& m) {
       .def("delete", &PyClient::Delete, "job"_a, "step"_a, "force"_a = false)
       .def("jobs", &PyClient::Jobs);
 
+  m.def("restore_file_from_prefix", &RestoreFileFromPrefix, "prefix_uri"_a, "path"_a, "tensors"_a,
+        "slices"_a, "strict"_a, "threads"_a);
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),
         "slices"_a = py::none(), "threads"_a = 4, "map_files"_a = false, "into"_a = py::none());
 }

@@ -32,6 +32,7 @@ The client underneath:
     arrays = client.restore("job")                       # {name: numpy.ndarray}
     part = client.restore("job", 100, tensors=["emb"], slices={"emb": "0,250:-"})
     cairn.restore_from("/data/ckpts/job/ckpt-100/variables")   # no coordinator
+    client.restore_to_file("job", "model.safetensors")   # streamed: memory stays small
 
 Tensors to save are torch tensors or anything exposing the buffer protocol
 (NumPy arrays, memoryviews, bytes, ...) and must be C-contiguous; CPU data is
@@ -85,7 +86,7 @@ finally:
 
 Error = _cairn.Error
 
-__all__ = ["connect", "restore_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error",
+__all__ = ["connect", "restore_from", "restore_file_from", "Client", "SaveHandle", "Checkpoint", "Tensor", "Error",
            "CheckpointManager", "Shard"]
 
 
@@ -478,6 +479,26 @@ class Client:
                                        None if slices is None else dict(slices), bool(map_files),
                                        _into(into)), into)
 
+    @_input_errors
+    def restore_to_file(self, job: str, path: str, step: Optional[int] = None,
+                        tensors: Optional[Sequence[str]] = None,
+                        slices: Optional[Mapping[str, str]] = None, strict: bool = False,
+                        threads: int = 2) -> Dict[str, Any]:
+        """Restores `step` (default: the newest) into a local file without
+        holding it in memory, as `cairn restore --to=PATH` does: a path
+        ending in ".safetensors" gets every tensor (or those in `tensors`,
+        `slices` as in restore()), streamed window by window; any other path
+        is a checkpoint prefix ("/out/variables") that gets the whole
+        checkpoint, its files copied whole. Every checksum is checked on the
+        way, and nothing appears at `path` until it is whole and durable.
+        Tensors safetensors cannot hold (strings, complex) are skipped, each
+        reason listed in "skipped", or refused with strict=True. Returns
+        {"step", "tensors", "bytes", "skipped"}."""
+        return self._c.restore_to_file(job, None if step is None else int(step), _fspath(path),
+                                       None if tensors is None else list(tensors),
+                                       None if slices is None else dict(slices), bool(strict),
+                                       int(threads))
+
     def restore_from(self, prefix_uri: str, tensors: Optional[Sequence[str]] = None,
                      slices: Optional[Mapping[str, str]] = None,
                      map_files: bool = False, into: Optional[Mapping[str, Any]] = None) -> Dict[str, _np.ndarray]:
@@ -545,6 +566,23 @@ def connect(addr: str, token: Optional[str] = None, tls_ca: Optional[str] = None
     return Client(_cairn.Client.connect(addr, token or "", tls_ca or "", tls_cert or "",
                                         tls_key or "", int(rpc_timeout_ms), int(save_timeout_ms),
                                         int(restore_threads)))
+
+
+@_input_errors
+def restore_file_from(prefix_uri: str, path: str, tensors: Optional[Sequence[str]] = None,
+                      slices: Optional[Mapping[str, str]] = None, strict: bool = False,
+                      threads: int = 2) -> Dict[str, Any]:
+    """Client.restore_to_file straight from a checkpoint prefix (no
+    coordinator). Returns {"tensors", "bytes", "skipped"}."""
+    return _cairn.restore_file_from_prefix(prefix_uri, _fspath(path),
+                                           None if tensors is None else list(tensors),
+                                           None if slices is None else dict(slices), bool(strict),
+                                           int(threads))
+
+
+def _fspath(path) -> str:
+    import os
+    return os.fspath(path)
 
 
 @_input_errors

@@ -7,6 +7,7 @@ Run: PYTHONPATH=build/python CAIRN_BIN_DIR=build/bin /usr/bin/python3 -m unittes
 import json
 import os
 import subprocess
+import sys
 import unittest
 import warnings
 
@@ -129,6 +130,65 @@ class ClientTest(unittest.TestCase):
         np.testing.assert_array_equal(got["counts"], self.counts)
         part = self.client.restore_from(prefix, tensors=["emb"], slices={"emb": "8,2:-"})
         np.testing.assert_array_equal(part["emb"], self.emb[8:])
+
+    def test_restore_to_file_streams_what_the_cli_writes(self):
+        import tempfile
+        self.save_two_workers("py-tofile", 5)
+        prefix = self.client.latest("py-tofile").prefix_uri
+        cli = os.path.join(BIN_DIR, "cairn")
+        with tempfile.TemporaryDirectory() as tmp:
+            # To a .safetensors file: the same bytes as `cairn restore --to`.
+            got = self.client.restore_to_file("py-tofile", os.path.join(tmp, "py.safetensors"))
+            self.assertEqual(got["step"], 5)
+            self.assertEqual(got["tensors"], len(self.misc) + 3)  # string-free; c64 skipped
+            self.assertEqual(len(got["skipped"]), 1)
+            self.assertIn("c64", got["skipped"][0])
+            subprocess.run([cli, "restore", f"--coordinator={CLUSTER.addr}", "--job=py-tofile",
+                            f"--to={tmp}/cli.safetensors"], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            with open(f"{tmp}/py.safetensors", "rb") as a, open(f"{tmp}/cli.safetensors", "rb") as b:
+                self.assertEqual(a.read(), b.read())
+            # Chosen tensors and slices, and no coordinator.
+            part = cairn.restore_file_from(prefix, os.path.join(tmp, "part.safetensors"),
+                                           tensors=["emb"], slices={"emb": "8,2:-"})
+            self.assertEqual((part["tensors"], part["bytes"]), (1, 2 * 4 * 4))
+            with self.assertRaisesRegex(cairn.Error, "complex64"):
+                self.client.restore_to_file("py-tofile", os.path.join(tmp, "strict.safetensors"),
+                                            strict=True)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "strict.safetensors")))
+            # To a prefix: the whole checkpoint, its files copied whole.
+            whole = self.client.restore_to_file("py-tofile", os.path.join(tmp, "copy", "variables"))
+            self.assertEqual(whole["tensors"], len(self.misc) + 4)
+            np.testing.assert_array_equal(cairn.restore_from(f"{tmp}/copy/variables")["emb"], self.emb)
+            # Refused: a remote path, chosen tensors to a prefix.
+            with self.assertRaisesRegex(cairn.Error, "local file"):
+                self.client.restore_to_file("py-tofile", "s3://bucket/x.safetensors")
+            with self.assertRaisesRegex(cairn.Error, "checkpoint prefix"):
+                self.client.restore_to_file("py-tofile", os.path.join(tmp, "x", "variables"),
+                                            tensors=["emb"])
+
+    def test_restore_to_file_memory_stays_bounded(self):
+        # 192 MiB restored by a fresh process: streamed to a file its peak
+        # RSS stays far below the checkpoint; restore() holds all of it.
+        big = np.arange(48 << 20, dtype=np.float32)
+        self.client.save("py-tofile-big", 1, {"big": big})
+        del big
+        script = (
+            "import cairn, sys, tempfile\n"
+            "c = cairn.connect(sys.argv[1])\n"
+            "with tempfile.TemporaryDirectory() as d:\n"
+            "    if sys.argv[2] == 'file': c.restore_to_file('py-tofile-big', d + '/b.safetensors')\n"
+            "    else: got = c.restore('py-tofile-big')\n"
+            # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec)
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print(int(hwm.split()[1]) // 1024)\n")
+        peak = {}
+        for how in ("file", "memory"):
+            out = subprocess.run([sys.executable, "-c", script, CLUSTER.addr, how], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            peak[how] = int(out.split()[-1])
+        self.assertGreater(peak["memory"], 192, peak)
+        self.assertLess(peak["file"], peak["memory"] - 128, peak)
 
     def test_restore_with_mapped_files(self):
         self.save_two_workers("py-mapped", 4)
