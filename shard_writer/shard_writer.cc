@@ -311,6 +311,10 @@ class WriterService final : public v1::ShardWriter::Service {
           if (!options_.accept_tensor_batches) {
             return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
           }
+          if (msg.batch().tensors_size() > rpc::kMaxBatchTensors) {
+            return absl::InvalidArgumentError(absl::StrCat("a tensor batch of ", msg.batch().tensors_size(),
+                                                           " tensors (at most ", rpc::kMaxBatchTensors, ")"));
+          }
           if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
           in_tensor = false;
           batch = std::move(*in.message.mutable_batch());

@@ -31,7 +31,8 @@ std::string DataFieldFraming(size_t n) {
 
 size_t BatchedBytes(const SaveTensor& t) {
   size_t n = t.name.size() + t.data.size();
-  for (const std::string& v : t.strings) n += v.size();
+  // A string value's framing counts too: a million empty strings are not free.
+  for (const std::string& v : t.strings) n += v.size() + 16;
   return n;
 }
 

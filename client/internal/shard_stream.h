@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/client.h"
+#include "proto/rpc/rpc_util.h"
 #include "proto/cairn.pb.h"
 
 namespace cairn {
@@ -40,9 +41,9 @@ std::string DataFieldFraming(size_t n);
 // message, each a gRPC write and read) are then paid per batch.
 constexpr size_t kBatchTensorBelow = 64 << 10;
 constexpr size_t kBatchBytes = 1 << 20;
-constexpr int kBatchTensors = 4096;
+constexpr int kBatchTensors = rpc::kMaxBatchTensors;
 bool Batchable(const SaveTensor& t);
-// What `t` adds to a batch: its data, name and string values.
+// What `t` adds to a batch: its data, name and string values (with framing).
 size_t BatchedBytes(const SaveTensor& t);
 void FillTensorHeader(const SaveTensor& t, v1::TensorHeader* out);
 

@@ -82,6 +82,17 @@ TEST(WriterRegistry, AChoiceCarriesTheFeaturesOfTheWritersLastHeartbeat) {
   EXPECT_EQ(c->features, static_cast<uint32_t>(v1::WRITER_FEATURE_TENSOR_BATCHES));
   ASSERT_TRUE(registry.Heartbeat("w-a", WriterRegistry::Load()));  // downgraded in place
   EXPECT_EQ(registry.Assign()->features, 0u);
+  // Restarted at the same address (maybe an older binary): nothing is
+  // assumed of it until it beats, although its last beat keeps it live.
+  const std::string b = registry.Register("127.0.0.1:2", "w-b");
+  ASSERT_TRUE(registry.Heartbeat(b, load));
+  registry.MarkUnreachable("127.0.0.1:1");
+  EXPECT_EQ(registry.Assign()->features, static_cast<uint32_t>(v1::WRITER_FEATURE_TENSOR_BATCHES));
+  EXPECT_EQ(registry.Register("127.0.0.1:2", "w-b2"), b);
+  auto again = registry.Assign();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id, b);
+  EXPECT_EQ(again->features, 0u);
 }
 
 // What a heartbeat reports (streams, bytes written) is kept for the status

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/internal/commit_state.h"
@@ -108,6 +109,9 @@ absl::Status CoordinatorService::ClaimStorageRoot() {
 }
 
 absl::Status CoordinatorService::SweepInterruptedStateFile(const std::string& job) {
+  // Only a local root writes through temporary names; an object store's
+  // upload appears whole or not at all (and listing it would cost requests).
+  if (!absl::StartsWith(storage_->uri(), "file://")) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<std::string> files, storage_->List(job));
   const std::string state = StateFilePath(job);
   for (const std::string& f : files) {
@@ -179,7 +183,12 @@ absl::Status CoordinatorService::Recover() {
   for (const std::string& job : deleted_in) RETURN_IF_ERROR(WriteStateFile(job));
   // A coordinator killed while it rewrote a state file left the temporary
   // copy; this one (holding the root, or the lease) is the only writer now.
-  for (const std::string& job : jobs) RETURN_IF_ERROR(SweepInterruptedStateFile(job));
+  for (const std::string& job : jobs) {
+    // Untidy, not unsafe: a leftover never stops the coordinator starting.
+    if (absl::Status s = SweepInterruptedStateFile(job); !s.ok()) {
+      Log(logging::Where{job}, absl::StrCat("recovery: sweeping the state file's leftovers: ", s.message()));
+    }
+  }
   for (const Key& key : to_finish) {
     Log(At(key.first, key.second), "recovery: finishing the decided commit");
     absl::Status s = FinishCommit(key);

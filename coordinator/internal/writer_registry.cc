@@ -16,6 +16,7 @@ std::string WriterRegistry::Register(const std::string& address, const std::stri
   for (auto& [id, w] : writers_) {
     if (w.address == address) {
       w.unreachable_at_micros = 0;
+      w.load = Load();  // a restarted writer, maybe another version: features come with its beat
       return id;
     }
   }

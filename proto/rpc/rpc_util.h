@@ -22,6 +22,8 @@ namespace rpc {
 constexpr int kMaxMessageBytes = 64 << 20;
 // Size of the data chunks of a SaveShard stream.
 constexpr size_t kChunkBytes = 4 << 20;
+// Most tensors one SaveShardMessage.batch may hold (writers refuse more).
+constexpr int kMaxBatchTensors = 4096;
 
 // A Cairn server's answer: carries, besides code and message, status details
 // (a google.rpc.Status with the same code and message) that mark it as the

@@ -230,8 +230,7 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     a plain CPU tensor (contiguous, strided, no lazy conjugate or negation)
     goes by its memory's address and size, which costs a fifth of making a
     NumPy view of it (a state_dict of 10,000 small tensors notices); any
-    other goes through _torch_view (checks, host copy). The item holds `t`,
-    keeping its memory alive for the save."""
+    other goes through _torch_view (checks, host copy)."""
     if not _TORCH_DIRECT:
         torch = _torch()
         for torch_name, tf_name in _TORCH_TO_TF.items():
@@ -241,8 +240,11 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     direct = _TORCH_DIRECT.get(t.dtype)
     if direct is not None and t.is_cpu and t.layout is _TORCH_DIRECT[None] and t.is_contiguous() \
             and not t.is_neg() and not (direct[0].startswith("complex") and t.is_conj()):
-        return (name, t, direct[0], full_shape, slice_spec, t.data_ptr(), t.numel() * direct[1],
-                t.shape)
+        # The item holds a detached alias: it keeps this storage alive even
+        # if another thread gives `t` a new one (p.data = ..., set_) mid-save.
+        alias = t.detach()
+        return (name, alias, direct[0], full_shape, slice_spec, alias.data_ptr(),
+                alias.numel() * direct[1], alias.shape)
     buffer, dtype = _torch_view(name, t)
     return (name, buffer, dtype, full_shape, slice_spec)
 

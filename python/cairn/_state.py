@@ -102,7 +102,8 @@ class _Flattener:
                 else:
                     kind = "i"
                 child = _join(path, _escape(str(k)))
-                if type(v) is tensor_type and child not in leaves and child != STRUCTURE_TENSOR:
+                if type(v) is tensor_type and child and child not in leaves and \
+                        child != STRUCTURE_TENSOR:
                     # node(v, child) for the bulk of a state_dict, inlined.
                     leaves[child] = v
                     self.mutable = True
@@ -167,8 +168,8 @@ class _Flattener:
 
     def tensor_leaf(self, value, name):
         # (Format 1 also had "shape", unused: the saved tensor has it.)
-        if type(value) is self.tensor_type or (type(value) is not np.ndarray and
-                                               _is_torch_tensor(value)):
+        if type(value) is not np.ndarray and (type(value) is self.tensor_type or
+                                              _is_torch_tensor(value)):
             return {"tensor": name, "torch": _torch_dtype_name(value)}
         if isinstance(value, np.ndarray):
             dtype = "bfloat16" if value.dtype.name == "bfloat16" else value.dtype.str

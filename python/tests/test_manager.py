@@ -163,6 +163,29 @@ class NestedStateTest(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, 'tensor "t": the tensor is not contiguous'):
                 mgr.save(2, {"t": base.view(4, 5).t()})
 
+    def test_numpy_state_in_a_process_without_torch(self):
+        # With torch never imported, NumPy arrays stay NumPy arrays (the
+        # flattener's fast path once recorded them as torch tensors).
+        script = (
+            "import sys, numpy as np, cairn\n"
+            "mgr = cairn.CheckpointManager(sys.argv[1], job='mgr-no-torch', async_save=False)\n"
+            "mgr.save(1, {'w': np.arange(3, dtype=np.float32), 'n': {'b': np.ones(2)}})\n"
+            "got = mgr.restore(1)\n"
+            "assert 'torch' not in sys.modules, 'cairn imported torch'\n"
+            "assert type(got['w']) is np.ndarray and got['w'].tolist() == [0, 1, 2], got\n"
+            "assert type(got['n']['b']) is np.ndarray, got\n"
+            "print('ok')\n")
+        out = subprocess.run([sys.executable, "-c", script, CLUSTER.addr], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        self.assertEqual(out.stdout.strip().splitlines()[-1:], ["ok"], out.stdout)
+
+    @requires_torch
+    def test_an_empty_key_at_the_root_is_named_state(self):
+        with cairn.CheckpointManager(CLUSTER.addr, job="mgr-empty-key", async_save=False) as mgr:
+            mgr.save(1, {"": torch.ones(2), "x": torch.zeros(1)})
+            got = mgr.restore(1)
+        self.assertTrue(torch.equal(got[""], torch.ones(2)))
+
     def test_numpy_only_state(self):
         state = {"w": np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32),
                  "layers": [np.arange(3, dtype=np.uint64), np.array(2.0)], "it": 12}

@@ -147,6 +147,11 @@ TEST(HostileInput, MalformedSaveStreamsAreRefusedAndTheWriterKeepsServing) {
                                    Data("abcdefgh")}},
       {"batch: an unknown dtype", {OkHeader("job", ok_staging), Batch({{"a", 1}}, 999), Data("abcd")}},
       {"batch: a negative dimension", {OkHeader("job", ok_staging), Batch({{"a", -1}})}},
+      {"batch: more tensors than a batch may hold", {OkHeader("job", ok_staging), [] {
+         std::vector<std::pair<std::string, int64_t>> many;
+         for (int i = 0; i <= rpc::kMaxBatchTensors; ++i) many.emplace_back(absl::StrCat("t", i), 0);
+         return Batch(many);
+       }()}},
   };
   for (const Case& c : cases) {
     grpc::Status s = Send(writer, c.messages);
