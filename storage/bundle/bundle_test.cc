@@ -354,6 +354,34 @@ TEST_F(PartsMergeTest, MergesManyPartsInPassesToTheSameIndex) {
   EXPECT_FALSE(absl::StrContains(absl::StrJoin(*left, ","), "run-")) << absl::StrJoin(*left, ",");
 }
 
+// A checkpoint of one shard: its merged index is its part's index, byte
+// for byte (what lets a one-part merge publish the part's index as is).
+TEST_F(PartsMergeTest, MergingOnePartGivesThePartsOwnIndex) {
+  {
+    auto w = Writer("one/shard-0/part");
+    ASSERT_TRUE(w->AddSlice("emb", {10, 2}, TensorSlice({{2, 3}, {}}), DataType::kFloat,
+                            FloatBytes({1, 2, 3, 4, 5, 6})).ok());
+    ASSERT_TRUE(w->AddSlice("emb", {10, 2}, TensorSlice({{6, 1}, {}}), DataType::kFloat,
+                            FloatBytes({7, 8})).ok());
+    ASSERT_TRUE(w->AddString("vocab", {2}, {"a", ""}).ok());
+    for (int i = 0; i < 3000; ++i) {  // several index blocks
+      ASSERT_TRUE(w->Add(absl::StrCat("layer.", i), DataType::kInt8, {i % 5}, std::string(i % 5, 'x')).ok());
+    }
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  const std::string part_index = testing::ReadFile(dir_.Join("one/shard-0/part.index"));
+  auto merged = MergeBundleParts(storage_.get(), {"one/shard-0/part"}, "one/merged/variables", 4);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_TRUE(testing::ReadFile(dir_.Join("one/merged/variables.index")) == part_index);
+  EXPECT_EQ(merged->back().size, part_index.size());
+  auto r = Reader("one/merged/variables");
+  EXPECT_EQ(r->num_shards(), 1);
+  auto rows = r->ReadSlice("emb", TensorSlice({{2, 3}, {}}));
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->data.view(), FloatBytes({1, 2, 3, 4, 5, 6}));
+  EXPECT_FALSE(*storage_->Exists("one/shard-0/part.index"));
+}
+
 TEST_F(PartsMergeTest, DuplicatesAndOverlapsAreRefusedAcrossPasses) {
   std::vector<std::string> parts = WriteParts("c");
   {
