@@ -4,6 +4,7 @@
 #include <limits>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/rpc/rpc_util.h"
@@ -64,7 +65,9 @@ absl::Status ValidateSaveShard(const SaveShardOptions& options,
 }
 
 absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
-  std::map<std::string, Seen> seen;
+  // Keyed by views of the tensors' own names (no copy per tensor).
+  absl::flat_hash_map<absl::string_view, Seen> seen;
+  seen.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     const SaveTensor& t = tensors[i];
     if (t.name.empty()) {
@@ -142,7 +145,7 @@ absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
       }
     }
 
-    Seen& s = seen[t.name];
+    Seen& s = seen[absl::string_view(t.name)];
     const bool first = !s.whole && s.slices.empty();
     if (!first) {
       if (s.whole || !t.slice.has_value()) {
@@ -158,8 +161,8 @@ absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
       }
     }
     s.dtype = t.dtype;
-    s.shape = t.shape;
     if (t.slice.has_value()) {
+      if (first) s.shape = t.shape;  // what later slices must agree with
       if (!s.slices.insert(t.slice->ToString()).second) {
         return absl::InvalidArgumentError(
             absl::StrCat(what, ": slice \"", t.slice->ToString(), "\" is given more than once"));

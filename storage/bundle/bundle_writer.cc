@@ -20,14 +20,16 @@ struct BundleWriter::Rep {
   std::unique_ptr<WritableFile> data_file;
   absl::Status status;
   bool finished = false;
-  std::map<std::string, BundleEntry> entries;  // bytewise key order
+  // Bytewise key order; looked up by string_view (no key copy per lookup).
+  std::map<std::string, BundleEntry, std::less<>> entries;
   uint32_t file_crc = 0;
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{nullptr, EVP_MD_CTX_free};
 
-  // The tensor being streamed.
+  // The tensor being streamed; `current.key` is its key, and `slot` where
+  // it goes in `entries` (std::map iterators stay valid across inserts).
   bool in_tensor = false;
-  std::string current_key;
   BundleEntry current;
+  std::map<std::string, BundleEntry, std::less<>>::iterator slot;
   uint32_t current_crc = 0;
 
   absl::Status Fail(absl::Status s) {
@@ -47,7 +49,8 @@ struct BundleWriter::Rep {
 
   absl::Status CheckNewKey(absl::string_view key, absl::string_view shown_name) {
     if (key.empty()) return absl::InvalidArgumentError("tensor name must not be empty");
-    if (entries.count(std::string(key))) {
+    slot = entries.lower_bound(key);
+    if (slot != entries.end() && slot->first == key) {
       return absl::InvalidArgumentError(
           absl::StrCat("adding duplicate key: tensor \"", shown_name, "\" in ", prefix));
     }
@@ -58,7 +61,7 @@ struct BundleWriter::Rep {
                      const std::vector<int64_t>& shape) {
     if (in_tensor) {
       return absl::FailedPreconditionError(
-          absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\" is unfinished"));
+          absl::StrCat("tensor \"", internal::PrintableKey(current.key), "\" is unfinished"));
     }
     if (DataTypeSize(dtype) == 0) {
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", shown, "\": dtype ",
@@ -81,7 +84,6 @@ struct BundleWriter::Rep {
     current.shape = shape;
     current.offset = static_cast<int64_t>(data_file->Size());
     current.size = bytes;
-    current_key = std::string(key);
     current_crc = 0;
     in_tensor = true;
     return absl::OkStatus();
@@ -92,7 +94,7 @@ struct BundleWriter::Rep {
     const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
     if (static_cast<int64_t>(chunk.size()) > current.size - written) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\": more than ",
+          absl::StrCat("tensor \"", internal::PrintableKey(current.key), "\": more than ",
                        current.size, " bytes of data for its shape"));
     }
     const uint32_t chunk_crc = crc32c::Value(chunk.data(), chunk.size());
@@ -107,7 +109,7 @@ struct BundleWriter::Rep {
     for (absl::string_view p : pieces) n += p.size();
     if (static_cast<int64_t>(n) > current.size - written) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", internal::PrintableKey(current_key), "\": more than ",
+          absl::StrCat("tensor \"", internal::PrintableKey(current.key), "\": more than ",
                        current.size, " bytes of data for its shape"));
     }
     // Checksummed and copied a cache-sized block at a time, so the bytes
@@ -133,19 +135,20 @@ struct BundleWriter::Rep {
     const int64_t written = static_cast<int64_t>(data_file->Size()) - current.offset;
     if (written != current.size) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "tensor \"", internal::PrintableKey(current_key), "\": got ", written,
+          "tensor \"", internal::PrintableKey(current.key), "\": got ", written,
           " bytes of data, its shape needs ", current.size));
     }
     current.masked_crc32c = crc32c::Mask(current_crc);
     in_tensor = false;
-    entries.emplace(current_key, std::move(current));
+    std::string key = current.key;
+    entries.emplace_hint(slot, std::move(key), std::move(current));
     return absl::OkStatus();
   }
 
   // Registers `slice` in the full entry of `name` (creating it).
   absl::Status RecordSlice(absl::string_view name, const std::vector<int64_t>& full_shape,
                            const TensorSlice& slice, DataType dtype) {
-    auto it = entries.find(std::string(name));
+    auto it = entries.find(name);
     if (it == entries.end()) {
       BundleEntry full;
       full.key = std::string(name);
@@ -311,7 +314,7 @@ absl::Status BundleWriter::Finish() {
   if (r->finished) return absl::FailedPreconditionError("bundle already finished");
   if (r->status.ok() && r->in_tensor) {
     r->status = (absl::FailedPreconditionError(absl::StrCat(
-        "Finish with tensor \"", internal::PrintableKey(r->current_key), "\" unfinished")));
+        "Finish with tensor \"", internal::PrintableKey(r->current.key), "\" unfinished")));
   }
   if (!r->status.ok()) {
     Abandon();
