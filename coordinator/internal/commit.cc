@@ -182,6 +182,20 @@ absl::Status CoordinatorService::CompleteCheckpointClaimed(const Key& key) {
     return AbortRefused(key, absl::StrCat("checkpoint ", name, " cannot be committed: ",
                                           merged.status().message()));
   }
+  if (record.num_shards() == 1) {
+    // A one-part merge publishes the part's index as its writer wrote it
+    // (no entry is decoded, so no block checksum is checked): it must still
+    // be the bytes that writer reported.
+    const MergedFile& index = merged->back();
+    for (const auto& reported : record.shards(0).files()) {
+      if (absl::EndsWith(reported.path(), ".index") && reported.crc32c() != index.crc32c) {
+        return AbortRefused(key, absl::StrCat("checkpoint ", name, " cannot be committed: its index ",
+                                              reported.path(), " changed on storage after its writer "
+                                              "reported it (CRC32C ", reported.crc32c(), ", now ",
+                                              index.crc32c, ")"));
+      }
+    }
+  }
   CAIRN_SYNC_POINT("after_merge");
 
   // The decision: from here on the checkpoint will be committed, whatever

@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "client/client.h"
 #include "coordinator/coordinator.h"
 #include "gtest/gtest.h"
@@ -242,6 +243,37 @@ TEST_F(CommitRaceTest, AMissingStagedPartAbortsTheStepInsteadOfRetryingForever) 
   auto restored = client_->Restore("lost", 7, {});
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ(restored->at("w0").tensor.data.view(), "cccc");
+}
+
+// A one-shard checkpoint's index is published as its writer wrote it (no
+// re-encoding merge): bytes that changed on storage after the writer
+// reported them must not be committed. The general merge would have caught
+// this through the index's block checksums; the one-part path compares the
+// index with the CRC32C its writer reported.
+TEST_F(CommitRaceTest, AnIndexChangedAfterItsReportIsNotCommitted) {
+  sync_point::Set("before_merge", [this] {
+    auto found = testing::Run({"/usr/bin/find", Storage() + "/flip/.cairn-staging", "-name", "part.index"});
+    const std::string path(absl::StripTrailingAsciiWhitespace(found.out));
+    std::string bytes = testing::ReadFile(path);
+    if (bytes.size() < 8) return;
+    bytes[bytes.size() * 3 / 5] ^= 0x20;  // one flipped bit in a later block of entries
+    testing::WriteFile(path, bytes);
+  });
+  // Enough entries for several 256 KiB blocks: opening the index reads
+  // only its first.
+  const std::string four(4, 'a');
+  std::vector<SaveTensor> tensors;
+  for (int i = 0; i < 12000; ++i) {
+    tensors.push_back({absl::StrCat("model/encoder/layer.", i, "/attention/output/dense/kernel"),
+                       DataType::kFloat, {1}, std::nullopt, four, {}});
+  }
+  auto saved = client_->SaveShard({"flip", 1, 0, 1, {}}, tensors);
+  sync_point::Clear("before_merge");
+  ASSERT_FALSE(saved.ok()) << "a corrupted index was committed";
+  EXPECT_EQ(saved.status().code(), absl::StatusCode::kAborted) << saved.status();
+  EXPECT_TRUE(absl::StrContains(saved.status().message(), "index")) << saved.status();
+  EXPECT_FALSE(Exists(Storage() + "/flip/ckpt-1/variables.index"));
+  ASSERT_TRUE(SaveTiny("flip", 1, 0, 1, 'b').ok()) << "the step starts afresh";
 }
 
 // Defect 3 (and the rollback): a save below the newest committed step was
