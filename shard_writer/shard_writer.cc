@@ -49,6 +49,22 @@ metrics::CounterMetric& BatchedTensors() {
   return c;
 }
 
+metrics::CounterMetric& SaveErrors(absl::StatusCode code) {
+  return metrics::Counter("cairn_writer_errors_total", "Failed shard saves by status code.",
+                          {{"code", absl::StatusCodeToString(code)}});
+}
+
+// What a shard save can fail with: their series exist from the start, at
+// zero, so a rate or an increase sees the first failure too.
+constexpr absl::StatusCode kSaveErrorCodes[] = {
+    absl::StatusCode::kInvalidArgument,  absl::StatusCode::kUnauthenticated,
+    absl::StatusCode::kPermissionDenied, absl::StatusCode::kResourceExhausted,
+    absl::StatusCode::kCancelled,        absl::StatusCode::kAborted,
+    absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound,
+    absl::StatusCode::kUnavailable,      absl::StatusCode::kDeadlineExceeded,
+    absl::StatusCode::kDataLoss,         absl::StatusCode::kInternal,
+};
+
 metrics::CounterMetric& BytesWritten() {
   static auto& c = metrics::Counter("cairn_writer_bytes_written_total", "Data file bytes made durable.");
   return c;
@@ -109,9 +125,7 @@ class WriterService final : public v1::ShardWriter::Service {
       Log(where, absl::StrFormat("shard durable: %d tensors, %d bytes in %.3f s%s", resp->num_tensors(),
                                  resp->bytes(), secs, resp->committed() ? "; checkpoint committed" : ""));
     } else {
-      metrics::Counter("cairn_writer_errors_total", "Failed shard saves by status code.",
-                       {{"code", absl::StatusCodeToString(s.code())}})
-          .Add(1);
+      SaveErrors(s.code()).Add(1);
       Log(where, absl::StrCat("shard save failed: ", absl::StatusCodeToString(s.code()), ": ",
                               s.message()));
     }
@@ -595,6 +609,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(const WriterOp
     BytesReceived();
     BatchedTensors();
     BytesWritten();
+    for (absl::StatusCode code : kSaveErrorCodes) SaveErrors(code);
     metrics::Gauge("cairn_build_info", "Always 1; the labels say which Cairn this is.",
                    {{"version", CAIRN_VERSION}, {"component", "writer"}})
         .Set(1);

@@ -87,6 +87,8 @@ with tempfile.TemporaryDirectory() as tmp, \
     check(any(k.startswith('cairn_build_info{component="writer"') for k in w), "writer build info", writer)
     for name in ("cairn_writer_bytes_received_total", "cairn_writer_bytes_written_total",
                  "cairn_writer_active_streams", "cairn_writer_shard_save_seconds_count",
+                 "cairn_writer_batched_tensors_total",
+                 'cairn_writer_errors_total{code="INVALID_ARGUMENT"}',
                  'cairn_storage_errors_total{component="writer",op="append"}'):
         check(name in w, f"the writer exports {name}", writer)
     # The writers' heartbeats carry their bytes written to the coordinator.

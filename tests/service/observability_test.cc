@@ -201,6 +201,8 @@ TEST(Observability, MetricsStatusJsonAndHealth) {
   // steps 1-3, shard 0/2 of step 9 (still pending), and job rolled's two.
   EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_received_total 24576")) << writer_metrics;
   EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_bytes_written_total 24576")) << writer_metrics;
+  // Failure series exist before any failure (an increase() sees the first).
+  EXPECT_TRUE(HasSeries(writer_metrics, "cairn_writer_errors_total{code=\"DATA_LOSS\"} 0")) << writer_metrics;
 
   // gRPC health checking on both servers.
   for (const std::string& address : {cluster.coordinator(), cluster.writer_process(0).address()}) {
