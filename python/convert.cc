@@ -180,14 +180,16 @@ std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<
     py::object obj = item[1];
     if (item.size() == 8) {
       const auto local_shape = item[7].cast<std::vector<int64_t>>();
-      int64_t elements = 1;
-      for (int64_t d : local_shape) {
-        if (d < 0 || __builtin_mul_overflow(elements, d, &elements)) ValueError(absl::StrCat(what, ": bad shape"));
-      }
-      const auto nbytes = item[6].cast<uint64_t>();
       t.dtype = NamedDtype(what, item[2].cast<std::string>(), /*itemsize=*/0);
-      if (nbytes != static_cast<uint64_t>(elements) * cairn::DataTypeSize(t.dtype)) {
-        ValueError(absl::StrCat(what, ": ", nbytes, " bytes for ", elements, " elements"));
+      const auto nbytes = item[6].cast<uint64_t>();
+      uint64_t expected = cairn::DataTypeSize(t.dtype);
+      for (int64_t d : local_shape) {
+        if (d < 0 || __builtin_mul_overflow(expected, static_cast<uint64_t>(d), &expected)) {
+          ValueError(absl::StrCat(what, ": bad shape"));
+        }
+      }
+      if (nbytes != expected) {
+        ValueError(absl::StrCat(what, ": ", nbytes, " bytes where its shape and dtype need ", expected));
       }
       SetShapeAndSlice(what, item, local_shape, &t);
       t.data = absl::string_view(reinterpret_cast<const char*>(item[5].cast<uintptr_t>()), nbytes);

@@ -163,6 +163,17 @@ class NestedStateTest(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, 'tensor "t": the tensor is not contiguous'):
                 mgr.save(2, {"t": base.view(4, 5).t()})
 
+    @requires_torch
+    def test_a_direct_item_whose_size_disagrees_is_refused(self):
+        # The binding's address-and-size items (convert.cc) check the size
+        # against shape and dtype, overflow included, before reading.
+        t = torch.zeros(2)
+        c = cairn.connect(CLUSTER.addr)
+        for nbytes, shape in ((999, (2,)), (8, (2**62, 4)), (8, (-1,))):
+            with self.assertRaises((ValueError, cairn.Error)):
+                c._c.save("mgr-bad-item", 1, 0, 1,
+                          [("x", t, "float32", None, None, t.data_ptr(), nbytes, shape)], {})
+
     def test_numpy_state_in_a_process_without_torch(self):
         # With torch never imported, NumPy arrays stay NumPy arrays (the
         # flattener's fast path once recorded them as torch tensors).
