@@ -77,7 +77,17 @@ constexpr size_t kMaxNameBytes = 4096;
 // SaveShard is served from the received bytes (grpc::ByteBuffer) instead of
 // parsed SaveShardMessages, so tensor bytes are not copied into protobuf
 // strings first (internal/raw_message.h); the wire format is unchanged.
-constexpr int kSaveShardMethodIndex = 0;  // its index in proto/cairn.proto's ShardWriter
+// The handler to swap is found by its index among the service's methods,
+// which gRPC's generated code registers in the .proto's order: the same
+// index the protobuf descriptor gives.
+int SaveShardMethodIndex() {
+  static const int index = v1::SaveShardMessage::descriptor()
+                               ->file()
+                               ->FindServiceByName("ShardWriter")
+                               ->FindMethodByName("SaveShard")
+                               ->index();
+  return index;
+}
 
 class WriterService final : public v1::ShardWriter::Service {
  public:
@@ -88,7 +98,7 @@ class WriterService final : public v1::ShardWriter::Service {
     // bidi-streaming, which a sync server treats as client-streaming (it
     // reads no message before calling the handler).
     MarkMethodStreamed(
-        kSaveShardMethodIndex,
+        SaveShardMethodIndex(),
         new grpc::internal::ClientStreamingHandler<WriterService, grpc::ByteBuffer,
                                                    v1::SaveShardResponse>(
             [](WriterService* service, grpc::ServerContext* ctx,
