@@ -35,9 +35,11 @@ using WallClock = std::chrono::system_clock;
 
 constexpr int64_t kScanPage = 1000;
 
-// The first key after every key that starts with `prefix` (etcd's
-// range_end for a prefix scan).
-absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+// An etcd call's failure as the catalog reports it: unreachable or slow
+// (DEADLINE_EXCEEDED too) is Unavailable, which callers retry or fail over
+// on; what etcd refuses keeps its code; anything else is Internal. (Not
+// rpc::FromGrpc, which keeps every code for Cairn's own servers.)
+absl::Status EtcdError(const grpc::Status& s, absl::string_view what) {
   const std::string msg = absl::StrCat("etcd ", what, ": ", s.error_message());
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
@@ -238,7 +240,7 @@ class EtcdStore : public KvStore {
       grpc::Status s = fn(&ctx);
       if (s.ok()) return absl::OkStatus();
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE || WallClock::now() >= deadline) {
-        return FromGrpc(s, what);
+        return EtcdError(s, what);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -314,7 +316,7 @@ class EtcdStore : public KvStore {
     pb::LeaseKeepAliveResponse resp;
     if (!stream->Write(req) || !stream->Read(&resp)) {
       stream->WritesDone();
-      return FromGrpc(stream->Finish(), "lease keepalive");
+      return EtcdError(stream->Finish(), "lease keepalive");
     }
     stream->WritesDone();
     ctx.TryCancel();
