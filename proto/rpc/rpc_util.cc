@@ -48,6 +48,7 @@ absl::StatusOr<std::string> ListTarget(const std::vector<std::string>& addresses
   if (addresses.empty()) return absl::InvalidArgumentError("no address given");
   if (addresses.size() == 1) return addresses[0];
   std::vector<std::string> v4, v6;
+  bool every_v4 = true, every_v6 = true;  // every address has one of that family
   for (const std::string& address : addresses) {
     const size_t colon = address.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
@@ -88,15 +89,15 @@ absl::StatusOr<std::string> ListTarget(const std::vector<std::string>& addresses
     if (mine4.empty() && mine6.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("address \"", address, "\" has no IP address"));
     }
-    if (!mine4.empty()) {
-      v4.insert(v4.end(), mine4.begin(), mine4.end());
-    } else {
-      v4.push_back("");  // this one has none: an all-IPv6 target is needed
-    }
+    every_v4 = every_v4 && !mine4.empty();
+    every_v6 = every_v6 && !mine6.empty();
+    v4.insert(v4.end(), mine4.begin(), mine4.end());
     v6.insert(v6.end(), mine6.begin(), mine6.end());
   }
-  if (std::find(v4.begin(), v4.end(), "") == v4.end()) return absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
-  if (v6.size() >= addresses.size()) return absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
+  if (every_v4) return absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
+  // (Counting IPv6 addresses instead would let a name with two of them
+  // stand in for another that has none, dropping that one silently.)
+  if (every_v6) return absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
   return absl::InvalidArgumentError(absl::StrCat(
       "addresses \"", absl::StrJoin(addresses, ","),
       "\" mix hosts with only IPv4 and only IPv6 addresses; give addresses of one family"));
