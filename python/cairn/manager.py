@@ -210,7 +210,9 @@ class CheckpointManager:
                 else:
                     items.append(_leaf_item(name, value))
         if self.rank == 0:
-            doc = json.dumps({"format": _FORMAT, "root": structure}, separators=(",", ":"))
+            # The structure is built fresh here, with no cycles to look for.
+            doc = json.dumps({"format": _FORMAT, "root": structure}, separators=(",", ":"),
+                             check_circular=False)
             items.append((STRUCTURE_TENSOR, [doc], "string", [], None))
         self._wait_pending()
         if self.async_save and not flat.mutable:
