@@ -72,8 +72,16 @@ class _Flattener:
         # NumPy array of the caller's); jax arrays and the arrays made here
         # for Python values cannot.
         self.mutable = False
+        self.inside = set()  # ids of the containers around the node being walked
         torch = _torch()
         self.tensor_type = torch.Tensor if torch is not None else np.ndarray
+
+    def enter(self, container, name):
+        """Notes that the walk is inside `container` (at `name`); refuses a
+        container that holds itself, which would recurse forever."""
+        if id(container) in self.inside:
+            raise _error("INVALID_ARGUMENT", f'state "{name}" contains itself (a cycle)')
+        self.inside.add(id(container))
 
     def add(self, name, value):
         if name in self.leaves or name == STRUCTURE_TENSOR:
@@ -91,6 +99,7 @@ class _Flattener:
             return self.tensor_leaf(value, name)
         if type(value) is dict or type(value) is collections.OrderedDict or \
                 isinstance(value, collections.abc.Mapping):
+            self.enter(value, name)
             entries = []
             tensor_type, leaves = self.tensor_type, self.leaves
             for k, v in value.items():
@@ -110,6 +119,7 @@ class _Flattener:
                     entries.append([kind, k, self.tensor_leaf(v, child)])
                 else:
                     entries.append([kind, k, self.node(v, child)])
+            self.inside.discard(id(value))
             node = {"dict": entries}
             if isinstance(value, collections.OrderedDict):
                 node["ordered"] = True  # a module's state_dict()
@@ -123,7 +133,10 @@ class _Flattener:
             if value and all(type(v) is float for v in value):
                 self.add(name, np.array(value, dtype=np.float64))
                 return {"floats": name, "seq": kind}
-            return {kind: [self.node(v, _join(path, str(i))) for i, v in enumerate(value)]}
+            self.enter(value, name)
+            node = {kind: [self.node(v, _join(path, str(i))) for i, v in enumerate(value)]}
+            self.inside.discard(id(value))
+            return node
         if value is None:
             return {"none": True}
         if isinstance(value, bool):

@@ -174,6 +174,17 @@ class NestedStateTest(unittest.TestCase):
                 c._c.save("mgr-bad-item", 1, 0, 1,
                           [("x", t, "float32", None, None, t.data_ptr(), nbytes, shape)], {})
 
+    def test_a_state_that_contains_itself_is_refused(self):
+        cyclic = {"w": np.zeros(2)}
+        cyclic["again"] = [1, cyclic]
+        shared = np.arange(3)
+        twice = {"a": {"x": shared}, "b": {"x": shared}}  # shared, not a cycle: fine
+        with cairn.CheckpointManager(CLUSTER.addr, job="mgr-cycle", async_save=False) as mgr:
+            with self.assertRaisesRegex(cairn.Error, 'state "again/1" contains itself'):
+                mgr.save(1, cyclic)
+            self.assertTrue(mgr.save(1, twice))
+            np.testing.assert_array_equal(mgr.restore(1)["b"]["x"], shared)
+
     def test_numpy_state_in_a_process_without_torch(self):
         # With torch never imported, NumPy arrays stay NumPy arrays (the
         # flattener's fast path once recorded them as torch tensors).
