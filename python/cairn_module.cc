@@ -67,6 +67,7 @@ class PySaveHandle {
 // checksum is checked on the way. Called without the GIL.
 struct FileRestore {
   cairn::internal::StreamRestoreSummary summary;
+  std::string path;  // where it went: the file, or the checkpoint prefix
   std::vector<std::string> skipped;  // why each skipped tensor was (strict=False)
 };
 
@@ -86,10 +87,12 @@ absl::Status StreamToFile(const std::string& prefix_uri, const cairn::RestoreReq
     options.strict = strict;
     options.threads = threads;
     options.warn = [out](const std::string& why) { out->skipped.push_back(why); };
+    out->path = path;
     summary = cairn::internal::StreamRestoreToSafetensors(
         prefix_uri, request, path, options, nullptr, cairn::cmdline::StorageOptionsFromEnvironment());
   } else if (request.tensors.empty() && request.slices.empty()) {
-    summary = cairn::internal::CopyCheckpointFiles(prefix_uri, path, threads, nullptr,
+    out->path = cairn::internal::CheckpointPrefixAt(path);  // a directory: DIR/variables
+    summary = cairn::internal::CopyCheckpointFiles(prefix_uri, out->path, threads, nullptr,
                                                    cairn::cmdline::StorageOptionsFromEnvironment());
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -106,6 +109,7 @@ py::dict FileRestoreToDict(const FileRestore& r) {
   d["tensors"] = r.summary.tensors;
   d["bytes"] = r.summary.bytes;
   d["skipped"] = r.skipped;
+  d["path"] = r.path;
   return d;
 }
 

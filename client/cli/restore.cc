@@ -74,6 +74,8 @@ int RunRestore(const std::vector<std::string>& args) {
   }
   auto to = Required(flags, "to", &rc);
   if (!to) return rc;
+  // A directory gets the checkpoint inside it, as DIR/variables.
+  if (!IsSafetensorsPath(*to)) *to = internal::CheckpointPrefixAt(*to);
   auto threads = flags.GetInt("threads", 1, 256);
   if (!threads.ok()) return UsageError(std::string(threads.status().message()));
 

@@ -418,6 +418,16 @@ absl::Status CopyDataFile(Storage* storage, const std::string& local_root, const
 
 }  // namespace
 
+std::string CheckpointPrefixAt(const std::string& dst) {
+  if (absl::EndsWith(dst, "/")) return absl::StrCat(dst, "variables");
+  std::string local = dst;
+  if (absl::StartsWith(local, "file://")) local = local.substr(7);
+  if (absl::StrContains(local, "://")) return dst;
+  std::error_code error;
+  if (std::filesystem::is_directory(local, error)) return absl::StrCat(dst, "/variables");
+  return dst;
+}
+
 absl::StatusOr<StreamRestoreSummary> CopyCheckpointFiles(absl::string_view prefix_uri,
                                                          const std::string& dst_prefix, int threads,
                                                          const ProgressFn& progress_fn,

@@ -68,6 +68,12 @@ absl::StatusOr<StreamRestoreSummary> CopyCheckpointFiles(
     absl::string_view prefix_uri, const std::string& dst_prefix, int threads,
     const ProgressFn& progress = nullptr, const StorageOptions& storage = {});
 
+// The checkpoint prefix a restore destination names: DST itself, or, when
+// DST is a directory (one that exists locally, or any path ending in '/'),
+// DST/variables (TensorFlow's layout) instead of hidden "DST/.index" files
+// or files beside the directory.
+std::string CheckpointPrefixAt(const std::string& dst);
+
 }  // namespace internal
 }  // namespace cairn
 

@@ -490,12 +490,13 @@ class Client:
         holding it in memory, as `cairn restore --to=PATH` does: a path
         ending in ".safetensors" gets every tensor (or those in `tensors`,
         `slices` as in restore()), streamed window by window; any other path
-        is a checkpoint prefix ("/out/variables") that gets the whole
-        checkpoint, its files copied whole. Every checksum is checked on the
+        is a checkpoint prefix ("/out/variables"; a directory gets
+        DIR/variables) that gets the whole checkpoint, its files copied
+        whole. Every checksum is checked on the
         way, and nothing appears at `path` until it is whole and durable.
         Tensors safetensors cannot hold (strings, complex) are skipped, each
         reason listed in "skipped", or refused with strict=True. Returns
-        {"step", "tensors", "bytes", "skipped"}."""
+        {"step", "tensors", "bytes", "skipped", "path"} (path: where it went)."""
         return self._c.restore_to_file(job, None if step is None else int(step), _fspath(path),
                                        None if tensors is None else list(tensors),
                                        None if slices is None else dict(slices), bool(strict),
@@ -575,7 +576,7 @@ def restore_file_from(prefix_uri: str, path: str, tensors: Optional[Sequence[str
                       slices: Optional[Mapping[str, str]] = None, strict: bool = False,
                       threads: int = 2) -> Dict[str, Any]:
     """Client.restore_to_file straight from a checkpoint prefix (no
-    coordinator). Returns {"tensors", "bytes", "skipped"}."""
+    coordinator). Returns {"tensors", "bytes", "skipped", "path"}."""
     return _cairn.restore_file_from_prefix(prefix_uri, _fspath(path),
                                            None if tensors is None else list(tensors),
                                            None if slices is None else dict(slices), bool(strict),

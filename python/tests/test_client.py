@@ -160,6 +160,13 @@ class ClientTest(unittest.TestCase):
             whole = self.client.restore_to_file("py-tofile", os.path.join(tmp, "copy", "variables"))
             self.assertEqual(whole["tensors"], len(self.misc) + 4)
             np.testing.assert_array_equal(cairn.restore_from(f"{tmp}/copy/variables")["emb"], self.emb)
+            # A directory gets the checkpoint inside it, as DIR/variables.
+            os.mkdir(os.path.join(tmp, "dir"))
+            into_dir = self.client.restore_to_file("py-tofile", os.path.join(tmp, "dir"))
+            self.assertEqual(into_dir["path"], os.path.join(tmp, "dir", "variables"))
+            self.assertEqual(sorted(os.listdir(os.path.join(tmp, "dir"))),
+                             ["variables.data-00000-of-00002", "variables.data-00001-of-00002",
+                              "variables.index"])
             # Refused: a remote path, chosen tensors to a prefix.
             with self.assertRaisesRegex(cairn.Error, "local file"):
                 self.client.restore_to_file("py-tofile", "s3://bucket/x.safetensors")

@@ -1,5 +1,7 @@
 // `cairn restore --from=PREFIX` as a real process: to safetensors, to a
 // prefix, slices and subsets, errors and usage.
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -88,6 +90,25 @@ TEST(CliRestore, FromPrefixToPrefix) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->size(), 7u);
   EXPECT_EQ(again->at("emb").tensor.data.view(), ckpt.emb());
+}
+
+// A directory as --to (one that exists, or any path ending in '/') gets the
+// checkpoint inside it as DIR/variables: not hidden "DIR/.index" files, not
+// files beside the directory. So does a chosen subset (restored in memory).
+TEST(CliRestore, ADirectoryGetsTheCheckpointInsideIt) {
+  FourPartCheckpoint ckpt;
+  testing::TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Join("out").c_str(), 0755), 0);
+  RunResult r = Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + dir.Join("out")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(dir.Join("out/variables")), std::string::npos) << r.out;
+  EXPECT_EQ(Cairn({"verify", dir.Join("out/variables")}).exit_code, 0);
+  struct stat st;
+  EXPECT_NE(::stat(dir.Join("out.index").c_str(), &st), 0) << "files beside the directory";
+  EXPECT_NE(::stat(dir.Join("out/.index").c_str(), &st), 0) << "hidden files in it";
+  r = Cairn({"restore", "--from=" + ckpt.prefix(), "--to=" + dir.Join("fresh") + "/", "--tensor=w_1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(RestoreFromPrefix(dir.Join("fresh/variables"), {})->at("w_1").tensor.data.view(), ckpt.w(1));
 }
 
 TEST(CliRestore, ErrorsAndUsage) {
