@@ -4,7 +4,9 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -85,6 +87,26 @@ absl::StatusOr<std::string> AbsoluteStorageUri(absl::string_view uri) {
   std::string path(uri);
   while (absl::StartsWith(path, "./")) path = path.substr(2);
   return absl::StrCat(cwd, "/", path);
+}
+
+absl::Status ErrnoStatus(absl::string_view op, absl::string_view path, int err) {
+  std::string msg = absl::StrCat(op, " ", path, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(msg);
+    case EINTR:
+    case EAGAIN:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
 }
 
 std::string TemporaryNameOf(absl::string_view path, uint64_t nonce) {

@@ -173,6 +173,12 @@ absl::StatusOr<SplitPrefix> SplitPrefixUri(absl::string_view prefix_uri);
 // Joins '/'-separated path components, skipping empty ones.
 std::string JoinPath(absl::string_view a, absl::string_view b);
 
+// errno as a Status, "OP PATH: strerror": ENOENT NotFound, EACCES/EPERM
+// PermissionDenied, ENOSPC/EDQUOT/EFBIG ResourceExhausted, EINTR/EAGAIN
+// Unavailable, anything else Internal. What every local file operation
+// reports (the local backend's, and the client's own restore output).
+absl::Status ErrnoStatus(absl::string_view op, absl::string_view path, int err);
+
 // The name a write of `path` uses until it is closed ("PATH.tmp-N" on a
 // local root; object stores have none). A process killed mid-write leaves
 // it behind, and only its writer's successor can tell it from a live one.

@@ -36,7 +36,9 @@ namespace {
 constexpr size_t kWindow = 8 << 20;
 
 absl::Status ErrnoError(const std::string& what, int err) {
-  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(err)));
+  // The code as storage reports it: a full disk is ResourceExhausted, a
+  // missing or forbidden directory NotFound or PermissionDenied.
+  return absl::Status(ErrnoStatus("", "", err).code(), absl::StrCat(what, ": ", std::strerror(err)));
 }
 
 // The local directory `root_uri` names, or "" for remote storage.
@@ -185,7 +187,7 @@ absl::Status MakeParentDirs(const std::string& path) {
   if (parent.empty()) return absl::OkStatus();
   std::error_code ec;
   std::filesystem::create_directories(parent, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", parent.string(), ": ", ec.message()));
+  if (ec) return ErrnoError(absl::StrCat("creating ", parent.string()), ec.value());
   return absl::OkStatus();
 }
 

@@ -167,6 +167,11 @@ class ClientTest(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(os.path.join(tmp, "dir"))),
                              ["variables.data-00000-of-00002", "variables.data-00001-of-00002",
                               "variables.index"])
+            # A destination that cannot be created says why, with storage's
+            # code (not INTERNAL).
+            with self.assertRaises(cairn.Error) as cm:
+                self.client.restore_to_file("py-tofile", "/proc/nope/x.safetensors")
+            self.assertEqual(cm.exception.code, "NOT_FOUND", str(cm.exception))
             # Refused: a remote path, chosen tensors to a prefix.
             with self.assertRaisesRegex(cairn.Error, "local file"):
                 self.client.restore_to_file("py-tofile", "s3://bucket/x.safetensors")

@@ -14,9 +14,7 @@
 namespace cairn {
 namespace internal {
 
-// errno as a Status: ENOENT NotFound, EACCES/EPERM PermissionDenied,
-// ENOSPC/EDQUOT/EFBIG ResourceExhausted, EINTR/EAGAIN Unavailable.
-absl::Status ErrnoStatus(absl::string_view op, absl::string_view path, int err);
+// (ErrnoStatus, errno as a Status, is storage.h's.)
 std::string DirName(const std::string& path);
 absl::Status SyncDir(const std::string& dir);
 // mkdir -p, syncing each new directory's parent.

@@ -26,7 +26,6 @@ namespace cairn {
 namespace {
 
 using internal::DirName;
-using internal::ErrnoStatus;
 using internal::MakeDirs;
 using internal::SyncDir;
 
