@@ -15,8 +15,8 @@ from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
-from . import (_error, _input_errors, _is_torch_tensor, _torch, _torch_dtype_name, _torch_item,
-               _torch_view)
+from . import _error, _input_errors
+from ._torch_interop import _is_torch_tensor, _torch, _torch_dtype_name, _torch_item, _torch_view
 
 STRUCTURE_TENSOR = "_cairn/structure"
 

@@ -46,7 +46,8 @@ import threading
 import numpy as np
 from typing import Any, Dict, List, Mapping, Optional
 
-from . import Error, _error, _input_errors, _into, _metrics, _torch, _torch_item, connect
+from . import Error, _error, _input_errors, _into, _metrics, connect
+from ._torch_interop import _torch, _torch_item
 from ._state import (_FILLED, STRUCTURE_TENSOR, Shard, _Flattener, _leaf_item, _leaf_names,
                      _owner, _Rebuilder, _target_tensors)
 

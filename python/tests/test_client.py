@@ -489,8 +489,8 @@ class TorchAndInputTest(unittest.TestCase):
             self.assertTrue(torch.equal(a, b))
 
     def test_device_staging_buffers(self):
-        # The CUDA path's staging (cairn._stage), run with CPU tensors and a
-        # plain allocator in place of pinned memory.
+        # The CUDA path's staging (cairn._torch_interop._stage), run with
+        # CPU tensors and a plain allocator in place of pinned memory.
         allocs = []
 
         def alloc(n, dtype):
@@ -499,13 +499,14 @@ class TorchAndInputTest(unittest.TestCase):
 
         a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
         b = torch.full((2, 3), 5.0)
-        sa, sb = cairn._stage("a", a, alloc), cairn._stage("b", b, alloc)
+        stage = cairn._torch_interop._stage
+        sa, sb = stage("a", a, alloc), stage("b", b, alloc)
         self.assertNotEqual(sa.data_ptr(), sb.data_ptr(), "two tensors of one save share a buffer")
         self.assertTrue(torch.equal(sa, a) and torch.equal(sb, b))
-        again = cairn._stage("a", a.t().contiguous().t() * 2, alloc)  # non-contiguous source
+        again = stage("a", a.t().contiguous().t() * 2, alloc)  # non-contiguous source
         self.assertEqual(again.data_ptr(), sa.data_ptr(), "the next save reuses the buffer")
         self.assertTrue(again.is_contiguous() and torch.equal(again, a * 2))
-        bf = cairn._stage("h", torch.tensor([1.5, -2.0], dtype=torch.bfloat16), alloc)
+        bf = stage("h", torch.tensor([1.5, -2.0], dtype=torch.bfloat16), alloc)
         self.assertEqual(bf.dtype, torch.bfloat16)
         self.assertEqual(len(allocs), 3)
         self.client.save("py-staged", 1, {"a": sa, "b": sb, "h": bf})
