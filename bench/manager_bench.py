@@ -71,22 +71,19 @@ def main():
                 ratios.append(took["small"] / took["large"])
         for m in mgrs.values():
             m.close()
-        # The manager's own Python work for the small state, as save() does
-        # it (names, save items, the JSON structure), with warm caches:
-        # between the saves above, the 64 MiB of data evicts them (there it
-        # measured 2-3x this).
-        import json
+        # The manager's own work before the native save, for the small
+        # state (names, save items, the JSON structure: CheckpointManager._items),
+        # with warm caches: between the saves above, the 64 MiB of data
+        # evicts them.
         from cairn import manager
+        probe = cairn.CheckpointManager(addr, job=f"{job}-probe", async_save=False)
         python_s = []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
-            flat = manager._Flattener()
-            structure = flat.node({"model": states["small"]}, "")
-            for name, value in flat.leaves.items():
-                manager._leaf_item(name, value)
-            json.dumps({"format": manager._FORMAT, "root": structure}, separators=(",", ":"),
-                       check_circular=False)
+            with manager._gc_paused():
+                probe._items({"model": states["small"]})
             python_s.append(time.perf_counter() - t0)
+        probe.close()
         mib = total / (1 << 20)
         print(f"| figure | small ({args.small} tensors) | large ({args.large} tensors) | ratio | target | met? |")
         print("|---|---|---|---|---|---|")

@@ -33,6 +33,8 @@
 #include "client/internal/stream_restore.h"
 #include "proto/cmdline/flags.h"
 #include "python/convert.h"
+#include "python/structure.h"
+#include "python/torch_block.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;  // NOLINT: pybind11's "name"_a keywords
@@ -392,6 +394,8 @@ void DefineModule(py::module_& m) {
       .def("delete", &PyClient::Delete, "job"_a, "step"_a, "force"_a = false)
       .def("jobs", &PyClient::Jobs);
 
+  DefineStructure(m);
+  DefineTorchBlock(m);
   m.def("restore_file_from_prefix", &RestoreFileFromPrefix, "prefix_uri"_a, "path"_a, "tensors"_a,
         "slices"_a, "strict"_a, "threads"_a);
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "storage/bundle/dtype.h"
 #include "storage/bundle/tensor.h"
+#include "python/torch_block.h"
 #include "storage/bundle/tensor_slice.h"
 
 namespace cairn_python {
@@ -172,6 +173,11 @@ std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<
   out.reserve(items.size());
   held->reserve(items.size());
   for (const py::handle& item_handle : items) {
+    if (py::isinstance<TorchBlock>(item_handle)) {  // many tensors at once (torch_block.h)
+      const auto& block = item_handle.cast<const TorchBlock&>();
+      out.insert(out.end(), block.tensors.begin(), block.tensors.end());
+      continue;  // `items` keeps the block, and so its storages, alive
+    }
     py::tuple item = py::reinterpret_borrow<py::object>(item_handle).cast<py::tuple>();
     if (item.size() != 5 && item.size() != 8) ValueError("internal: tensor item must be a 5- or 8-tuple");
     cairn::SaveTensor t;

@@ -15,8 +15,9 @@ from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
-from . import _error, _input_errors
-from ._torch_interop import _is_torch_tensor, _torch, _torch_dtype_name, _torch_item, _torch_view
+from . import _cairn, _error, _input_errors
+from ._torch_interop import (_TORCH_DTYPE_NAMES, _is_torch_tensor, _torch, _torch_dtype_name,
+                             _torch_item, _torch_view)
 
 STRUCTURE_TENSOR = "_cairn/structure"
 
@@ -100,25 +101,23 @@ class _Flattener:
         if type(value) is dict or type(value) is collections.OrderedDict or \
                 isinstance(value, collections.abc.Mapping):
             self.enter(value, name)
-            entries = []
-            tensor_type, leaves = self.tensor_type, self.leaves
-            for k, v in value.items():
+            # The torch tensors, most of a state_dict's values, natively
+            # (python/structure.h); the rest below.
+            entries, pending = _cairn.tensor_dict_entries(
+                value, path, self.leaves, self.tensor_type, _TORCH_DTYPE_NAMES, STRUCTURE_TENSOR)
+            if len(pending) < len(entries):
+                self.mutable = True
+            for i in pending:
+                entry = entries[i]
+                k = entry[1]
                 if type(k) is str:
-                    kind = "s"
+                    entry[0] = "s"
                 elif isinstance(k, bool) or not isinstance(k, int):
                     raise _error("INVALID_ARGUMENT", f'state "{name}": dict key {k!r} is not a str '
                                  "or int")
                 else:
-                    kind = "i"
-                child = _join(path, _escape(str(k)))
-                if type(v) is tensor_type and child and child not in leaves and \
-                        child != STRUCTURE_TENSOR:
-                    # node(v, child) for the bulk of a state_dict, inlined.
-                    leaves[child] = v
-                    self.mutable = True
-                    entries.append([kind, k, self.tensor_leaf(v, child)])
-                else:
-                    entries.append([kind, k, self.node(v, child)])
+                    entry[0] = "i"
+                entry[2] = self.node(entry[2], _join(path, _escape(str(k))))
             self.inside.discard(id(value))
             node = {"dict": entries}
             if isinstance(value, collections.OrderedDict):

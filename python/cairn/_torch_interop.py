@@ -93,6 +93,25 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     return (name, buffer, dtype, full_shape, slice_spec)
 
 
+_BLOCK_ARGS = []  # [dtypes, strided, storage_of] for _cairn.torch_block
+
+
+def _torch_items(names, tensors):
+    """The save items of many torch tensors (names[i] is tensors[i]'s):
+    one native block (python/torch_block.h) of the plain CPU ones, which
+    costs a third of _torch_item per tensor, then _torch_item's of the
+    others."""
+    if not _BLOCK_ARGS:
+        torch = _torch()
+        # torch 2 calls it untyped_storage; torch 1.13 has it as _storage.
+        storage_of = getattr(torch.Tensor, "untyped_storage", None) or torch.Tensor._storage
+        _BLOCK_ARGS.extend(({getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()},
+                            torch.strided, storage_of))
+    from . import _cairn
+    block, refused = _cairn.torch_block(names, tensors, *_BLOCK_ARGS)
+    return [block] + [_torch_item(names[i], tensors[i]) for i in refused]
+
+
 # (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->
 # host copies, reused by the next save of that tensor. Keyed by name: two
 # tensors of one save never share a buffer (the save reads them all after

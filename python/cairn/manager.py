@@ -39,6 +39,8 @@ tensors in place; a cairn.Shard in the target restores exactly that slice
 of the saved tensor, whatever partitioning it was saved with.
 """
 
+import contextlib
+import gc
 import json
 import os
 import threading
@@ -46,8 +48,8 @@ import threading
 import numpy as np
 from typing import Any, Dict, List, Mapping, Optional
 
-from . import Error, _error, _input_errors, _into, _metrics, connect
-from ._torch_interop import _torch, _torch_item
+from . import Error, _cairn, _error, _input_errors, _into, _metrics, connect
+from ._torch_interop import _torch, _torch_items
 from ._state import (_FILLED, STRUCTURE_TENSOR, Shard, _Flattener, _leaf_item, _leaf_names,
                      _owner, _Rebuilder, _target_tensors)
 
@@ -102,6 +104,20 @@ class _ThreadSave:
 
     def done(self):
         return not self._thread.is_alive()
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """No garbage collection inside: flattening a state of 10,000 tensors
+    makes ~30,000 containers, enough to trigger collections that walk the
+    whole heap (a model's), and none of them is garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class CheckpointManager:
@@ -195,28 +211,10 @@ class CheckpointManager:
         if not (self.should_save(step) or (force and not self._below_newest(step))):
             return False
         metrics = _metrics(metrics)
-        flat = _Flattener()
-        structure = flat.node(state, "")
-        items = []
-        whole = self.world_size == 1
-        tensor_type = flat.tensor_type
-        for name, value in flat.leaves.items():
-            if type(value) is tensor_type and whole and tensor_type is not np.ndarray:
-                items.append(_torch_item(name, value))  # most leaves of a state_dict
-            elif isinstance(value, Shard):
-                items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
-            elif whole or _owner(name, self.world_size) == self.rank:
-                if isinstance(value, tuple):  # ("string", [values])
-                    items.append((name, value[1], "string", [], None))
-                else:
-                    items.append(_leaf_item(name, value))
-        if self.rank == 0:
-            # The structure is built fresh here, with no cycles to look for.
-            doc = json.dumps({"format": _FORMAT, "root": structure}, separators=(",", ":"),
-                             check_circular=False)
-            items.append((STRUCTURE_TENSOR, [doc], "string", [], None))
+        with _gc_paused():
+            items, mutable = self._items(state)
         self._wait_pending()
-        if self.async_save and not flat.mutable:
+        if self.async_save and not mutable:
             # Nothing the caller can change (jax arrays, Python values): no
             # staging copy; the save streams from the arrays themselves on a
             # thread (the native call releases the GIL). The arrays are kept
@@ -232,6 +230,38 @@ class CheckpointManager:
             self._client._c.save(self.job, step, self.rank, self.world_size, items, metrics)
         self._last_step = step
         return True
+
+    def _items(self, state):
+        """The save items (convert.cc ToSaveTensors) of this rank's part of
+        `state`, with the structure entry on rank 0; and whether the caller
+        may change any of them (see save)."""
+        flat = _Flattener()
+        structure = flat.node(state, "")
+        items = []
+        whole = self.world_size == 1
+        tensor_type = flat.tensor_type
+        torch_names, torch_tensors = [], []  # most leaves of a state_dict
+        for name, value in flat.leaves.items():
+            if type(value) is tensor_type and whole and tensor_type is not np.ndarray:
+                torch_names.append(name)
+                torch_tensors.append(value)
+            elif isinstance(value, Shard):
+                items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
+            elif whole or _owner(name, self.world_size) == self.rank:
+                if isinstance(value, tuple):  # ("string", [values])
+                    items.append((name, value[1], "string", [], None))
+                else:
+                    items.append(_leaf_item(name, value))
+        if torch_tensors:
+            items += _torch_items(torch_names, torch_tensors)
+        if self.rank == 0:
+            doc = {"format": _FORMAT, "root": structure}
+            # json.dumps's document, natively (python/structure.h); the
+            # structure is built fresh here, with no cycles to look for.
+            doc = _cairn.structure_json(doc) or json.dumps(doc, separators=(",", ":"),
+                                                          check_circular=False)
+            items.append((STRUCTURE_TENSOR, [doc], "string", [], None))
+        return items, flat.mutable
 
     def _below_newest(self, step):
         newest = self._newest()
