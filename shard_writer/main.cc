@@ -54,10 +54,16 @@ int main(int argc, char** argv) {
   // Each 4 MiB chunk received is a fresh allocation; above glibc's mmap
   // threshold each would be mapped, faulted in page by page and unmapped
   // again (measured: ~450k page faults per 4 GiB received). Served from a
-  // heap that keeps up to 64 MiB of freed memory instead, the chunks
-  // reuse warm pages (~130k faults, the heap's first touch).
+  // heap that keeps freed memory (up to 256 MiB) instead, the chunks reuse
+  // warm pages; the service hands it all back once it has been idle for a
+  // while (WriterService::TrimIfIdle).
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // Two heaps, not one per gRPC thread (glibc's default: up to 8 per core):
+  // a stream handled by a thread that never ran one would otherwise fault
+  // a heap's worth of chunks in again, however warm the others are. The
+  // allocations are few and large; sharing a heap costs little.
+  ::mallopt(M_ARENA_MAX, 2);
   cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
