@@ -254,12 +254,17 @@ class DirectWritableFile : public WritableFile {
  public:
   static constexpr size_t kBufferSize = 8 << 20;
   static constexpr size_t kAlign = 4096;
+  static constexpr size_t kHugePage = 2 << 20;
 
   DirectWritableFile(std::string final_path, std::string temp_path, int fd)
       : final_path_(std::move(final_path)), temp_path_(std::move(temp_path)), fd_(fd) {
     for (auto& b : buffers_) {
+      // On 2 MiB boundaries and marked for huge pages: the kernel pins a
+      // direct write's pages for each pwrite, 4 huge pages per buffer
+      // rather than 2,048 small ones.
       void* p = nullptr;
-      if (::posix_memalign(&p, kAlign, kBufferSize) != 0) p = nullptr;
+      if (::posix_memalign(&p, kHugePage, kBufferSize) != 0) p = nullptr;
+      if (p != nullptr) ::madvise(p, kBufferSize, MADV_HUGEPAGE);  // advisory
       b.reset(static_cast<char*>(p));
     }
     writer_ = std::thread([this] { WriteLoop(); });
