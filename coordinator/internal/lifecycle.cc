@@ -110,11 +110,18 @@ absl::Status CoordinatorService::DeleteCommitted(
 absl::Status CoordinatorService::FinishDeletion(const v1::CheckpointRecord& record) {
   // Exactly the files of the inventory: never a directory listing, so files
   // Cairn did not write survive (and keep the directory).
-  bool first = true;
-  for (const auto& f : record.files()) {
-    RETURN_IF_ERROR(storage_->Delete(f.path()));
-    if (first) CAIRN_SYNC_POINT("mid_delete");
-    first = false;
+  if (trash_ != nullptr) {
+    std::vector<std::string> paths;
+    for (const auto& f : record.files()) paths.push_back(f.path());
+    RETURN_IF_ERROR(trash_->Discard(paths));
+    CAIRN_SYNC_POINT("mid_delete");
+  } else {
+    bool first = true;
+    for (const auto& f : record.files()) {
+      RETURN_IF_ERROR(storage_->Delete(f.path()));
+      if (first) CAIRN_SYNC_POINT("mid_delete");
+      first = false;
+    }
   }
   storage_->RemoveDirIfEmpty(CheckpointDir(record.job(), record.step())).IgnoreError();
   return catalog_->DeleteCheckpoint(record.job(), record.step());

@@ -43,7 +43,9 @@ CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
       storage_(std::move(storage)),
       clock_(clock),
       writers_(clock, options.writer_timeout_ms),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()) {
+  if (absl::StartsWith(storage_->uri(), "file://")) trash_ = std::make_unique<Trash>(storage_.get());
+}
 
 CoordinatorService::~CoordinatorService() { StopBackground(); }
 
@@ -136,6 +138,12 @@ absl::Status CoordinatorService::Recover() {
     if (r.state() != v1::COMMITTED) continue;
     auto& last = LastCommitGauge(r.job());
     last.Set(std::max(last.value(), static_cast<double>(r.committed_at_micros()) / 1e6));
+  }
+  // What a deletion before a crash had moved to the trash but not unlinked.
+  if (trash_ != nullptr) {
+    if (absl::Status s = trash_->Empty(); !s.ok()) {
+      Log(absl::StrCat("recovery: emptying ", kTrashDir, ": ", s.message()));
+    }
   }
   std::set<std::string> jobs;  // (the loop below moves records into live_)
   for (const auto& r : records) jobs.insert(r.job());

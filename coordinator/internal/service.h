@@ -18,6 +18,7 @@
 #include "coordinator/internal/catalog.h"
 #include "coordinator/internal/job_locks.h"
 #include "coordinator/internal/retention.h"
+#include "coordinator/internal/trash.h"
 #include "coordinator/internal/writer_registry.h"
 #include "proto/cairn.grpc.pb.h"
 #include "storage/bundle/bundle_merge.h"
@@ -180,6 +181,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
   const CoordinatorOptions options_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Storage> storage_;
+  // A local root's deleted files are unlinked off the caller's path; null
+  // for object stores. (Declared after storage_: stopped before it goes.)
+  std::unique_ptr<Trash> trash_;
   Clock* clock_;
   WriterRegistry writers_;
   JobLocks job_locks_;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -393,6 +394,51 @@ TEST_F(CommitRaceTest, AWriterMergesOnlyInsideOneStagingArea) {
     grpc::Status s = stub->Merge(ctx.get(), req, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.output << ": " << s.error_message();
   }
+}
+
+// A save that made retention delete the previous checkpoint waited until its
+// files were unlinked, ~0.3 s per GiB on ext4 mounted with online discard
+// (this machine). It now returns once they are out of the checkpoint's
+// directory and the record is gone; the unlinks follow on another thread.
+TEST_F(CommitRaceTest, ASaveDoesNotWaitForRetentionToUnlinkTheOldFiles) {
+  RetentionPolicy policy;
+  policy.keep_last = 1;
+  ASSERT_TRUE(client_->SetPolicy("trash", policy).ok());
+  ASSERT_TRUE(SaveTiny("trash", 1, 0, 1, 'a').ok());
+  Gate gate;
+  gate.InstallAt("before_unlink");
+  struct OpenAtExit {
+    Gate* gate;
+    ~OpenAtExit() { gate->Open(); }  // never leave a thread blocked at the gate
+  } open_at_exit{&gate};
+  auto second = std::async(std::launch::async, [&] { return SaveTiny("trash", 2, 0, 1, 'b'); });
+  ASSERT_EQ(second.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the save waited for the old checkpoint's files to be unlinked";
+  auto saved = second.get();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_TRUE(saved->committed);
+  ASSERT_TRUE(gate.WaitReached(std::chrono::seconds(10))) << "nothing was unlinked";
+  // Already gone for every reader: the record, and the checkpoint's directory.
+  auto listed = client_->List("trash");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].step, 2);
+  EXPECT_FALSE(Exists(Storage() + "/trash/ckpt-1"));
+  EXPECT_TRUE(Exists(Storage() + "/trash/ckpt-2/variables.index"));
+  gate.Open();
+  // And the trash empties.
+  auto trash_files = [&] {
+    int n = 0;
+    if (!Exists(Storage() + "/.cairn-trash")) return 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(Storage() + "/.cairn-trash")) {
+      n += e.is_regular_file() ? 1 : 0;
+    }
+    return n;
+  };
+  for (int i = 0; i < 100 && trash_files() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(trash_files(), 0);
 }
 
 }  // namespace

@@ -645,6 +645,22 @@ class Checker {
         }
       }
     }
+    // Deleted checkpoints' files wait in the trash only until the
+    // coordinator's thread unlinks them (a crash's leftovers: until the next
+    // start).
+    const std::string trash = dir_ + "/storage/.cairn-trash";
+    auto trashed = [&] {
+      std::vector<std::string> files;
+      if (!std::filesystem::exists(trash)) return files;
+      for (const auto& e : std::filesystem::recursive_directory_iterator(trash)) {
+        if (e.is_regular_file()) files.push_back(e.path().string().substr(trash.size() + 1));
+      }
+      return files;
+    };
+    for (int i = 0; i < 100 && !trashed().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (const std::string& f : trashed()) Check(false, absl::StrCat("file left in the trash: ", f));
   }
 
   const std::string dir_;

@@ -253,6 +253,29 @@ TEST_F(RetentionTest, ACoordinatorKilledMidDeletionFinishesItAfterRestart) {
   }
 }
 
+// Files of deleted checkpoints go to ROOT/.cairn-trash and are unlinked off
+// the saving caller's path (see CommitRaceTest); what a crash left there is
+// emptied when the next coordinator starts. The retention test above checks
+// a killed deletion still finishes; this one, that nothing stays behind.
+TEST_F(RetentionTest, WhatACrashLeftInTheTrashIsEmptiedAtTheNextStart) {
+  Cluster cluster(dir_.path(), 1);
+  ASSERT_TRUE(cluster.ok());
+  const std::string trash = cluster.storage_dir() + "/.cairn-trash";
+  std::filesystem::create_directories(trash + "/00000000000000a1");
+  std::filesystem::create_directories(trash + "/00000000000000b2");
+  testing::WriteFile(trash + "/00000000000000a1/variables.data-00000-of-00001", "old bytes");
+  testing::WriteFile(trash + "/00000000000000a1/variables.index", "old index");
+  testing::WriteFile(trash + "/00000000000000b2/_variables.index", "older index");
+  cluster.RestartCoordinator();
+  ASSERT_FALSE(cluster.coordinator().empty());
+  int left = 0;
+  if (Exists(trash)) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(trash)) left += !e.is_directory();
+  }
+  EXPECT_EQ(left, 0) << "files left in " << trash;
+  EXPECT_FALSE(Exists(trash + "/00000000000000a1"));
+}
+
 // A coordinator killed while it writes the TensorFlow state file leaves the
 // file's temporary copy behind; the next coordinator to recover removes it
 // (found by the model checker: an orphaned "checkpoint.tmp-N").
