@@ -358,7 +358,7 @@ class WriterService final : public v1::ShardWriter::Service {
   std::unique_ptr<v1::Coordinator::Stub> coordinator_;
   std::unique_ptr<Storage> storage_;
   std::atomic<int> active_{0};
-  static constexpr std::chrono::seconds kTrimAfterIdle{2};
+  static constexpr std::chrono::seconds kTrimAfterIdle{10};
   std::mutex trim_mu_;
   std::chrono::steady_clock::time_point idle_since_;  // guarded by trim_mu_
   bool trim_due_ = false;                              // guarded by trim_mu_
