@@ -7,6 +7,8 @@ torch module the program imported (a torch tensor cannot exist otherwise).
 import sys as _sys
 import threading
 
+from . import _cairn
+
 
 def _torch():
     """The torch module if the program imported it (a torch tensor cannot
@@ -107,7 +109,6 @@ def _torch_items(names, tensors):
         storage_of = getattr(torch.Tensor, "untyped_storage", None) or torch.Tensor._storage
         _BLOCK_ARGS.extend(({getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()},
                             torch.strided, storage_of))
-    from . import _cairn
     block, refused = _cairn.torch_block(names, tensors, *_BLOCK_ARGS)
     return [block] + [_torch_item(names[i], tensors[i]) for i in refused]
 
