@@ -35,6 +35,12 @@ T Unwrap(absl::StatusOr<T> result) {
 }
 // Raises ValueError (bad arguments from Python).
 [[noreturn]] void ValueError(const std::string& message);
+// The new reference a Python C API call returned, or the error it set,
+// raised (as error_already_set) when it returned null.
+inline py::object Steal(PyObject* result) {
+  if (result == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(result);
+}
 
 // The TF dtype of a buffer element given its struct format and item size;
 // kInvalid if the format is not one Cairn maps.

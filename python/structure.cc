@@ -3,16 +3,13 @@
 #include <cmath>
 #include <string>
 
+#include "python/convert.h"
+
 namespace cairn_python {
 
 using namespace pybind11::literals;  // NOLINT: pybind11's "name"_a keywords
 
 namespace {
-
-py::object Steal(PyObject* result) {
-  if (result == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(result);
-}
 
 struct Strings {
   py::str s{"s"}, i{"i"}, tensor{"tensor"}, torch{"torch"}, dtype{"dtype"}, items{"items"},

@@ -14,12 +14,6 @@ using namespace pybind11::literals;  // NOLINT: pybind11's "name"_a keywords
 
 namespace {
 
-// A new reference from a Python call, or the error it raised.
-py::object Steal(PyObject* result) {
-  if (result == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(result);
-}
-
 py::object CallMethod(PyObject* self, PyObject* name) {
   return Steal(PyObject_CallMethodObjArgs(self, name, nullptr));
 }
