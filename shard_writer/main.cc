@@ -1,8 +1,10 @@
 // cairn-writer: a shard writer node. See README.md.
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <iostream>
+#include <thread>
 
 #include "proto/cmdline/flags.h"
 #include "observability/log.h"
@@ -59,11 +61,12 @@ int main(int argc, char** argv) {
   // while (WriterService::TrimIfIdle).
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  // Two heaps, not one per gRPC thread (glibc's default: up to 8 per core):
-  // a stream handled by a thread that never ran one would otherwise fault
-  // a heap's worth of chunks in again, however warm the others are. The
-  // allocations are few and large; sharing a heap costs little.
-  ::mallopt(M_ARENA_MAX, 2);
+  // A heap per two cores (at least two), not one per gRPC thread (glibc's
+  // default: up to 8 per core): a stream handled by a thread that never ran
+  // one would otherwise fault a heap's worth of chunks in again, however
+  // warm the others are. The allocations are few and large; sharing a heap
+  // costs little.
+  ::mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, std::thread::hardware_concurrency() / 2)));
   cairn::cmdline::PrepareServerProcess();
   cairn::logging::SetProgram("cairn-writer");
   auto flags = Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),

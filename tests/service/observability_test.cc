@@ -163,10 +163,12 @@ TEST(Observability, AWriterReusesItsMemoryAcrossWavesAndHandsItBackWhenIdle) {
   std::cout << std::endl;
 #if !defined(__SANITIZE_ADDRESS__)  // (ASan's allocator hands out fresh memory by design)
   // The first waves fault memory in (the writer's two malloc heaps, gRPC's
-  // adaptive read buffers); later ones mostly reuse it. Returned after
-  // every wave, each would fault about as much as the first.
+  // adaptive read buffers); later ones mostly reuse it (waves 3-5 together:
+  // 0.1-0.75 of the first, measured). Returned after every wave, each
+  // faulted about as much as the first (together 1.4-2.4 of it).
   ASSERT_GT(faults[0], 1000) << "the first wave faults its memory in";
-  EXPECT_LT(faults[2] + faults[3] + faults[4], faults[0]) << "waves 3-5 together fault less";
+  EXPECT_LT(faults[2] + faults[3] + faults[4], faults[0] * 5 / 4)
+      << "waves 3-5 together fault little more than the first alone";
 #endif
 
   const std::string writer_http = HttpAddress(dir.Join("writer0.log"));
