@@ -1,6 +1,7 @@
 // `cairn verify: read every tensor (and, with --deep, every file) and check every checksum.
 #include "client/cli/commands.h"
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -25,7 +26,8 @@ int RunVerify(const std::vector<std::string>& args) {
       "                    [--progress=auto|always|never]\n"
       "Reads every tensor of the checkpoint and checks every checksum. Through the\n"
       "coordinator (default: the newest step), --deep also reads every file whole\n"
-      "and checks its size, CRC32C and SHA-256 against the catalog's record.\n"
+      "and checks its size and CRC32C against the catalog's record (and its\n"
+      "SHA-256, where the catalog has one: writers with --inventory-sha256=true).\n"
       "Exit status 1 if anything is corrupt, naming tensor, file and offset.\n"
       "Examples: cairn verify /data/bert/ckpt-1000\n"
       "          cairn verify --coordinator=127.0.0.1:7070 --job=bert --deep\n",
@@ -56,8 +58,15 @@ int RunVerify(const std::vector<std::string>& args) {
     if (!files.ok()) return Failed(*files_bar, files.status());
     files_bar->Finish();
     report->problems.insert(report->problems.end(), files->problems.begin(), files->problems.end());
+    // Name the digests the catalog holds: writers record a SHA-256 only
+    // when asked (--inventory-sha256=true), and older catalogs hold no CRC.
+    const auto with_crc = std::count_if(inventory.begin(), inventory.end(),
+                                        [](const ExpectedFile& f) { return f.crc32c != 0; });
+    const auto with_sha = std::count_if(inventory.begin(), inventory.end(),
+                                        [](const ExpectedFile& f) { return !f.sha256.empty(); });
     std::cout << prefix << ": " << files->tensors << " files, " << files->bytes
-              << " bytes checked against the catalog's SHA-256\n";
+              << " bytes checked against the catalog's record (size of " << inventory.size()
+              << ", CRC32C of " << with_crc << ", SHA-256 of " << with_sha << ")\n";
   }
   for (const std::string& p : report->problems) std::cerr << "cairn: corrupt: " << p << "\n";
   if (!report->ok()) {

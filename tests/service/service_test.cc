@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -305,6 +306,12 @@ TEST_F(ServiceTest, SaveRestoreAndDeepVerifyDrawProgressWhenAsked) {
       Cairn({"verify", "--coordinator=" + cluster.coordinator(), "--job=prog", "--deep"});
   EXPECT_EQ(verify_plain.out, verify.out);
   EXPECT_EQ(verify_plain.err, "");
+  // It names what it compared: writers record no SHA-256 of data files
+  // unless asked (it once claimed a SHA-256 check of every file regardless).
+  EXPECT_TRUE(std::regex_search(verify_plain.out,
+                                std::regex(": 2 files, [0-9]+ bytes checked against the catalog's "
+                                           "record \\(size of 2, CRC32C of 2, SHA-256 of 1\\)\n")))
+      << verify_plain.out;
 }
 
 // The coordinator dies at each point of the commit protocol; after a
