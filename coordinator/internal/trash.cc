@@ -79,15 +79,7 @@ absl::Status Trash::Unlink(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status Trash::Empty() {
-  RETURN_IF_ERROR(Unlink(kTrashDir));
-  return absl::OkStatus();
-}
-
-void Trash::Drain() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return (queue_.empty() && busy_ == 0) || stop_; });
-}
+absl::Status Trash::Empty() { return Unlink(kTrashDir); }
 
 void Trash::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
@@ -96,7 +88,6 @@ void Trash::Loop() {
     if (stop_) return;
     const std::string dir = std::move(queue_.front());
     queue_.pop_front();
-    ++busy_;
     lock.unlock();
     absl::Status s = Unlink(dir);
     if (!s.ok()) {
@@ -104,8 +95,6 @@ void Trash::Loop() {
       logging::Log(absl::StrCat("trash: unlinking ", dir, ": ", s.message()));
     }
     lock.lock();
-    --busy_;
-    cv_.notify_all();
   }
 }
 

@@ -43,8 +43,6 @@ class Trash {
   absl::Status Discard(const std::vector<std::string>& paths);
   // Unlinks everything in the trash now (a coordinator's start).
   absl::Status Empty();
-  // Waits until every discarded file is unlinked (tests, shutdown).
-  void Drain();
 
  private:
   void Loop();
@@ -54,7 +52,6 @@ class Trash {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;  // trash directories to unlink, guarded by mu_
-  int busy_ = 0;                   // directories being unlinked, guarded by mu_
   uint64_t next_ = 0;              // names the next directory, guarded by mu_
   bool stop_ = false;              // guarded by mu_
   std::thread thread_;
