@@ -33,6 +33,17 @@ void Check(const absl::Status& status) {
 
 [[noreturn]] void ValueError(const std::string& message) { throw py::value_error(message); }
 
+uint64_t TensorBytes(const std::string& what, cairn::DataType dtype,
+                     const std::vector<int64_t>& shape) {
+  uint64_t bytes = cairn::DataTypeSize(dtype);
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes)) {
+      ValueError(absl::StrCat(what, ": bad shape"));
+    }
+  }
+  return bytes;
+}
+
 // ---------------------------------------------------------------- dtypes
 
 // The TF dtype of a buffer element given its struct format and item size.
@@ -188,12 +199,7 @@ std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<
       const auto local_shape = item[7].cast<std::vector<int64_t>>();
       t.dtype = NamedDtype(what, item[2].cast<std::string>(), /*itemsize=*/0);
       const auto nbytes = item[6].cast<uint64_t>();
-      uint64_t expected = cairn::DataTypeSize(t.dtype);
-      for (int64_t d : local_shape) {
-        if (d < 0 || __builtin_mul_overflow(expected, static_cast<uint64_t>(d), &expected)) {
-          ValueError(absl::StrCat(what, ": bad shape"));
-        }
-      }
+      const uint64_t expected = TensorBytes(what, t.dtype, local_shape);
       if (nbytes != expected) {
         ValueError(absl::StrCat(what, ": ", nbytes, " bytes where its shape and dtype need ", expected));
       }

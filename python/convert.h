@@ -42,6 +42,10 @@ inline py::object Steal(PyObject* result) {
   return py::reinterpret_steal<py::object>(result);
 }
 
+// Bytes of a tensor of `dtype` and `shape`; ValueError "WHAT: bad shape"
+// for a negative dimension or a size past 2^64.
+uint64_t TensorBytes(const std::string& what, cairn::DataType dtype,
+                     const std::vector<int64_t>& shape);
 // The TF dtype of a buffer element given its struct format and item size;
 // kInvalid if the format is not one Cairn maps.
 cairn::DataType DataTypeOfFormat(const std::string& format, ssize_t itemsize);

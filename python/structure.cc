@@ -207,7 +207,7 @@ py::tuple TensorDictEntries(const py::handle& mapping, const py::str& path, cons
     PyObject* value;
     while (PyDict_Next(mapping.ptr(), &pos, &key, &value)) entries.Add(key, value);
   } else {  // an OrderedDict (its own order), any other Mapping
-    for (const py::handle pair : mapping.attr("items")()) {
+    for (const py::handle pair : mapping.attr(S().items)()) {
       const py::tuple kv = py::reinterpret_borrow<py::tuple>(pair);
       entries.Add(kv[0].ptr(), kv[1].ptr());
     }

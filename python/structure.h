@@ -29,10 +29,9 @@ py::tuple TensorDictEntries(const py::handle& mapping, const py::str& path, cons
 
 // structure_json(value) -> str or None
 // `value` (dicts with str keys, lists, tuples, str, int, bool, None, finite
-// floats) as compact JSON, the same document json.dumps(value,
-// separators=(",", ":")) gives, though non-ASCII characters are written as
-// UTF-8 rather than escaped. None for anything else (the caller falls back
-// to json.dumps).
+// floats) as compact JSON: byte for byte the document json.dumps(value,
+// separators=(",", ":")) gives (non-ASCII escaped as \uXXXX). None for
+// anything else (the caller falls back to json.dumps).
 py::object StructureJson(const py::handle& value);
 
 void DefineStructure(py::module_& m);

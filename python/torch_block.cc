@@ -82,17 +82,15 @@ py::tuple MakeTorchBlock(const py::list& names, const py::list& tensors, const p
     cairn::SaveTensor out;
     out.name = names[i].cast<std::string>();
     out.dtype = dtype;
-    uint64_t nbytes = cairn::DataTypeSize(dtype);
+    const std::string what = absl::StrCat("tensor \"", out.name, "\"");
     const py::object shape = Steal(PyObject_GetAttr(t, kNames->shape.ptr()));
-    if (!PyTuple_Check(shape.ptr())) ValueError(absl::StrCat("tensor \"", out.name, "\": bad shape"));
+    if (!PyTuple_Check(shape.ptr())) ValueError(absl::StrCat(what, ": bad shape"));
     out.shape.reserve(PyTuple_GET_SIZE(shape.ptr()));
     for (Py_ssize_t d = 0; d < PyTuple_GET_SIZE(shape.ptr()); ++d) {
-      const int64_t n = ToInt64(py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(shape.ptr(), d)));
-      if (n < 0 || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(n), &nbytes)) {
-        ValueError(absl::StrCat("tensor \"", out.name, "\": bad shape"));
-      }
-      out.shape.push_back(n);
+      out.shape.push_back(
+          ToInt64(py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(shape.ptr(), d))));
     }
+    const uint64_t nbytes = TensorBytes(what, dtype, out.shape);
     // Storage first, then the address in it: with the GIL held all along,
     // both are of the same storage.
     block->owners.append(Steal(PyObject_CallOneArg(storage_of.ptr(), t)));

@@ -28,7 +28,7 @@ struct TorchBlock {
 };
 
 // torch_block(names, tensors, dtypes, strided, storage_of) -> (block, refused)
-//   dtypes:     {torch.dtype: (TensorFlow dtype name, element size)}
+//   dtypes:     {torch.dtype: TensorFlow dtype name}
 //   strided:    torch.strided
 //   storage_of: the Tensor method giving a tensor's untyped storage
 // A tensor goes into the block when it is on the CPU, strided, contiguous,

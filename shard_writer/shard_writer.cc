@@ -60,8 +60,6 @@ metrics::CounterMetric& BytesWritten() {
   return c;
 }
 
-// Limits on what a client may send (hostile input must not exhaust us).
-
 // SaveShard is served from the received bytes (grpc::ByteBuffer) instead of
 // parsed SaveShardMessages, so tensor bytes are not copied into protobuf
 // strings first (internal/raw_message.h); the wire format is unchanged.

@@ -422,9 +422,8 @@ absl::Status CopyDataFile(Storage* storage, const std::string& local_root, const
 
 std::string CheckpointPrefixAt(const std::string& dst) {
   if (absl::EndsWith(dst, "/")) return absl::StrCat(dst, "variables");
-  std::string local = dst;
-  if (absl::StartsWith(local, "file://")) local = local.substr(7);
-  if (absl::StrContains(local, "://")) return dst;
+  const std::string local = LocalRoot(dst);
+  if (local.empty()) return dst;  // remote: no directory to find
   std::error_code error;
   if (std::filesystem::is_directory(local, error)) return absl::StrCat(dst, "/variables");
   return dst;

@@ -33,6 +33,10 @@ namespace {
 // The file at the storage root naming the catalog that owns the root.
 constexpr char kRootMarker[] = ".cairn-catalog";
 
+// A root on local disk (file://): written through temporary names and
+// renames, unlike an object store's whole-object uploads.
+bool IsLocalRoot(const Storage& storage) { return absl::StartsWith(storage.uri(), "file://"); }
+
 }  // namespace
 
 CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
@@ -44,7 +48,7 @@ CoordinatorService::CoordinatorService(const CoordinatorOptions& options,
       clock_(clock),
       writers_(clock, options.writer_timeout_ms),
       rng_(std::random_device{}()) {
-  if (absl::StartsWith(storage_->uri(), "file://")) trash_ = std::make_unique<Trash>(storage_.get());
+  if (IsLocalRoot(*storage_)) trash_ = std::make_unique<Trash>(storage_.get());
 }
 
 CoordinatorService::~CoordinatorService() { StopBackground(); }
@@ -113,7 +117,7 @@ absl::Status CoordinatorService::ClaimStorageRoot() {
 absl::Status CoordinatorService::SweepInterruptedStateFile(const std::string& job) {
   // Only a local root writes through temporary names; an object store's
   // upload appears whole or not at all (and listing it would cost requests).
-  if (!absl::StartsWith(storage_->uri(), "file://")) return absl::OkStatus();
+  if (!IsLocalRoot(*storage_)) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<std::string> files, storage_->List(job));
   const std::string state = StateFilePath(job);
   for (const std::string& f : files) {
