@@ -66,9 +66,25 @@ def _torch_view(name, t, writable=False):
     return t.numpy(), tf_dtype
 
 
-# torch.dtype -> (TensorFlow dtype name, element size), for _torch_item;
-# None -> torch.strided.
-_TORCH_DIRECT = {}
+_TABLES = {}  # what _torch_item and _torch_items look up, made once (_torch_tables)
+
+
+def _torch_tables():
+    """Built the first time a torch tensor is saved (torch is imported by
+    then): "direct", torch.dtype -> (TensorFlow dtype name, element size);
+    "strided", torch.strided; "block", the arguments of _cairn.torch_block
+    after the tensors ({torch.dtype: TensorFlow dtype name}, torch.strided,
+    the Tensor method giving a tensor's untyped storage)."""
+    if not _TABLES:
+        torch = _torch()
+        dtypes = {getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()}
+        _TABLES["direct"] = {d: (tf, torch.empty((), dtype=d).element_size())
+                             for d, tf in dtypes.items()}
+        _TABLES["strided"] = torch.strided
+        # torch 2 calls it untyped_storage; torch 1.13 has it as _storage.
+        storage_of = getattr(torch.Tensor, "untyped_storage", None) or torch.Tensor._storage
+        _TABLES["block"] = (dtypes, torch.strided, storage_of)
+    return _TABLES
 
 
 def _torch_item(name, t, full_shape=None, slice_spec=None):
@@ -77,14 +93,9 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     goes by its memory's address and size, which costs a fifth of making a
     NumPy view of it (a state_dict of 10,000 small tensors notices); any
     other goes through _torch_view (checks, host copy)."""
-    if not _TORCH_DIRECT:
-        torch = _torch()
-        for torch_name, tf_name in _TORCH_TO_TF.items():
-            dtype = getattr(torch, torch_name)
-            _TORCH_DIRECT[dtype] = (tf_name, torch.empty((), dtype=dtype).element_size())
-        _TORCH_DIRECT[None] = torch.strided
-    direct = _TORCH_DIRECT.get(t.dtype)
-    if direct is not None and t.is_cpu and t.layout is _TORCH_DIRECT[None] and t.is_contiguous() \
+    tables = _torch_tables()
+    direct = tables["direct"].get(t.dtype)
+    if direct is not None and t.is_cpu and t.layout is tables["strided"] and t.is_contiguous() \
             and not t.is_neg() and not (direct[0].startswith("complex") and t.is_conj()):
         # The item holds a detached alias: it keeps this storage alive even
         # if another thread gives `t` a new one (p.data = ..., set_) mid-save.
@@ -95,22 +106,14 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     return (name, buffer, dtype, full_shape, slice_spec)
 
 
-_BLOCK_ARGS = []  # [dtypes, strided, storage_of] for _cairn.torch_block
-
-
 def _torch_items(names, tensors):
-    """The save items of many torch tensors (names[i] is tensors[i]'s):
+    """The save items of many whole torch tensors (names[i] is tensors[i]'s):
     one native block (python/torch_block.h) of the plain CPU ones, which
-    costs a third of _torch_item per tensor, then _torch_item's of the
-    others."""
-    if not _BLOCK_ARGS:
-        torch = _torch()
-        # torch 2 calls it untyped_storage; torch 1.13 has it as _storage.
-        storage_of = getattr(torch.Tensor, "untyped_storage", None) or torch.Tensor._storage
-        _BLOCK_ARGS.extend(({getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()},
-                            torch.strided, storage_of))
-    block, refused = _cairn.torch_block(names, tensors, *_BLOCK_ARGS)
-    return [block] + [_torch_item(names[i], tensors[i]) for i in refused]
+    costs a third of _torch_item per tensor, then the others through
+    _torch_view (the block refused exactly what _torch_item would not take
+    by address: checks, materialised views, host copies)."""
+    block, refused = _cairn.torch_block(names, tensors, *_torch_tables()["block"])
+    return [block] + [(names[i], *_torch_view(names[i], tensors[i]), None, None) for i in refused]
 
 
 # (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->

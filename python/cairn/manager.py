@@ -242,16 +242,17 @@ class CheckpointManager:
         tensor_type = flat.tensor_type
         torch_names, torch_tensors = [], []  # most leaves of a state_dict
         for name, value in flat.leaves.items():
-            if type(value) is tensor_type and whole and tensor_type is not np.ndarray:
+            if isinstance(value, Shard):
+                items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
+            elif not (whole or _owner(name, self.world_size) == self.rank):
+                continue  # another rank writes it
+            elif type(value) is tensor_type and tensor_type is not np.ndarray:
                 torch_names.append(name)
                 torch_tensors.append(value)
-            elif isinstance(value, Shard):
-                items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
-            elif whole or _owner(name, self.world_size) == self.rank:
-                if isinstance(value, tuple):  # ("string", [values])
-                    items.append((name, value[1], "string", [], None))
-                else:
-                    items.append(_leaf_item(name, value))
+            elif isinstance(value, tuple):  # ("string", [values])
+                items.append((name, value[1], "string", [], None))
+            else:
+                items.append(_leaf_item(name, value))
         if torch_tensors:
             items += _torch_items(torch_names, torch_tensors)
         if self.rank == 0:

@@ -208,8 +208,7 @@ class TorchBlockTest(unittest.TestCase):
 
 def _block_args():
     from cairn import _torch_interop
-    _torch_interop._torch_items(["x"], [torch.zeros(1)])  # fills the arguments once
-    return _torch_interop._BLOCK_ARGS
+    return _torch_interop._torch_tables()["block"]
 
 
 if __name__ == "__main__":
