@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -180,13 +181,18 @@ void SetShapeAndSlice(const std::string& what, const py::tuple& item,
 // alive by the item), (name, owner, dtype_name, full_shape, slice_text,
 // address, nbytes, local_shape): no buffer protocol round trip per tensor.
 std::vector<cairn::SaveTensor> ToSaveTensors(const py::list& items, std::vector<HeldTensor>* held) {
+  size_t n = 0;
+  for (const py::handle& item_handle : items) {
+    n += py::isinstance<TorchBlock>(item_handle) ? item_handle.cast<const TorchBlock&>().size() : 1;
+  }
   std::vector<cairn::SaveTensor> out;
-  out.reserve(items.size());
+  out.reserve(n);
   held->reserve(items.size());
   for (const py::handle& item_handle : items) {
     if (py::isinstance<TorchBlock>(item_handle)) {  // many tensors at once (torch_block.h)
-      const auto& block = item_handle.cast<const TorchBlock&>();
-      out.insert(out.end(), block.tensors.begin(), block.tensors.end());
+      std::vector<cairn::SaveTensor> block = item_handle.cast<TorchBlock&>().Take();
+      out.insert(out.end(), std::make_move_iterator(block.begin()),
+                 std::make_move_iterator(block.end()));
       continue;  // `items` keeps the block, and so its storages, alive
     }
     py::tuple item = py::reinterpret_borrow<py::object>(item_handle).cast<py::tuple>();

@@ -1,17 +1,19 @@
-// Many plain CPU torch tensors turned into save items in one native call.
+// Many plain CPU torch tensors as one save item.
 //
 // A state_dict of 10,000 small tensors spent most of its Python time making
 // one save item per tensor (a dozen torch attribute reads and a detached
-// alias each, ~2.7 us). TorchBlock does the same checks and reads from C++
-// with the GIL held throughout, so no other thread can give a tensor new
-// storage between reading its address and taking a reference to that
+// alias each, ~2.7 us). A TorchBlock does the same checks and reads from
+// C++ with the GIL held throughout, so no other thread can give a tensor
+// new storage between reading its address and taking a reference to that
 // storage (which keeps the bytes alive while the save reads them with the
-// GIL released).
+// GIL released). The manager's flattener (structure.h) adds the tensors of
+// a state_dict to one block as it names them.
 #ifndef CAIRN_PYTHON_TORCH_BLOCK_H_
 #define CAIRN_PYTHON_TORCH_BLOCK_H_
 
 #include <pybind11/pybind11.h>
 
+#include <utility>
 #include <vector>
 
 #include "client/client.h"
@@ -20,23 +22,43 @@ namespace cairn_python {
 
 namespace py = pybind11;
 
-// A save item (ToSaveTensors) holding many tensors: their SaveTensors, whose
-// data point into storages `owners` keeps alive.
-struct TorchBlock {
-  std::vector<cairn::SaveTensor> tensors;
-  py::list owners;
-};
-
-// torch_block(names, tensors, dtypes, strided, storage_of) -> (block, refused)
+// _cairn.TorchBlock(dtypes, strided, storage_of)
 //   dtypes:     {torch.dtype: TensorFlow dtype name}
 //   strided:    torch.strided
 //   storage_of: the Tensor method giving a tensor's untyped storage
-// A tensor goes into the block when it is on the CPU, strided, contiguous,
-// of a dtype in `dtypes`, with no lazy negation (nor conjugation, if
-// complex); `refused` lists the indices of the others, for the caller's
-// general path (host copies, materialised views, messages).
-py::tuple MakeTorchBlock(const py::list& names, const py::list& tensors, const py::dict& dtypes,
-                         const py::object& strided, const py::object& storage_of);
+// A save item (ToSaveTensors) holding many tensors: their SaveTensors, whose
+// data point into storages the block keeps alive. One save's: the save
+// takes its tensors (a second save of it is refused).
+class TorchBlock {
+ public:
+  TorchBlock(const py::dict& dtypes, py::object strided, py::object storage_of);
+
+  // Adds `t` (a torch tensor, `dtype` its torch.dtype) as `name` (a str)
+  // when it is on the CPU, strided, contiguous, of a dtype in `dtypes`,
+  // with no lazy negation (nor conjugation, if complex); false, nothing
+  // added, for any other (the caller's general path: host copies,
+  // materialised views, messages) and for a name that is not UTF-8.
+  bool TryAdd(PyObject* t, PyObject* dtype, PyObject* name);
+
+  // block.add(names, tensors) -> the indices of the tensors not added.
+  py::list AddAll(const py::list& names, const py::list& tensors);
+
+  size_t size() const { return tensors_.size(); }
+  void Reserve(size_t n) { tensors_.reserve(tensors_.size() + n); }
+  // The tensors, for the save given this block; ValueError the second time.
+  std::vector<cairn::SaveTensor> Take();
+
+ private:
+  cairn::DataType Find(PyObject* torch_dtype) const;
+
+  std::vector<std::pair<PyObject*, cairn::DataType>> dtypes_;  // a handful
+  py::dict dtypes_owner_;  // keeps the dtype objects of `dtypes_` alive
+  py::object strided_;
+  py::object storage_of_;
+  std::vector<cairn::SaveTensor> tensors_;
+  py::list owners_;
+  bool taken_ = false;
+};
 
 void DefineTorchBlock(py::module_& m);
 

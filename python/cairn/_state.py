@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _cairn, _error, _input_errors
 from ._torch_interop import (_TORCH_DTYPE_NAMES, _is_torch_tensor, _torch, _torch_dtype_name,
-                             _torch_item, _torch_view)
+                             _torch_item, _torch_tables, _torch_view)
 
 STRUCTURE_TENSOR = "_cairn/structure"
 
@@ -65,17 +65,23 @@ def _join(path: str, key: str) -> str:
 
 
 class _Flattener:
-    """Walks a state: builds the JSON structure and the named leaves."""
+    """Walks a state: builds the JSON structure and names its leaves. The
+    plain CPU torch tensors in dicts (most of a state_dict) that this rank
+    writes go straight into `block`, a _cairn.TorchBlock (None without
+    torch); every other leaf this rank may write is in `leaves`."""
 
-    def __init__(self):
+    def __init__(self, world_size=1, rank=0):
+        self.names = set()  # every leaf's name
         self.leaves: Dict[str, Any] = {}   # name -> what to save (buffer / Shard / string list)
         # Whether a leaf may change while a save reads it (a torch tensor or
         # NumPy array of the caller's); jax arrays and the arrays made here
         # for Python values cannot.
         self.mutable = False
         self.inside = set()  # ids of the containers around the node being walked
+        self.world_size, self.rank = world_size, rank
         torch = _torch()
         self.tensor_type = torch.Tensor if torch is not None else np.ndarray
+        self.block = _cairn.TorchBlock(*_torch_tables()["block"]) if torch is not None else None
 
     def enter(self, container, name):
         """Notes that the walk is inside `container` (at `name`); refuses a
@@ -85,9 +91,10 @@ class _Flattener:
         self.inside.add(id(container))
 
     def add(self, name, value):
-        if name in self.leaves or name == STRUCTURE_TENSOR:
+        if name in self.names or name == STRUCTURE_TENSOR:
             raise _error("INVALID_ARGUMENT", f'two leaves of the state are both named "{name}" '
                          "(e.g. the keys 0 and \"0\" in one dict)")
+        self.names.add(name)
         self.leaves[name] = value
 
     def node(self, value, path):
@@ -102,9 +109,11 @@ class _Flattener:
                 isinstance(value, collections.abc.Mapping):
             self.enter(value, name)
             # The torch tensors, most of a state_dict's values, natively
-            # (python/structure.h); the rest below.
+            # (python/structure.h); the rest below. `entries` is a
+            # _cairn.JsonText when nothing is pending.
             entries, pending = _cairn.tensor_dict_entries(
-                value, path, self.leaves, self.tensor_type, _TORCH_DTYPE_NAMES, STRUCTURE_TENSOR)
+                value, path, self.names, self.leaves, self.tensor_type, _TORCH_DTYPE_NAMES,
+                STRUCTURE_TENSOR, self.block, self.world_size, self.rank)
             if len(pending) < len(entries):
                 self.mutable = True
             for i in pending:

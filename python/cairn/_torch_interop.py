@@ -66,18 +66,20 @@ def _torch_view(name, t, writable=False):
     return t.numpy(), tf_dtype
 
 
-_TABLES = {}  # what _torch_item and _torch_items look up, made once (_torch_tables)
+_TABLES = {}  # what _torch_item and the save's TorchBlock look up, made once (_torch_tables)
 
 
 def _torch_tables():
     """Built the first time a torch tensor is saved (torch is imported by
     then): "direct", torch.dtype -> (TensorFlow dtype name, element size);
-    "strided", torch.strided; "block", the arguments of _cairn.torch_block
-    after the tensors ({torch.dtype: TensorFlow dtype name}, torch.strided,
-    the Tensor method giving a tensor's untyped storage)."""
+    "strided", torch.strided; "block", the arguments of _cairn.TorchBlock
+    ({torch.dtype: TensorFlow dtype name}, torch.strided, the Tensor method
+    giving a tensor's untyped storage)."""
     if not _TABLES:
         torch = _torch()
         dtypes = {getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()}
+        for d in dtypes:  # the names of the dtypes a save meets most, up front
+            _torch_dtype_name(torch.empty((), dtype=d))
         _TABLES["direct"] = {d: (tf, torch.empty((), dtype=d).element_size())
                              for d, tf in dtypes.items()}
         _TABLES["strided"] = torch.strided
@@ -106,14 +108,15 @@ def _torch_item(name, t, full_shape=None, slice_spec=None):
     return (name, buffer, dtype, full_shape, slice_spec)
 
 
-def _torch_items(names, tensors):
-    """The save items of many whole torch tensors (names[i] is tensors[i]'s):
-    one native block (python/torch_block.h) of the plain CPU ones, which
-    costs a third of _torch_item per tensor, then the others through
-    _torch_view (the block refused exactly what _torch_item would not take
-    by address: checks, materialised views, host copies)."""
-    block, refused = _cairn.torch_block(names, tensors, *_torch_tables()["block"])
-    return [block] + [(names[i], *_torch_view(names[i], tensors[i]), None, None) for i in refused]
+def _add_torch(block, names, tensors):
+    """Adds whole torch tensors (names[i] is tensors[i]'s) to `block`, a
+    _cairn.TorchBlock (python/torch_block.h), which takes the plain CPU
+    ones at a third of _torch_item's cost per tensor; returns the save items
+    of the others, through _torch_view (the block refused exactly what
+    _torch_item would not take by address: checks, materialised views, host
+    copies)."""
+    refused = block.add(names, tensors)
+    return [(names[i], *_torch_view(names[i], tensors[i]), None, None) for i in refused]
 
 
 # (thread, tensor name, dtype, numel) -> a pinned host buffer for device ->

@@ -49,13 +49,20 @@ import numpy as np
 from typing import Any, Dict, List, Mapping, Optional
 
 from . import Error, _cairn, _error, _input_errors, _into, _metrics, connect
-from ._torch_interop import _torch, _torch_items
+from ._torch_interop import _add_torch, _torch
 from ._state import (_FILLED, STRUCTURE_TENSOR, Shard, _Flattener, _leaf_item, _leaf_names,
                      _owner, _Rebuilder, _target_tensors)
 
 _FORMAT = 1
 
 __all__ = ["CheckpointManager", "Shard", "STRUCTURE_TENSOR"]
+
+
+def _json_text(value):
+    """json.dumps's `default`: the entries tensor_dict_entries wrote as JSON."""
+    if isinstance(value, _cairn.JsonText):
+        return json.loads(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _detect_rank(rank, world_size):
@@ -235,12 +242,12 @@ class CheckpointManager:
         """The save items (convert.cc ToSaveTensors) of this rank's part of
         `state`, with the structure entry on rank 0; and whether the caller
         may change any of them (see save)."""
-        flat = _Flattener()
+        flat = _Flattener(self.world_size, self.rank)
         structure = flat.node(state, "")
         items = []
         whole = self.world_size == 1
         tensor_type = flat.tensor_type
-        torch_names, torch_tensors = [], []  # most leaves of a state_dict
+        torch_names, torch_tensors = [], []
         for name, value in flat.leaves.items():
             if isinstance(value, Shard):
                 items.append(_leaf_item(name, value.local, value.full_shape, value.slice))
@@ -254,13 +261,15 @@ class CheckpointManager:
             else:
                 items.append(_leaf_item(name, value))
         if torch_tensors:
-            items += _torch_items(torch_names, torch_tensors)
+            items += _add_torch(flat.block, torch_names, torch_tensors)
+        if flat.block is not None and len(flat.block):
+            items.append(flat.block)
         if self.rank == 0:
             doc = {"format": _FORMAT, "root": structure}
             # json.dumps's document, natively (python/structure.h); the
             # structure is built fresh here, with no cycles to look for.
             doc = _cairn.structure_json(doc) or json.dumps(doc, separators=(",", ":"),
-                                                          check_circular=False)
+                                                          check_circular=False, default=_json_text)
             items.append((STRUCTURE_TENSOR, [doc], "string", [], None))
         return items, flat.mutable
 

@@ -115,10 +115,58 @@ class TensorDictEntriesTest(unittest.TestCase):
         self.assertEqual(nested["x"], {"tensor": "nested/x", "torch": "float32"})
         self.assertEqual([kind for kind, _, _ in root["dict"]],
                          ["s", "s", "s", "i", "s", "s", "s", "s", "i"])  # the dict's order
-        self.assertEqual(set(flat.leaves), {"plain", "a%2Fb", "50%25", "3", "nested/x",
-                                            "nested/list/0", "nested/list/1", "state", "num",
-                                            "param", str(Color.RED)})
+        self.assertEqual(flat.names, {"plain", "a%2Fb", "50%25", "3", "nested/x",
+                                      "nested/list/0", "nested/list/1", "state", "num",
+                                      "param", str(Color.RED)})
+        # The plain tensors in dicts went into the save's block; the rest
+        # are left to the Python walk.
+        self.assertEqual(len(flat.block), 5)
+        self.assertEqual(set(flat.leaves), {"nested/list/0", "nested/list/1", "num", "param",
+                                            str(Color.RED), "state"})
         self.assertTrue(flat.mutable)
+
+    @requires_torch
+    def test_a_dict_of_tensors_is_written_as_the_json_python_would_write(self):
+        t = torch.zeros(2)
+        keys = ["a", 5, -3, 2**62, "x/y%", 'q"\\', "tab\t\x7f", "é", "\u2028", "😀", "\ud800",
+                "z" * 300]
+        state = {k: t.to(torch.bfloat16) if i % 3 == 0 else t for i, k in enumerate(keys)}
+        flat = manager._Flattener()
+        root = flat.node({"p\u00e9": state}, "")
+        entries = root["dict"][0][2]["dict"]
+        self.assertIsInstance(entries, _cairn.JsonText)
+        self.assertEqual(len(entries), len(keys))
+        want = []
+        for i, k in enumerate(keys):
+            name = "p\u00e9/" + str(k).replace("%", "%25").replace("/", "%2F")
+            want.append(["s" if isinstance(k, str) else "i", k,
+                         {"tensor": name, "torch": "bfloat16" if i % 3 == 0 else "float32"}])
+        self.assertEqual(entries.text, json.dumps(want, separators=(",", ":")))
+        doc = {"format": 1, "root": root}
+        written = _cairn.structure_json(doc)
+        self.assertEqual(json.loads(written)["root"]["dict"][0][2]["dict"], want)
+        # json.dumps, where structure_json declines, writes the same.
+        self.assertEqual(json.dumps(doc, separators=(",", ":"), default=manager._json_text),
+                         written)
+        # A name with a lone surrogate has no UTF-8: the Python walk says so.
+        self.assertEqual(len(flat.block), len(keys) - 1)
+        self.assertEqual(list(flat.leaves), ["p\u00e9/\ud800"])
+
+    @requires_torch
+    def test_each_rank_takes_the_tensors_the_owner_rule_gives_it(self):
+        names = [f"layer.{i}.w\u00e9ight" for i in range(60)]
+        state = {n: torch.zeros(1) for n in names}
+        taken = []
+        for rank in range(3):
+            flat = manager._Flattener(world_size=3, rank=rank)
+            flat.node(state, "")
+            self.assertEqual(len(flat.names), 60)
+            self.assertEqual(flat.leaves, {})
+            mine = [n for n in names if manager._owner(n, 3) == rank]
+            self.assertEqual(len(flat.block), len(mine))
+            taken.append(len(mine))
+        self.assertEqual(sum(taken), 60)
+        self.assertTrue(all(taken))
 
     @requires_torch
     def test_an_ordered_dict_or_other_mapping_keeps_its_own_order(self):
@@ -127,9 +175,10 @@ class TensorDictEntriesTest(unittest.TestCase):
         flat = manager._Flattener()
         root = flat.node({"od": od, "map": types_mapping(a=torch.zeros(1))}, "")
         od_node = root["dict"][0][2]
-        self.assertEqual([k for _, k, _ in od_node["dict"]], ["a", "b"])
+        self.assertEqual([k for _, k, _ in json.loads(od_node["dict"].text)], ["a", "b"])
         self.assertTrue(od_node["ordered"])
-        self.assertEqual(root["dict"][1][2]["dict"][0][2], {"tensor": "map/a", "torch": "float32"})
+        self.assertEqual(json.loads(root["dict"][1][2]["dict"].text)[0][2],
+                         {"tensor": "map/a", "torch": "float32"})
 
     @requires_torch
     def test_names_taken_twice_and_bad_keys_are_refused_as_before(self):
@@ -166,36 +215,37 @@ class TorchBlockTest(unittest.TestCase):
         # a save reads it with the GIL released: the block holds the old
         # storage, so the save reads the bytes of when its items were made,
         # never freed memory.
-        from cairn._torch_interop import _torch_items
         n = 64
         tensors = [torch.full((1024,), float(i)) for i in range(n)]
         names = [f"t{i}" for i in range(n)]
-        items = _torch_items(names, tensors)
-        self.assertEqual(len(items), 1)  # all plain CPU tensors: one block
-        self.assertEqual(len(items[0]), n)
+        block = _new_block()
+        self.assertEqual(_add_torch(block, names, tensors), [])  # all plain CPU tensors
+        self.assertEqual(len(block), n)
         for t in tensors:
             t.data = torch.full((1024,), -1.0)
         gc.collect()
         reuse = [torch.full((1024,), -2.0) for _ in range(4 * n)]  # takes the freed memory, if any
         client = cairn.connect(CLUSTER.addr)
-        client._c.save("native-block", 1, 0, 1, items, {})
+        client._c.save("native-block", 1, 0, 1, [block], {})
         got = client.restore("native-block", 1)
         for i in range(n):
             np.testing.assert_array_equal(got[f"t{i}"], np.full(1024, float(i), np.float32))
         del reuse
+        # The save took the block's tensors: it is one save's.
+        with self.assertRaisesRegex(ValueError, "one save's"):
+            client._c.save("native-block", 2, 0, 1, [block], {})
 
     @requires_torch
     def test_tensors_the_block_refuses_take_the_general_path(self):
-        from cairn._torch_interop import _torch_items
         base = torch.arange(20, dtype=torch.float32)
         c = torch.tensor([1 + 2j], dtype=torch.complex64)
         tensors = [base[2:6], base.view(4, 5).t(), c.conj(), torch.zeros(2, dtype=torch.uint8)]
         names = ["view", "transposed", "conj", "u8"]
-        block, refused = _cairn.torch_block(names, tensors, *_block_args())
+        block = _new_block()
+        self.assertEqual(block.add(names, tensors), [1, 2])
         self.assertEqual(len(block), 2)
-        self.assertEqual(refused, [1, 2])
         with self.assertRaisesRegex(ValueError, 'tensor "transposed": the tensor is not contiguous'):
-            _torch_items(names, tensors)
+            _add_torch(_new_block(), names, tensors)
 
     def test_gc_stays_enabled_after_a_refused_save(self):
         cyclic = {"w": np.zeros(2)}
@@ -206,9 +256,14 @@ class TorchBlockTest(unittest.TestCase):
         self.assertTrue(gc.isenabled())
 
 
-def _block_args():
+def _new_block():
     from cairn import _torch_interop
-    return _torch_interop._torch_tables()["block"]
+    return _cairn.TorchBlock(*_torch_interop._torch_tables()["block"])
+
+
+def _add_torch(block, names, tensors):
+    from cairn import _torch_interop
+    return _torch_interop._add_torch(block, names, tensors)
 
 
 if __name__ == "__main__":
