@@ -113,10 +113,11 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
       // one header message and one data message for up to kBatchBytes.
       const bool batches = assigned.writer_features() & v1::WRITER_FEATURE_TENSOR_BATCHES;
       std::vector<absl::string_view> pieces;
+      v1::TensorBatch batch_headers;  // reused: Clear keeps the headers' memory
       for (size_t i = 0; i < tensors.size();) {
         if (batches && internal::Batchable(tensors[i])) {
-          v1::SaveShardMessage batch_msg;
-          v1::TensorBatch* batch = batch_msg.mutable_batch();
+          v1::TensorBatch* batch = &batch_headers;
+          batch->Clear();
           pieces.clear();
           size_t bytes = 0, data = 0;
           for (; i < tensors.size() && internal::Batchable(tensors[i]) &&
@@ -127,7 +128,7 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
             data += tensors[i].data.size();
             if (!tensors[i].data.empty()) pieces.push_back(tensors[i].data);
           }
-          if (!stream->Write(batch_msg)) return false;
+          if (!stream->WriteBatch(*batch)) return false;
           if (!pieces.empty() && !stream->WriteData(pieces)) return false;
           progress.Add(data);
           continue;

@@ -9,23 +9,36 @@ namespace cairn {
 namespace internal {
 namespace {
 
-// SaveShardMessage.data is field 3, length-delimited (proto/cairn.proto).
+// SaveShardMessage.data is field 3 and .batch field 4, both length-delimited
+// (proto/cairn.proto).
 constexpr uint8_t kDataTag = (3 << 3) | 2;
+constexpr uint8_t kBatchTag = (4 << 3) | 2;
 constexpr char kSaveShardMethod[] = "/cairn.v1.ShardWriter/SaveShard";
 // Data messages smaller than this may wait in gRPC's buffer for the next
 // message (a stream always ends with WritesDone, which flushes).
 constexpr size_t kCoalesceBelowBytes = 256 << 10;
 
-}  // namespace
-
-std::string DataFieldFraming(size_t n) {
-  std::string out(1, static_cast<char>(kDataTag));
+std::string FieldFraming(uint8_t tag, size_t n) {
+  std::string out(1, static_cast<char>(tag));
   uint64_t v = n;
   while (v >= 0x80) {
     out.push_back(static_cast<char>((v & 0x7f) | 0x80));
     v >>= 7;
   }
   out.push_back(static_cast<char>(v));
+  return out;
+}
+
+}  // namespace
+
+std::string DataFieldFraming(size_t n) { return FieldFraming(kDataTag, n); }
+
+std::string SerializeBatchMessage(const v1::TensorBatch& batch) {
+  const size_t size = batch.ByteSizeLong();
+  std::string out = FieldFraming(kBatchTag, size);
+  const size_t head = out.size();
+  out.resize(head + size);
+  batch.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(&out[head]));
   return out;
 }
 
@@ -61,8 +74,15 @@ ShardStream::~ShardStream() {
 }
 
 bool ShardStream::Write(const v1::SaveShardMessage& msg) {
-  const std::string bytes = msg.SerializeAsString();
-  grpc::Slice slice(bytes.data(), bytes.size());  // copied: headers are small
+  return WriteHeader(msg.SerializeAsString());
+}
+
+bool ShardStream::WriteBatch(const v1::TensorBatch& batch) {
+  return WriteHeader(SerializeBatchMessage(batch));
+}
+
+bool ShardStream::WriteHeader(const std::string& bytes) {
+  grpc::Slice slice(bytes);  // copied: headers are small
   grpc::ByteBuffer buffer(&slice, 1);
   // A header is followed by its data (or the next header): let gRPC send
   // them together.

@@ -34,6 +34,8 @@ namespace internal {
 // The bytes that precede `n` bytes of data in a serialized SaveShardMessage
 // whose `data` field is set (tag, then the length as a varint).
 std::string DataFieldFraming(size_t n);
+// A SaveShardMessage whose `batch` is `batch`, serialized (protobuf's bytes).
+std::string SerializeBatchMessage(const v1::TensorBatch& batch);
 
 // Tensors smaller than kBatchTensorBelow (data, or string values) go in
 // TensorBatches to a writer that takes them; a batch closes once it holds
@@ -58,6 +60,9 @@ class ShardStream {
 
   // Each returns false once the stream is broken (Finish tells why).
   bool Write(const v1::SaveShardMessage& msg);
+  // A SaveShardMessage holding `batch`: the caller may reuse one TensorBatch
+  // (Clear keeps its headers' memory for the next batch).
+  bool WriteBatch(const v1::TensorBatch& batch);
   bool WriteData(const char* data, size_t n);
   // One data message of several tensors' bytes, back to back (a batch's).
   bool WriteData(absl::Span<const absl::string_view> pieces);
@@ -66,6 +71,8 @@ class ShardStream {
   grpc::Status Finish();
 
  private:
+  bool WriteHeader(const std::string& bytes);
+
   // Counts the slices over caller memory gRPC still holds. Owned by the
   // stream, or, once the stream gave up waiting (detached), by the last
   // release callback.

@@ -19,9 +19,9 @@ namespace {
 // name, shape and framing below the gRPC message limit.
 constexpr uint64_t kMaxStringTensorBytes = rpc::kMaxMessageBytes - (1 << 20);
 
-// What one name has been given as so far, to refuse duplicates.
-struct Seen {
-  bool whole = false;
+// The slices given so far of one partitioned tensor, to refuse duplicates
+// and disagreements.
+struct Sliced {
   DataType dtype = DataType::kInvalid;
   std::vector<int64_t> shape;
   std::set<std::string> slices;
@@ -65,56 +65,57 @@ absl::Status ValidateSaveShard(const SaveShardOptions& options,
 }
 
 absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
-  // Keyed by views of the tensors' own names (no copy per tensor).
-  absl::flat_hash_map<absl::string_view, Seen> seen;
+  // Per name (views of the tensors' own names, no copy per tensor): -1 once
+  // given whole, else where its slices are recorded in `sliced`. A state of
+  // 10,000 small tensors pays a small map slot each and no message text.
+  absl::flat_hash_map<absl::string_view, int> seen;
   seen.reserve(tensors.size());
+  std::vector<Sliced> sliced;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const SaveTensor& t = tensors[i];
     if (t.name.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("tensor #", i, " has an empty name"));
     }
-    const std::string what = absl::StrCat("tensor \"", t.name, "\"");
+    auto what = [&t] { return absl::StrCat("tensor \"", t.name, "\""); };
     if (t.name.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": the name holds a NUL byte"));
+      return absl::InvalidArgumentError(absl::StrCat(what(), ": the name holds a NUL byte"));
     }
     if (!IsStorableDataType(static_cast<int32_t>(t.dtype))) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": dtype ", DataTypeName(t.dtype),
+      return absl::InvalidArgumentError(absl::StrCat(what(), ": dtype ", DataTypeName(t.dtype),
                                                      " cannot be stored in a checkpoint"));
     }
     int64_t full_elements;
     if (!NumElements(t.shape, &full_elements)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": shape ", ShapeString(t.shape),
+          what(), ": shape ", ShapeString(t.shape),
           " has a negative dimension or more elements than fit in 64 bits"));
     }
-    std::vector<int64_t> data_shape = t.shape;
+    int64_t elements = full_elements;
     if (t.slice.has_value()) {
       if (t.slice->rank() != static_cast<int>(t.shape.size())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            what, ": slice \"", t.slice->ToString(), "\" has rank ", t.slice->rank(),
+            what(), ": slice \"", t.slice->ToString(), "\" has rank ", t.slice->rank(),
             " but the shape ", ShapeString(t.shape), " has rank ", t.shape.size()));
       }
       absl::Status fits = t.slice->CheckFits(t.shape);
       if (!fits.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": slice \"", t.slice->ToString(),
+        return absl::InvalidArgumentError(absl::StrCat(what(), ": slice \"", t.slice->ToString(),
                                                        "\" does not fit shape ",
                                                        ShapeString(t.shape), ": ", fits.message()));
       }
-      data_shape = t.slice->SliceShape(t.shape);
+      NumElements(t.slice->SliceShape(t.shape), &elements);  // no larger than full_elements
     }
-    int64_t elements;
-    NumElements(data_shape, &elements);  // no larger than full_elements
     if (t.dtype == DataType::kString) {
       if (t.slice.has_value()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(what, ": string tensors cannot be saved as slices"));
+            absl::StrCat(what(), ": string tensors cannot be saved as slices"));
       }
       if (!t.data.empty()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(what, ": a string tensor carries its values in `strings`, not `data`"));
+            absl::StrCat(what(), ": a string tensor carries its values in `strings`, not `data`"));
       }
       if (static_cast<uint64_t>(t.strings.size()) != static_cast<uint64_t>(elements)) {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", ShapeString(t.shape),
+        return absl::InvalidArgumentError(absl::StrCat(what(), ": shape ", ShapeString(t.shape),
                                                        " needs ", elements, " strings but ",
                                                        t.strings.size(), " were given"));
       }
@@ -122,53 +123,51 @@ absl::Status ValidateSaveTensors(const std::vector<SaveTensor>& tensors) {
       for (const std::string& s : t.strings) total += s.size() + 16;
       if (total > kMaxStringTensorBytes) {
         return absl::InvalidArgumentError(absl::StrCat(
-            what, ": the string values total about ", total, " bytes; at most ",
+            what(), ": the string values total about ", total, " bytes; at most ",
             kMaxStringTensorBytes, " can be saved in one string tensor"));
       }
     } else {
       if (!t.strings.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            what, ": `strings` is only for string tensors, not ", DataTypeName(t.dtype)));
+            what(), ": `strings` is only for string tensors, not ", DataTypeName(t.dtype)));
       }
       const uint64_t elem = DataTypeSize(t.dtype);
       const uint64_t n = static_cast<uint64_t>(elements);
       if (elem != 0 && n > std::numeric_limits<uint64_t>::max() / elem) {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": ", n, " elements of ",
+        return absl::InvalidArgumentError(absl::StrCat(what(), ": ", n, " elements of ",
                                                        DataTypeName(t.dtype),
                                                        " overflow a 64-bit byte count"));
       }
       if (n * elem != static_cast<uint64_t>(t.data.size())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            what, ": ", t.slice.has_value() ? "slice \"" + t.slice->ToString() + "\" of " : "",
-            DataTypeName(t.dtype), " shape ", ShapeString(data_shape), " needs ", n * elem,
-            " bytes but ", t.data.size(), " were given"));
+            what(), ": ", t.slice.has_value() ? "slice \"" + t.slice->ToString() + "\" of " : "",
+            DataTypeName(t.dtype), " shape ",
+            ShapeString(t.slice.has_value() ? t.slice->SliceShape(t.shape) : t.shape), " needs ",
+            n * elem, " bytes but ", t.data.size(), " were given"));
       }
     }
 
-    Seen& s = seen[absl::string_view(t.name)];
-    const bool first = !s.whole && s.slices.empty();
-    if (!first) {
-      if (s.whole || !t.slice.has_value()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, " is given more than once (a whole tensor may appear only once, "
+    auto [it, first] = seen.try_emplace(absl::string_view(t.name), -1);
+    if (!first && (it->second < 0 || !t.slice.has_value())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what(), " is given more than once (a whole tensor may appear only once, "
                                "and not together with slices of it)"));
-      }
-      if (s.dtype != t.dtype || s.shape != t.shape) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, ": slice \"", t.slice->ToString(), "\" says ", DataTypeName(t.dtype), " ",
-            ShapeString(t.shape), " but an earlier slice says ", DataTypeName(s.dtype), " ",
-            ShapeString(s.shape)));
-      }
     }
-    s.dtype = t.dtype;
-    if (t.slice.has_value()) {
-      if (first) s.shape = t.shape;  // what later slices must agree with
-      if (!s.slices.insert(t.slice->ToString()).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, ": slice \"", t.slice->ToString(), "\" is given more than once"));
-      }
-    } else {
-      s.whole = true;
+    if (!t.slice.has_value()) continue;  // -1: given whole
+    if (first) {
+      it->second = static_cast<int>(sliced.size());
+      sliced.push_back(Sliced{t.dtype, t.shape, {}});
+    }
+    Sliced& s = sliced[static_cast<size_t>(it->second)];
+    if (s.dtype != t.dtype || s.shape != t.shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what(), ": slice \"", t.slice->ToString(), "\" says ", DataTypeName(t.dtype), " ",
+          ShapeString(t.shape), " but an earlier slice says ", DataTypeName(s.dtype), " ",
+          ShapeString(s.shape)));
+    }
+    if (!s.slices.insert(t.slice->ToString()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what(), ": slice \"", t.slice->ToString(), "\" is given more than once"));
     }
   }
   return absl::OkStatus();

@@ -7,8 +7,10 @@ namespace cairn {
 namespace internal {
 namespace {
 
-// SaveShardMessage.data is field 3, length-delimited (proto/cairn.proto).
+// SaveShardMessage.data is field 3 and .batch field 4, both length-delimited
+// (proto/cairn.proto).
 constexpr uint8_t kDataTag = (3 << 3) | 2;
+constexpr uint8_t kBatchTag = (4 << 3) | 2;
 
 // Reads bytes across slices.
 class SliceCursor {
@@ -46,6 +48,7 @@ class SliceCursor {
 
 absl::Status ParseReceived(grpc::ByteBuffer* buffer, ReceivedMessage* out) {
   out->is_data = false;
+  out->is_batch = false;
   out->data.clear();
   out->data_size = 0;
   out->slices.clear();
@@ -53,7 +56,8 @@ absl::Status ParseReceived(grpc::ByteBuffer* buffer, ReceivedMessage* out) {
   if (buffer->Dump(&out->slices).ok()) {  // references, not copies
     SliceCursor cursor(out->slices);
     uint8_t b;
-    if (cursor.Next(&b) && b == kDataTag) {
+    if (cursor.Next(&b) && (b == kDataTag || b == kBatchTag)) {
+      const bool batch = b == kBatchTag;
       uint64_t len = 0;
       int shift = 0;
       bool ok = false;
@@ -70,10 +74,20 @@ absl::Status ParseReceived(grpc::ByteBuffer* buffer, ReceivedMessage* out) {
       if (ok) {
         std::vector<absl::string_view> rest;
         if (cursor.Rest(&rest) == len) {
-          out->is_data = true;
-          out->data = std::move(rest);
-          out->data_size = len;
           buffer->Clear();
+          if (!batch) {
+            out->is_data = true;
+            out->data = std::move(rest);
+            out->data_size = len;
+            return absl::OkStatus();
+          }
+          out->scratch.clear();
+          for (absl::string_view piece : rest) out->scratch.append(piece.data(), piece.size());
+          out->slices.clear();
+          if (!out->batch.ParseFromString(out->scratch)) {
+            return absl::InvalidArgumentError("a SaveShard stream message does not parse");
+          }
+          out->is_batch = true;
           return absl::OkStatus();
         }
       }

@@ -35,6 +35,12 @@ struct ReceivedMessage {
   std::vector<absl::string_view> data;
   uint64_t data_size = 0;
   std::vector<grpc::Slice> slices;  // keeps the views alive
+  // True for a message holding just the `batch` field (as every client
+  // sends it): parsed into `batch`, whose headers' memory the next batch
+  // reuses when the caller swaps its own TensorBatch with it.
+  bool is_batch = false;
+  v1::TensorBatch batch;
+  std::string scratch;
   v1::SaveShardMessage message;
 };
 

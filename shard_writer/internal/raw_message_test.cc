@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace cairn {
@@ -52,6 +53,30 @@ TEST(ParseReceived, DataMessagesComeBackAsViewsOfEverySlice) {
   ASSERT_TRUE(ParseReceived(&buffer, &m).ok());
   EXPECT_TRUE(m.is_data);
   EXPECT_EQ(m.data_size, 0u);
+}
+
+TEST(ParseReceived, BatchMessagesParseIntoTheReusedBatch) {
+  ReceivedMessage m;
+  for (int round = 0; round < 3; ++round) {
+    v1::SaveShardMessage msg;
+    for (int i = 0; i < 40 - 10 * round; ++i) {
+      v1::TensorHeader* t = msg.mutable_batch()->add_tensors();
+      t->set_name(absl::StrCat("round", round, "/tensor", i));
+      t->set_dtype(1);
+      t->add_shape(i);
+    }
+    const std::string wire = msg.SerializeAsString();
+    grpc::ByteBuffer buffer = Cut(wire, {1, 2, wire.size() / 2});
+    ASSERT_TRUE(ParseReceived(&buffer, &m).ok());
+    EXPECT_TRUE(m.is_batch);
+    EXPECT_FALSE(m.is_data);
+    EXPECT_FALSE(m.message.has_batch());
+    EXPECT_EQ(m.batch.SerializeAsString(), msg.batch().SerializeAsString()) << round;
+  }
+  // A garbled batch is refused.
+  std::string wire = "\x22\x03\x0a\x05x";
+  grpc::ByteBuffer buffer = Cut(wire, {});
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseReceived(&buffer, &m)));
 }
 
 TEST(ParseReceived, OtherMessagesAndOtherEncodingsParseAsProtobufDoes) {

@@ -90,7 +90,9 @@ absl::StatusOr<int64_t> ReadTensors(grpc::ServerContext* ctx,
   std::vector<absl::string_view> pieces;
   while (reader->Read(&buffer)) {
     RETURN_IF_ERROR(ParseReceived(&buffer, &in));
-    const auto kind = in.is_data ? v1::SaveShardMessage::kData : msg.kind_case();
+    const auto kind = in.is_data    ? v1::SaveShardMessage::kData
+                      : in.is_batch ? v1::SaveShardMessage::kBatch
+                                    : msg.kind_case();
     if (batch_pending() && kind != v1::SaveShardMessage::kData) {
       return absl::InvalidArgumentError(absl::StrCat(
           "a new tensor header before the data of batched tensor \"",
@@ -109,13 +111,16 @@ absl::StatusOr<int64_t> ReadTensors(grpc::ServerContext* ctx,
         if (!options.accept_batches) {
           return absl::InvalidArgumentError("unexpected message in a SaveShard stream");
         }
-        if (msg.batch().tensors_size() > rpc::kMaxBatchTensors) {
-          return absl::InvalidArgumentError(absl::StrCat("a tensor batch of ", msg.batch().tensors_size(),
+        v1::TensorBatch* received_batch = in.is_batch ? &in.batch : in.message.mutable_batch();
+        if (received_batch->tensors_size() > rpc::kMaxBatchTensors) {
+          return absl::InvalidArgumentError(absl::StrCat("a tensor batch of ", received_batch->tensors_size(),
                                                          " tensors (at most ", rpc::kMaxBatchTensors, ")"));
         }
         if (in_tensor) RETURN_IF_ERROR(writer->EndTensor());
         in_tensor = false;
-        batch = std::move(*in.message.mutable_batch());
+        // Swapped, not moved: `in` parses the next batch into this one's
+        // headers, reusing their memory.
+        batch.Swap(received_batch);
         next_in_batch = 0;
         WriterBatchedTensors().Add(batch.tensors_size());
         RETURN_IF_ERROR(advance());

@@ -80,8 +80,10 @@ absl::StatusOr<MergeResult> MergeBundles(Storage* storage,
   header.num_shards = num_shards;
   header.big_endian = big_endian;
   RETURN_IF_ERROR(table.Add("", internal::EncodeHeader(header)));
+  std::string value;
   for (const auto& [key, entry] : merged) {
-    RETURN_IF_ERROR(table.Add(key, internal::EncodeEntry(entry)));
+    internal::EncodeEntry(entry, &value);
+    RETURN_IF_ERROR(table.Add(key, value));
   }
   RETURN_IF_ERROR(table.Finish());
   RETURN_IF_ERROR(index->Close());
@@ -234,6 +236,7 @@ absl::Status MergeCursors(Storage* storage, std::vector<std::unique_ptr<EntryCur
   internal::BundleHeader header;
   header.num_shards = n;
   RETURN_IF_ERROR(table.Add("", internal::EncodeHeader(header)));
+  std::string value;
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), later);
     size_t top = heap.back();
@@ -255,7 +258,8 @@ absl::Status MergeCursors(Storage* storage, std::vector<std::unique_ptr<EntryCur
       RETURN_IF_ERROR(Join(cursors[top]->entry(), n, &merged));
       RETURN_IF_ERROR(advance(top));
     }
-    RETURN_IF_ERROR(table.Add(merged.key, internal::EncodeEntry(merged)));
+    internal::EncodeEntry(merged, &value);
+    RETURN_IF_ERROR(table.Add(merged.key, value));
   }
   RETURN_IF_ERROR(table.Finish());
   return index->Close();

@@ -2,7 +2,12 @@
 
 #include <openssl/evp.h>
 
-#include <map>
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 
 #include "absl/strings/str_cat.h"
 #include "storage/bundle/crc32c.h"
@@ -14,23 +19,56 @@
 
 namespace cairn {
 
+// Hashes and compares positions in the entries by their keys, and keys
+// given as string_views the same way (a set of positions, no key copies).
+struct EntryKeyHash {
+  using is_transparent = void;
+  const std::vector<BundleEntry>* entries;
+  size_t operator()(size_t i) const { return (*this)(absl::string_view((*entries)[i].key)); }
+  size_t operator()(absl::string_view key) const { return absl::Hash<absl::string_view>()(key); }
+};
+struct EntryKeyEq {
+  using is_transparent = void;
+  const std::vector<BundleEntry>* entries;
+  absl::string_view Key(size_t i) const { return (*entries)[i].key; }
+  absl::string_view Key(absl::string_view key) const { return key; }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const { return Key(a) == Key(b); }
+};
+
 struct BundleWriter::Rep {
   Storage* storage;
   std::string prefix;
   std::unique_ptr<WritableFile> data_file;
   absl::Status status;
   bool finished = false;
-  // Bytewise key order; looked up by string_view (no key copy per lookup).
-  std::map<std::string, BundleEntry, std::less<>> entries;
+  // In the order added (sorted by key when the index is written), found by
+  // key through `positions`: a state of 10,000 small tensors pays one
+  // vector slot per entry, not a map node and its key copy.
+  std::vector<BundleEntry> entries;
+  absl::flat_hash_set<size_t, EntryKeyHash, EntryKeyEq> positions{
+      0, EntryKeyHash{&entries}, EntryKeyEq{&entries}};
   uint32_t file_crc = 0;
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{nullptr, EVP_MD_CTX_free};
 
-  // The tensor being streamed; `current.key` is its key, and `slot` where
-  // it goes in `entries` (std::map iterators stay valid across inserts).
+  // The tensor being streamed (`current.key` is its key).
   bool in_tensor = false;
   BundleEntry current;
-  std::map<std::string, BundleEntry, std::less<>>::iterator slot;
   uint32_t current_crc = 0;
+
+  Rep() = default;
+  Rep(const Rep&) = delete;  // `positions` points at `entries`
+  Rep& operator=(const Rep&) = delete;
+
+  BundleEntry* Find(absl::string_view key) {
+    auto it = positions.find(key);
+    return it == positions.end() ? nullptr : &entries[*it];
+  }
+  BundleEntry& Insert(BundleEntry entry) {
+    entries.push_back(std::move(entry));
+    positions.insert(entries.size() - 1);
+    return entries.back();
+  }
 
   absl::Status Fail(absl::Status s) {
     if (status.ok()) status = s;
@@ -49,8 +87,7 @@ struct BundleWriter::Rep {
 
   absl::Status CheckNewKey(absl::string_view key, absl::string_view shown_name) {
     if (key.empty()) return absl::InvalidArgumentError("tensor name must not be empty");
-    slot = entries.lower_bound(key);
-    if (slot != entries.end() && slot->first == key) {
+    if (positions.contains(key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("adding duplicate key: tensor \"", shown_name, "\" in ", prefix));
     }
@@ -140,30 +177,28 @@ struct BundleWriter::Rep {
     }
     current.masked_crc32c = crc32c::Mask(current_crc);
     in_tensor = false;
-    std::string key = current.key;
-    entries.emplace_hint(slot, std::move(key), std::move(current));
+    Insert(std::move(current));
     return absl::OkStatus();
   }
 
   // Registers `slice` in the full entry of `name` (creating it).
   absl::Status RecordSlice(absl::string_view name, const std::vector<int64_t>& full_shape,
                            const TensorSlice& slice, DataType dtype) {
-    auto it = entries.find(name);
-    if (it == entries.end()) {
+    BundleEntry* entry = Find(name);
+    if (entry == nullptr) {
       BundleEntry full;
       full.key = std::string(name);
       full.dtype = static_cast<int32_t>(dtype);
       full.shape = full_shape;
-      it = entries.emplace(full.key, std::move(full)).first;
-    } else if (!it->second.is_sliced()) {
+      entry = &Insert(std::move(full));
+    } else if (!entry->is_sliced()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor \"", name, "\" was added whole; cannot add a slice of it as well"));
-    } else if (it->second.dtype != static_cast<int32_t>(dtype) ||
-               it->second.shape != full_shape) {
+    } else if (entry->dtype != static_cast<int32_t>(dtype) || entry->shape != full_shape) {
       return absl::InvalidArgumentError(absl::StrCat(
           "slice of tensor \"", name, "\" disagrees with earlier slices on dtype or shape"));
     }
-    for (const TensorSlice& s : it->second.slices) {
+    for (const TensorSlice& s : entry->slices) {
       TensorSlice overlap;
       if (TensorSlice::Intersect(s, slice, full_shape, &overlap)) {
         return absl::InvalidArgumentError(absl::StrCat("slice ", slice.ToString(),
@@ -171,7 +206,7 @@ struct BundleWriter::Rep {
                                                        "\" overlaps slice ", s.ToString()));
       }
     }
-    it->second.slices.push_back(slice);
+    entry->slices.push_back(slice);
     return absl::OkStatus();
   }
 
@@ -305,7 +340,7 @@ absl::Status BundleWriter::AddString(absl::string_view name, const std::vector<i
   }
   e.size = size;
   e.masked_crc32c = crc32c::Mask(entry_crc);
-  r->entries.emplace(e.key, std::move(e));
+  r->Insert(std::move(e));
   return absl::OkStatus();
 }
 
@@ -332,8 +367,18 @@ absl::Status BundleWriter::Finish() {
       internal::BundleHeader header;
       header.num_shards = 1;
       s = table.Add("", internal::EncodeHeader(header));
-      for (auto it = r->entries.begin(); s.ok() && it != r->entries.end(); ++it) {
-        s = table.Add(it->first, internal::EncodeEntry(it->second));
+      // The index is in bytewise key order (std::string's < compares
+      // characters as unsigned char); the views sort without touching the
+      // entries.
+      std::vector<std::pair<absl::string_view, const BundleEntry*>> sorted;
+      sorted.reserve(r->entries.size());
+      for (const BundleEntry& e : r->entries) sorted.emplace_back(e.key, &e);
+      std::sort(sorted.begin(), sorted.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::string value;
+      for (size_t i = 0; s.ok() && i < sorted.size(); ++i) {
+        internal::EncodeEntry(*sorted[i].second, &value);
+        s = table.Add(sorted[i].first, value);
       }
       if (s.ok()) s = table.Finish();
       if (s.ok()) s = index->Close();

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "client/internal/shard_stream.h"
 #include "gtest/gtest.h"
@@ -198,6 +199,18 @@ TEST(ShardStream, DataFramingIsTheProtobufWireForm) {
     v1::SaveShardMessage m;
     m.set_data(std::string(n, 'x'));
     EXPECT_EQ(internal::DataFieldFraming(n) + std::string(n, 'x'), m.SerializeAsString()) << n;
+  }
+}
+
+TEST(ShardStream, ABatchMessageIsTheProtobufWireForm) {
+  v1::SaveShardMessage m;
+  for (int i = 0; i < 300; ++i) {
+    v1::TensorHeader* t = m.mutable_batch()->add_tensors();
+    t->set_name(absl::StrCat("layer.", i, ".weight"));
+    t->set_dtype(1);
+    t->add_shape(i);
+    t->add_shape(3);
+    EXPECT_EQ(internal::SerializeBatchMessage(m.batch()), m.SerializeAsString()) << i;
   }
 }
 

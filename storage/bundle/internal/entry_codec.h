@@ -20,6 +20,9 @@ struct BundleHeader {
 // Serializes as TensorFlow does (proto3, fields in order, defaults omitted).
 std::string EncodeHeader(const BundleHeader& header);
 std::string EncodeEntry(const BundleEntry& entry);
+// The same into `*out` (replacing what it held): one buffer for a whole
+// index costs no allocation per entry.
+void EncodeEntry(const BundleEntry& entry, std::string* out);
 
 // Parses and validates a header: num_shards >= 1 (or 0 for an empty bundle)
 // and the version check of TensorFlow's CheckVersions. DataLoss on failure.
