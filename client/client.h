@@ -226,6 +226,9 @@ struct RollbackResult {
 };
 
 class Client;
+namespace internal {
+class TensorFeed;
+}  // namespace internal
 
 // A save running in the background (Client::SaveShardAsync). Wait() returns
 // its result once the shard is durable (or the checkpoint committed, for the
@@ -248,6 +251,33 @@ class SaveHandle {
   struct Rep;
   explicit SaveHandle(std::shared_ptr<Rep> rep);
   std::shared_ptr<Rep> rep_;
+};
+
+// One shard's save, fed while it streams (Client::BeginSaveShard): what
+// SaveShard does, but the tensors given to Add go to the shard writer while
+// the caller prepares the next ones (a state of 10,000 small tensors costs
+// its preparation once, not before the transfer). Each tensor's data must
+// stay valid until Finish returns or the stream is destroyed. A stream
+// destroyed before Finish is abandoned: the shard writer discards what it
+// received, and nothing is committed.
+class SaveStream {
+ public:
+  ~SaveStream();
+  SaveStream(const SaveStream&) = delete;
+  SaveStream& operator=(const SaveStream&) = delete;
+
+  // Checks each tensor as SaveShard does and queues it. The first invalid
+  // tensor, or a failure of the stream already seen, fails the save: this
+  // call and every later one (Finish included) return that error.
+  absl::Status Add(std::vector<SaveTensor> tensors);
+  // No more tensors: returns as SaveShard would. Called once.
+  absl::StatusOr<SaveShardResult> Finish();
+
+ private:
+  friend class Client;
+  struct Rep;
+  explicit SaveStream(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
 };
 
 class Client {
@@ -278,6 +308,11 @@ class Client {
   // repeat, so the client holds one extra copy of the state.
   absl::StatusOr<std::unique_ptr<SaveHandle>> SaveShardAsync(const SaveShardOptions& options,
                                                              const std::vector<SaveTensor>& tensors);
+  // SaveShard with the tensors given while it streams (SaveStream). The
+  // options are checked here (options.progress is not supported: the total
+  // is not known up front); the coordinator is asked for a writer on the
+  // stream's own thread.
+  absl::StatusOr<std::unique_ptr<SaveStream>> BeginSaveShard(const SaveShardOptions& options);
 
   // Committed checkpoints of `job` (and more, as `options` say), ascending
   // by step.
@@ -345,6 +380,9 @@ class Client {
  private:
   struct Rep;
   explicit Client(std::unique_ptr<Rep> rep);
+  // SaveShard's work, reading the tensors from `feed` (client/internal/tensor_feed.h).
+  absl::StatusOr<SaveShardResult> SaveFromFeed(const SaveShardOptions& options,
+                                               internal::TensorFeed* feed);
   std::unique_ptr<Rep> rep_;
 };
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "client/internal/client_rep.h"
 #include "client/internal/progress.h"
 #include "client/internal/shard_stream.h"
+#include "client/internal/tensor_feed.h"
 #include "client/internal/validate.h"
 #include "proto/cairn.grpc.pb.h"
 #include "proto/rpc/rpc_util.h"
@@ -51,6 +53,12 @@ int64_t SaveHandle::durable_after_micros() const {
 absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& options,
                                                   const std::vector<SaveTensor>& tensors) {
   RETURN_IF_ERROR(internal::ValidateSaveShard(options, tensors));
+  internal::TensorFeed feed(tensors);
+  return SaveFromFeed(options, &feed);
+}
+
+absl::StatusOr<SaveShardResult> Client::SaveFromFeed(const SaveShardOptions& options,
+                                                     internal::TensorFeed* feed) {
   const std::string what = absl::StrCat("saving shard ", options.shard_index, "/",
                                         options.num_shards, " of ", options.job, "/",
                                         options.step);
@@ -93,9 +101,10 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
     auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
     auto stream = std::make_unique<internal::ShardStream>(writer_channel, ctx.get(), &response);
 
-    uint64_t data_bytes = 0;
-    for (const SaveTensor& t : tensors) data_bytes += t.data.size();
-    internal::ProgressCounter progress(options.progress, data_bytes);
+    // (A feed still being added to has no progress callback: BeginSaveShard.)
+    internal::ProgressCounter progress(options.progress,
+                                       feed->closed_from_start() ? feed->data_bytes() : 0);
+    bool abandoned = false;
     bool sent = [&] {
       progress.Begin();
       v1::SaveShardMessage msg;
@@ -114,26 +123,30 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
       const bool batches = assigned.writer_features() & v1::WRITER_FEATURE_TENSOR_BATCHES;
       std::vector<absl::string_view> pieces;
       v1::TensorBatch batch_headers;  // reused: Clear keeps the headers' memory
-      for (size_t i = 0; i < tensors.size();) {
-        if (batches && internal::Batchable(tensors[i])) {
+      // Tensor #i, waiting for the caller to add it (nullptr: no more).
+      const SaveTensor* next = feed->Get(0);
+      for (size_t i = 0; next != nullptr;) {
+        if (batches && internal::Batchable(*next)) {
           v1::TensorBatch* batch = &batch_headers;
           batch->Clear();
           pieces.clear();
           size_t bytes = 0, data = 0;
-          for (; i < tensors.size() && internal::Batchable(tensors[i]) &&
-                 bytes < internal::kBatchBytes && batch->tensors_size() < internal::kBatchTensors;
-               ++i) {
-            internal::FillTensorHeader(tensors[i], batch->add_tensors());
-            bytes += internal::BatchedBytes(tensors[i]);
-            data += tensors[i].data.size();
-            if (!tensors[i].data.empty()) pieces.push_back(tensors[i].data);
+          for (; next != nullptr && internal::Batchable(*next) && bytes < internal::kBatchBytes &&
+                 batch->tensors_size() < internal::kBatchTensors;
+               next = feed->Get(++i)) {
+            internal::FillTensorHeader(*next, batch->add_tensors());
+            bytes += internal::BatchedBytes(*next);
+            data += next->data.size();
+            if (!next->data.empty()) pieces.push_back(next->data);
           }
+          if (next == nullptr && feed->aborted()) break;  // never sent as if complete
           if (!stream->WriteBatch(*batch)) return false;
           if (!pieces.empty() && !stream->WriteData(pieces)) return false;
           progress.Add(data);
           continue;
         }
-        const SaveTensor& t = tensors[i++];
+        const SaveTensor& t = *next;
+        next = feed->Get(++i);
         v1::SaveShardMessage tensor_msg;
         internal::FillTensorHeader(t, tensor_msg.mutable_tensor());
         if (!stream->Write(tensor_msg)) return false;
@@ -143,9 +156,19 @@ absl::StatusOr<SaveShardResult> Client::SaveShard(const SaveShardOptions& option
           progress.Add(n);
         }
       }
+      if (feed->aborted()) {
+        abandoned = true;
+        return false;
+      }
       progress.Finish();
       return stream->WritesDone();
     }();
+    if (abandoned) {
+      // The writer sees the call cancelled, not a complete shard.
+      ctx->TryCancel();
+      stream->Finish().ok();
+      return absl::CancelledError(absl::StrCat(what, ": abandoned before all its tensors were given"));
+    }
     grpc::Status finished = stream->Finish();
     if (finished.error_code() == grpc::StatusCode::UNAVAILABLE && attempt < kMaxWriterAttempts) {
       unreachable.push_back(assigned.writer_address());
@@ -249,6 +272,86 @@ absl::StatusOr<std::unique_ptr<SaveHandle>> Client::SaveShardAsync(
     save->cv.notify_all();
   });
   return std::unique_ptr<SaveHandle>(new SaveHandle(save));
+}
+
+// ---------------------------------------------------------------- SaveStream
+
+struct SaveStream::Rep {
+  Client* client = nullptr;
+  SaveShardOptions options;
+  std::deque<SaveTensor> tensors;  // the feed points at them: a deque keeps their addresses
+  internal::TensorFeed feed;
+  internal::SaveTensorChecker checker;
+  absl::Status error;  // the first invalid tensor
+  std::thread thread;
+  std::mutex mu;  // guards what the thread sets below
+  bool done = false;
+  absl::StatusOr<SaveShardResult> result = absl::UnknownError("unfinished");
+  bool finished = false;
+};
+
+SaveStream::SaveStream(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+
+SaveStream::~SaveStream() {
+  if (rep_->thread.joinable()) {
+    rep_->feed.Abort();
+    rep_->thread.join();
+  }
+}
+
+absl::Status SaveStream::Add(std::vector<SaveTensor> tensors) {
+  Rep& r = *rep_;
+  if (r.finished) return absl::FailedPreconditionError("SaveStream::Add after Finish");
+  if (!r.error.ok()) return r.error;
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (r.done && !r.result.ok()) return r.result.status();  // the stream failed already
+  }
+  for (SaveTensor& t : tensors) {
+    r.tensors.push_back(std::move(t));
+    const SaveTensor& added = r.tensors.back();
+    if (absl::Status s = r.checker.Add(added, r.tensors.size() - 1); !s.ok()) {
+      r.error = s;
+      r.feed.Abort();
+      return s;
+    }
+    r.feed.Add(&added);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SaveShardResult> SaveStream::Finish() {
+  Rep& r = *rep_;
+  if (r.finished) return absl::FailedPreconditionError("SaveStream::Finish called twice");
+  r.finished = true;
+  absl::Status not_empty = internal::ValidateNotEmpty(r.options, r.tensors.size());
+  if (r.error.ok() && !not_empty.ok()) {
+    r.error = not_empty;
+    r.feed.Abort();
+  }
+  if (r.error.ok()) r.feed.Close();
+  r.thread.join();
+  if (!r.error.ok()) return r.error;
+  std::lock_guard<std::mutex> lock(r.mu);
+  return r.result;
+}
+
+absl::StatusOr<std::unique_ptr<SaveStream>> Client::BeginSaveShard(const SaveShardOptions& options) {
+  RETURN_IF_ERROR(internal::ValidateSaveOptions(options));
+  if (options.progress) {
+    return absl::InvalidArgumentError("BeginSaveShard: a progress callback needs SaveShard");
+  }
+  auto rep = std::make_unique<SaveStream::Rep>();
+  rep->client = this;
+  rep->options = options;
+  SaveStream::Rep* r = rep.get();
+  r->thread = std::thread([r] {
+    auto result = r->client->SaveFromFeed(r->options, &r->feed);
+    std::lock_guard<std::mutex> lock(r->mu);
+    r->result = std::move(result);
+    r->done = true;
+  });
+  return std::unique_ptr<SaveStream>(new SaveStream(std::move(rep)));
 }
 
 }  // namespace cairn

@@ -33,6 +33,7 @@
 #include "client/internal/stream_restore.h"
 #include "proto/cmdline/flags.h"
 #include "python/convert.h"
+#include "python/save_stream.h"
 #include "python/structure.h"
 #include "python/torch_block.h"
 
@@ -152,6 +153,13 @@ class PyClient {
       result = client_->SaveShard(options, save);
     }
     return SaveResultToDict(Unwrap(std::move(result)));  // `held` released here, GIL held
+  }
+
+  std::unique_ptr<PySaveStream> SaveStream(const std::string& job, int64_t step, int shard,
+                                           int num_shards,
+                                           const std::map<std::string, double>& metrics) {
+    cairn::SaveShardOptions options = ToSaveOptions(job, step, shard, num_shards, metrics);
+    return std::make_unique<PySaveStream>(Unwrap(client_->BeginSaveShard(options)));
   }
 
   std::unique_ptr<PySaveHandle> SaveAsync(const std::string& job, int64_t step, int shard,
@@ -379,6 +387,9 @@ void DefineModule(py::module_& m) {
       // The handle keeps its client alive.
       .def("save_async", &PyClient::SaveAsync, "job"_a, "step"_a, "shard"_a, "num_shards"_a,
            "tensors"_a, "metrics"_a, py::keep_alive<0, 1>())
+      // The stream keeps its client alive.
+      .def("save_stream", &PyClient::SaveStream, "job"_a, "step"_a, "shard"_a, "num_shards"_a,
+           "metrics"_a, py::keep_alive<0, 1>())
       .def("list", &PyClient::List, "job"_a)
       .def("get", &PyClient::Get, "job"_a, "step"_a = py::none())
       .def("restore", &PyClient::Restore, "job"_a, "step"_a = py::none(), "tensors"_a = py::none(),
@@ -396,6 +407,7 @@ void DefineModule(py::module_& m) {
 
   DefineStructure(m);
   DefineTorchBlock(m);
+  DefineSaveStream(m);
   m.def("restore_file_from_prefix", &RestoreFileFromPrefix, "prefix_uri"_a, "path"_a, "tensors"_a,
         "slices"_a, "strict"_a, "threads"_a);
   m.def("restore_from_prefix", &RestoreFromPrefix, "prefix_uri"_a, "tensors"_a = py::none(),

@@ -268,6 +268,7 @@ class Entries {
     } else if (block_ != nullptr) {
       python_walk = !block_->TryAdd(value, dtype.ptr(), name.ptr());
     }
+    if (block_ != nullptr) block_->Flush();  // to its save stream, if it has one
     if (PySet_Add(names_.ptr(), name.ptr()) < 0) throw py::error_already_set();
     if (python_walk && PyDict_SetItem(leaves_.ptr(), name.ptr(), value) < 0) {
       throw py::error_already_set();

@@ -1,11 +1,13 @@
 #include "python/torch_block.h"
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "python/convert.h"
+#include "python/save_stream.h"
 #include "storage/bundle/dtype.h"
 
 namespace cairn_python {
@@ -116,7 +118,21 @@ py::list TorchBlock::AddAll(const py::list& names, const py::list& tensors) {
 std::vector<cairn::SaveTensor> TorchBlock::Take() {
   if (taken_) ValueError("internal: a TorchBlock is one save's, and was saved already");
   taken_ = true;
-  return std::move(tensors_);
+  std::vector<cairn::SaveTensor> rest(std::make_move_iterator(tensors_.begin() + sent_),
+                                      std::make_move_iterator(tensors_.end()));
+  sent_ = tensors_.size();
+  return rest;
+}
+
+void TorchBlock::Flush(bool all) {
+  // A few hundred at a time: a batch's worth, and the lock and wake-up of
+  // the stream's thread spread thin.
+  constexpr size_t kFlushEvery = 256;
+  if (sink_ == nullptr || tensors_.size() - sent_ < (all ? 1 : kFlushEvery)) return;
+  std::vector<cairn::SaveTensor> fresh(std::make_move_iterator(tensors_.begin() + sent_),
+                                       std::make_move_iterator(tensors_.end()));
+  sent_ = tensors_.size();
+  sink_->AddTensors(std::move(fresh));
 }
 
 void DefineTorchBlock(py::module_& m) {

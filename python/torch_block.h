@@ -22,13 +22,16 @@ namespace cairn_python {
 
 namespace py = pybind11;
 
+class PySaveStream;
+
 // _cairn.TorchBlock(dtypes, strided, storage_of)
 //   dtypes:     {torch.dtype: TensorFlow dtype name}
 //   strided:    torch.strided
 //   storage_of: the Tensor method giving a tensor's untyped storage
 // A save item (ToSaveTensors) holding many tensors: their SaveTensors, whose
 // data point into storages the block keeps alive. One save's: the save
-// takes its tensors (a second save of it is refused).
+// takes its tensors (a second save of it is refused). Attached to a
+// SaveStream (save_stream.h), it sends them there as it fills instead.
 class TorchBlock {
  public:
   TorchBlock(const py::dict& dtypes, py::object strided, py::object storage_of);
@@ -45,8 +48,14 @@ class TorchBlock {
 
   size_t size() const { return tensors_.size(); }
   void Reserve(size_t n) { tensors_.reserve(tensors_.size() + n); }
-  // The tensors, for the save given this block; ValueError the second time.
+  // The tensors not yet sent to a stream, for the save given this block;
+  // ValueError the second time.
   std::vector<cairn::SaveTensor> Take();
+  // Where Flush sends the tensors (nullptr: nowhere, they wait for Take).
+  void SetSink(PySaveStream* sink) { sink_ = sink; }
+  // Sends the tensors added since the last flush to the sink, once there
+  // are enough of them to be worth a batch (or `all`).
+  void Flush(bool all = false);
 
  private:
   cairn::DataType Find(PyObject* torch_dtype) const;
@@ -56,8 +65,10 @@ class TorchBlock {
   py::object strided_;
   py::object storage_of_;
   std::vector<cairn::SaveTensor> tensors_;
+  size_t sent_ = 0;  // tensors_[0, sent_) were moved out (to a stream)
   py::list owners_;
   bool taken_ = false;
+  PySaveStream* sink_ = nullptr;
 };
 
 void DefineTorchBlock(py::module_& m);

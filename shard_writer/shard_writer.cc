@@ -256,8 +256,12 @@ class WriterService final : public v1::ShardWriter::Service {
     grpc::ByteBuffer buffer;
     internal::ReceivedMessage in;
     const v1::SaveShardMessage& msg = in.message;
-    if (!reader->Read(&buffer) || !internal::ParseReceived(&buffer, &in).ok() ||
-        in.is_data || msg.kind_case() != v1::SaveShardMessage::kHeader) {
+    if (!reader->Read(&buffer)) {
+      if (ctx->IsCancelled()) return absl::CancelledError("the client went away before the header");
+      return absl::InvalidArgumentError("a SaveShard stream must start with its header");
+    }
+    if (!internal::ParseReceived(&buffer, &in).ok() || in.is_data ||
+        msg.kind_case() != v1::SaveShardMessage::kHeader) {
       return absl::InvalidArgumentError("a SaveShard stream must start with its header");
     }
     const v1::SaveShardHeader header = msg.header();

@@ -218,10 +218,15 @@ class CheckpointManager:
         if not (self.should_save(step) or (force and not self._below_newest(step))):
             return False
         metrics = _metrics(metrics)
+        if not self.async_save:
+            self._wait_pending()
+            self._save_streaming(step, state, metrics)
+            self._last_step = step
+            return True
         with _gc_paused():
             items, mutable = self._items(state)
         self._wait_pending()
-        if self.async_save and not mutable:
+        if not mutable:
             # Nothing the caller can change (jax arrays, Python values): no
             # staging copy; the save streams from the arrays themselves on a
             # thread (the native call releases the GIL). The arrays are kept
@@ -229,20 +234,36 @@ class CheckpointManager:
             handle = _ThreadSave(lambda: self._client._c.save(
                 self.job, step, self.rank, self.world_size, items, metrics))
             self._pending = (step, handle)
-        elif self.async_save:
+        else:
             handle = self._client._c.save_async(self.job, step, self.rank, self.world_size, items,
                                                 metrics)
             self._pending = (step, handle)
-        else:
-            self._client._c.save(self.job, step, self.rank, self.world_size, items, metrics)
         self._last_step = step
         return True
 
-    def _items(self, state):
+    def _save_streaming(self, step, state, metrics):
+        """A synchronous save whose tensors go to the shard writer while the
+        state is still being walked (python/save_stream.h): a state_dict of
+        many small tensors costs its walk once, overlapped with the
+        transfer, not before it."""
+        stream = self._client._c.save_stream(self.job, step, self.rank, self.world_size, metrics)
+        try:
+            with _gc_paused():
+                items, _ = self._items(state, stream)
+            stream.add(items)
+            stream.finish()
+        finally:
+            stream.close()  # abandons the save unless it finished
+
+    def _items(self, state, stream=None):
         """The save items (convert.cc ToSaveTensors) of this rank's part of
         `state`, with the structure entry on rank 0; and whether the caller
-        may change any of them (see save)."""
+        may change any of them (see save). With a `stream` (a
+        _cairn.SaveStream), the plain torch tensors of dicts are sent to it
+        as they are found instead."""
         flat = _Flattener(self.world_size, self.rank)
+        if stream is not None and flat.block is not None:
+            stream.attach(flat.block)
         structure = flat.node(state, "")
         items = []
         whole = self.world_size == 1

@@ -256,6 +256,33 @@ class TorchBlockTest(unittest.TestCase):
         self.assertTrue(gc.isenabled())
 
 
+class StreamingSaveTest(unittest.TestCase):
+    """Synchronous manager saves send a state_dict's tensors while the state
+    is still being walked (python/save_stream.h): one that fails part-way
+    commits nothing, and the step can be saved again."""
+
+    @requires_torch
+    def test_a_walk_that_fails_after_tensors_went_out_commits_nothing(self):
+        tensors = {f"layers.{i}.weight": torch.full((64,), float(i)) for i in range(2000)}
+        with cairn.CheckpointManager(CLUSTER.addr, job="native-stream", async_save=False) as mgr:
+            # The flattener refuses the last leaf, after 2,000 tensors were sent.
+            with self.assertRaisesRegex(cairn.Error, "cannot save a object"):
+                mgr.save(1, {"model": tensors, "z": object()})
+            self.assertIsNone(mgr.latest_step())
+            # The client's checks refuse a name, after the tensors before it were sent.
+            with self.assertRaisesRegex(cairn.Error, "the name holds a NUL byte"):
+                mgr.save(1, {"model": dict(tensors, **{"bad\x00name": torch.zeros(1)})})
+            self.assertIsNone(mgr.latest_step())
+            self.assertTrue(mgr.save(1, {"model": tensors, "lr": 0.5}))
+            self.assertEqual(mgr.latest_step(), 1)
+            got = mgr.restore(1)
+        self.assertEqual(len(got["model"]), 2000)
+        self.assertEqual(got["lr"], 0.5)
+        for i in (0, 999, 1999):
+            self.assertTrue(torch.equal(got["model"][f"layers.{i}.weight"],
+                                        torch.full((64,), float(i))))
+
+
 def _new_block():
     from cairn import _torch_interop
     return _cairn.TorchBlock(*_torch_interop._torch_tables()["block"])

@@ -1,10 +1,16 @@
-// Small tensors travel in batches (SaveShardMessage.batch) to writers that
-// announce WRITER_FEATURE_TENSOR_BATCHES, and one at a time to writers that
-// do not (a cluster upgraded one writer at a time). Either way the committed
-// checkpoint is the same, byte for byte. In-process coordinator and writers
-// (the batch counter is the writers' metric), real sockets and files.
+// How a shard's tensors travel. Small tensors go in batches
+// (SaveShardMessage.batch) to writers that announce
+// WRITER_FEATURE_TENSOR_BATCHES, and one at a time to writers that do not (a
+// cluster upgraded one writer at a time); a SaveStream sends them while its
+// caller is still adding more. Every way commits the same checkpoint, byte
+// for byte, and a stream that fails or is abandoned commits nothing.
+// In-process coordinator and writers (the batch counter is the writers'
+// metric), real sockets and files.
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -53,6 +59,16 @@ Servers Start(const testing::TempDir& dir, const std::string& name, bool writer_
 
 double BatchedSoFar() {
   return metrics::Counter("cairn_writer_batched_tensors_total", "").value();
+}
+
+// Waits (up to 10 s) until the writers received more tensor bytes than
+// `before`: a stream's first tensors are on the writer.
+bool WritersReceivedMoreThan(double before) {
+  auto& received = metrics::Counter("cairn_writer_bytes_received_total", "");
+  for (int i = 0; i < 1000 && received.value() <= before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return received.value() > before;
 }
 
 // Every kind of tensor a batch can hold or must leave out, in an order that
@@ -134,6 +150,106 @@ TEST(TensorBatch, BatchedAndOneByOneSavesCommitTheSameBytes) {
     s->writer->Shutdown();
     s->coordinator->Shutdown();
   }
+}
+
+void ExpectSameFiles(const std::string& storage, const std::string& a, const std::string& b) {
+  for (const char* file : {"variables.index", "variables.data-00000-of-00001"}) {
+    const std::string x = testing::ReadFile(absl::StrCat(storage, "/", a, "/ckpt-1/", file));
+    const std::string y = testing::ReadFile(absl::StrCat(storage, "/", b, "/ckpt-1/", file));
+    EXPECT_FALSE(x.empty()) << file;
+    EXPECT_TRUE(x == y) << file << " differs between " << a << " and " << b;
+  }
+}
+
+TEST(SaveStream, TensorsAddedWhileItSendsCommitWhatSaveShardCommits) {
+  testing::TempDir dir;
+  Servers s = Start(dir, "s", /*writer_takes_batches=*/true);
+  ASSERT_TRUE(s.client);
+  Mix mix = MakeMix();
+  const std::vector<SaveTensor> tensors = mix.Bind();
+  auto whole = s.client->SaveShard({"whole", 1, 0, 1, {}}, tensors);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+
+  auto stream = s.client->BeginSaveShard({"streamed", 1, 0, 1, {{"loss", 0.5}}});
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  for (size_t i = 0; i < tensors.size(); i += 700) {  // chunks, as a flattener gives them
+    std::vector<SaveTensor> chunk(tensors.begin() + i,
+                                  tensors.begin() + std::min(tensors.size(), i + 700));
+    ASSERT_TRUE((*stream)->Add(std::move(chunk)).ok());
+  }
+  auto streamed = (*stream)->Finish();
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  EXPECT_TRUE(streamed->committed);
+  EXPECT_EQ(streamed->num_tensors, whole->num_tensors);
+  ExpectSameFiles(s.storage, "whole", "streamed");
+  auto summary = s.client->Get("streamed", 1);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->metrics.at("loss"), 0.5);
+  s.writer->Shutdown();
+  s.coordinator->Shutdown();
+}
+
+TEST(SaveStream, AnInvalidOrAbandonedStreamCommitsNothingAndTheStepCanBeSavedAgain) {
+  testing::TempDir dir;
+  Servers s = Start(dir, "s", /*writer_takes_batches=*/true);
+  ASSERT_TRUE(s.client);
+  Mix mix = MakeMix();
+  const std::vector<SaveTensor> tensors = mix.Bind();
+  const std::vector<SaveTensor> first(tensors.begin(), tensors.begin() + 3000);
+
+  auto& received = metrics::Counter("cairn_writer_bytes_received_total", "");
+  // A duplicate name once the first tensors are on the writer: the save
+  // fails, now and at Finish, and the writer never sees the stream end as
+  // if complete (it would commit the tensors it has).
+  {
+    auto stream = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    const double before = received.value();
+    ASSERT_TRUE((*stream)->Add(first).ok());
+    ASSERT_TRUE(WritersReceivedMoreThan(before));
+    absl::Status dup = (*stream)->Add({tensors[10]});
+    EXPECT_TRUE(absl::IsInvalidArgument(dup)) << dup;
+    EXPECT_NE(dup.message().find("is given more than once"), std::string::npos) << dup;
+    EXPECT_EQ((*stream)->Add({tensors[3000]}), dup);
+    EXPECT_EQ((*stream)->Finish().status(), dup);
+  }
+  EXPECT_TRUE(absl::IsNotFound(s.client->Get("j", 1).status()));
+  // Destroyed before Finish: abandoned.
+  {
+    auto stream = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    const double before = received.value();
+    ASSERT_TRUE((*stream)->Add(first).ok());
+    ASSERT_TRUE(WritersReceivedMoreThan(before));
+  }
+  EXPECT_TRUE(absl::IsNotFound(s.client->Get("j", 1).status()));
+  // Nothing to save.
+  {
+    auto stream = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    absl::Status empty = (*stream)->Finish().status();
+    EXPECT_TRUE(absl::IsInvalidArgument(empty)) << empty;
+    EXPECT_NE(empty.message().find("nothing to save"), std::string::npos) << empty;
+  }
+  EXPECT_TRUE(absl::IsNotFound(s.client->Get("j", 1).status()));
+  // Options are checked at once.
+  EXPECT_TRUE(absl::IsInvalidArgument(s.client->BeginSaveShard({"bad/../job", 1, 0, 1, {}}).status()));
+  SaveShardOptions with_progress{"j", 1, 0, 1, {}};
+  with_progress.progress = [](uint64_t, uint64_t) {};
+  EXPECT_TRUE(absl::IsInvalidArgument(s.client->BeginSaveShard(with_progress).status()));
+
+  // The step is saved after all, whole.
+  auto again = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)->Add(tensors).ok());
+  auto saved = (*again)->Finish();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_TRUE(saved->committed);
+  auto restored = s.client->Restore("j", 1, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->size(), saved->num_tensors - 2);  // "emb": three slices, one tensor
+  s.writer->Shutdown();
+  s.coordinator->Shutdown();
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+#include "client/internal/tensor_feed.h"
+
+namespace cairn {
+namespace internal {
+
+TensorFeed::TensorFeed(const std::vector<SaveTensor>& tensors)
+    : closed_(true), closed_from_start_(true) {
+  for (const SaveTensor& t : tensors) tensors_.push_back(&t);
+}
+
+void TensorFeed::Add(const SaveTensor* t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || aborted_) return;
+    tensors_.push_back(t);
+  }
+  added_.notify_one();
+}
+
+void TensorFeed::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  added_.notify_all();
+}
+
+void TensorFeed::Abort() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborted_ = true;
+  }
+  added_.notify_all();
+}
+
+const SaveTensor* TensorFeed::Get(size_t i) {
+  std::unique_lock<std::mutex> lock(mu_);
+  added_.wait(lock, [&] { return aborted_ || i < tensors_.size() || closed_; });
+  if (aborted_ || i >= tensors_.size()) return nullptr;
+  return tensors_[i];
+}
+
+bool TensorFeed::aborted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aborted_;
+}
+
+uint64_t TensorFeed::data_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = 0;
+  for (const SaveTensor* t : tensors_) n += t->data.size();
+  return n;
+}
+
+}  // namespace internal
+}  // namespace cairn
