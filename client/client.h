@@ -257,9 +257,10 @@ class SaveHandle {
 // SaveShard does, but the tensors given to Add go to the shard writer while
 // the caller prepares the next ones (a state of 10,000 small tensors costs
 // its preparation once, not before the transfer). Each tensor's data must
-// stay valid until Finish returns or the stream is destroyed. A stream
-// destroyed before Finish is abandoned: the shard writer discards what it
-// received, and nothing is committed.
+// stay valid until Finish returns or the stream is destroyed, and the
+// stream must not outlive its Client. A stream destroyed before Finish is
+// abandoned: the shard writer discards what it received, and nothing is
+// committed.
 class SaveStream {
  public:
   ~SaveStream();
