@@ -34,6 +34,12 @@ world_size). A whole tensor (or Python leaf) is written once, by the rank
 rank may pass the full replicated state); a cairn.Shard leaf is written by
 every rank (its own slice). The structure is written by rank 0.
 
+Saving. With async_save (the default) save() returns once the state is
+copied, and the copy is sent in the background; without it, save() returns
+once this rank's part is durable, its tensors sent to the shard writer while
+the rest of the state is still being walked (a save that fails part-way, on
+a bad leaf say, commits nothing).
+
 Restoring onto any world size: restore(target=...) fills a target's
 tensors in place; a cairn.Shard in the target restores exactly that slice
 of the saved tensor, whatever partitioning it was saved with.
