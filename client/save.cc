@@ -70,6 +70,14 @@ absl::StatusOr<SaveShardResult> Client::SaveFromFeed(const SaveShardOptions& opt
   constexpr int kMaxWriterAttempts = 4;
   std::vector<std::string> unreachable;
   v1::SaveShardResponse response;
+  // A save fed while it streams asks for a writer once its first tensor is
+  // there (or it is closed): one abandoned before that (its caller's
+  // preparation failed) never reaches the coordinator.
+  feed->Get(0);
+  const auto abandoned_error = [&] {
+    return absl::CancelledError(absl::StrCat(what, ": abandoned before all its tensors were given"));
+  };
+  if (feed->aborted()) return abandoned_error();
   for (int attempt = 1;; ++attempt) {
     // 1. The coordinator assigns a writer and an attempt.
     v1::BeginShardRequest begin;
@@ -82,7 +90,10 @@ absl::StatusOr<SaveShardResult> Client::SaveFromFeed(const SaveShardOptions& opt
     v1::BeginShardResponse assigned;
     {
       auto ctx = rep_->UnaryContext();
+      feed->SetCancel([c = ctx.get()] { c->TryCancel(); });
       grpc::Status s = rep_->coordinator->BeginShard(ctx.get(), begin, &assigned);
+      feed->SetCancel(nullptr);
+      if (feed->aborted()) return abandoned_error();
       if (!s.ok()) {
         absl::Status error = RpcError(s, rep_->CoordinatorName(), what);
         if (unreachable.empty()) return error;
@@ -100,6 +111,12 @@ absl::StatusOr<SaveShardResult> Client::SaveFromFeed(const SaveShardOptions& opt
     ASSIGN_OR_RETURN(auto writer_channel, rep_->WriterChannel(assigned.writer_address()));
     auto ctx = rep_->NewContext(std::chrono::milliseconds(rep_->options.save_timeout_ms));
     auto stream = std::make_unique<internal::ShardStream>(writer_channel, ctx.get(), &response);
+    // Abandoning interrupts a write stuck behind flow control at once.
+    feed->SetCancel([c = ctx.get()] { c->TryCancel(); });
+    struct ClearCancel {
+      internal::TensorFeed* feed;
+      ~ClearCancel() { feed->SetCancel(nullptr); }
+    } clear_cancel{feed};
 
     // (A feed still being added to has no progress callback: BeginSaveShard.)
     internal::ProgressCounter progress(options.progress,
@@ -163,11 +180,19 @@ absl::StatusOr<SaveShardResult> Client::SaveFromFeed(const SaveShardOptions& opt
       progress.Finish();
       return stream->WritesDone();
     }();
-    if (abandoned) {
-      // The writer sees the call cancelled, not a complete shard.
+    if (abandoned || feed->aborted()) {
+      // The writer sees the call cancelled, not a complete shard. Before
+      // that, a tensor announced and never given its bytes: were the
+      // cancellation ever taken for a clean end, the writer would refuse
+      // the shard ("got 0 bytes of data, its shape needs 1").
+      v1::SaveShardMessage unfinished;
+      unfinished.mutable_tensor()->set_name("cairn/abandoned-save");
+      unfinished.mutable_tensor()->set_dtype(static_cast<int32_t>(DataType::kUint8));
+      unfinished.mutable_tensor()->add_shape(1);
+      stream->Write(unfinished);
       ctx->TryCancel();
       stream->Finish().ok();
-      return absl::CancelledError(absl::StrCat(what, ": abandoned before all its tensors were given"));
+      return abandoned_error();
     }
     grpc::Status finished = stream->Finish();
     if (finished.error_code() == grpc::StatusCode::UNAVAILABLE && attempt < kMaxWriterAttempts) {

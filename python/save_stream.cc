@@ -1,5 +1,6 @@
 #include "python/save_stream.h"
 
+#include <string>
 #include <utility>
 
 #include "python/torch_block.h"
@@ -13,20 +14,28 @@ PySaveStream::PySaveStream(std::unique_ptr<cairn::SaveStream> stream)
 
 PySaveStream::~PySaveStream() { Close(); }
 
+void PySaveStream::CheckNotFinishing(const char* what) const {
+  if (finishing_) ValueError(std::string("SaveStream.") + what + ": the stream is finishing");
+}
+
 void PySaveStream::Attach(py::object block) {
+  CheckNotFinishing("attach");
   if (!stream_) ValueError("SaveStream.attach: the stream has ended");
   TorchBlock& b = block.cast<TorchBlock&>();
+  if (b.sink() != nullptr) ValueError("SaveStream.attach: the block sends to a stream already");
   b.SetSink(this);
   attached_.push_back(&b);
   keep_.append(std::move(block));
 }
 
 void PySaveStream::AddTensors(std::vector<cairn::SaveTensor> tensors) {
+  CheckNotFinishing("add");
   if (!stream_) ValueError("SaveStream.add: the stream has ended");
   Check(stream_->Add(std::move(tensors)));
 }
 
 void PySaveStream::AddItems(const py::list& items) {
+  CheckNotFinishing("add");
   if (!stream_) ValueError("SaveStream.add: the stream has ended");
   keep_.append(items);
   std::vector<HeldTensor> held;
@@ -36,24 +45,35 @@ void PySaveStream::AddItems(const py::list& items) {
 }
 
 py::dict PySaveStream::Finish() {
+  CheckNotFinishing("finish");
   if (!stream_) ValueError("SaveStream.finish: the stream has ended");
+  // What the attached blocks still hold goes too: a block never given to
+  // add() must not leave tensors behind in a save that commits.
+  for (TorchBlock* b : attached_) b->Flush(/*all=*/true);
   Detach();
+  // Another thread may run Python while the GIL is released below: it
+  // finds the stream finishing, and keep_/held_ in place.
+  finishing_ = true;
+  std::unique_ptr<cairn::SaveStream> stream = std::move(stream_);
   absl::StatusOr<cairn::SaveShardResult> result;
   {
     py::gil_scoped_release release;
-    result = stream_->Finish();
-    stream_.reset();
+    result = stream->Finish();
+    stream.reset();
   }
+  finishing_ = false;
   held_.clear();  // released with the GIL held
   keep_ = py::list();
   return SaveResultToDict(Unwrap(std::move(result)));
 }
 
 void PySaveStream::Close() {
+  if (finishing_) return;  // the finishing call cleans up
   Detach();
   if (stream_) {
+    std::unique_ptr<cairn::SaveStream> stream = std::move(stream_);
     py::gil_scoped_release release;
-    stream_.reset();  // abandons the save: the writer sees it cancelled
+    stream.reset();  // abandons the save: the writer sees it cancelled
   }
   held_.clear();
   keep_ = py::list();

@@ -29,8 +29,8 @@ class PySaveStream {
   explicit PySaveStream(std::unique_ptr<cairn::SaveStream> stream);
   ~PySaveStream();
 
-  // The block sends its tensors here as it fills (TorchBlock::Flush); the
-  // stream keeps it alive until it is finished or closed.
+  // The block sends its tensors here as it fills (TorchBlock::Flush), and
+  // finish() sends the rest; the stream keeps it alive until it ends.
   void Attach(py::object block);
   void AddItems(const py::list& items);
   // Tensors whose memory the caller keeps alive until the stream ends.
@@ -41,7 +41,12 @@ class PySaveStream {
  private:
   void Detach();
 
+  // Refuses a call while another thread's finish() runs (it released the
+  // GIL; the memory it sends must stay).
+  void CheckNotFinishing(const char* what) const;
+
   std::unique_ptr<cairn::SaveStream> stream_;
+  bool finishing_ = false;
   py::list keep_;  // items and blocks given: their memory is being sent
   std::vector<TorchBlock*> attached_;
   std::vector<HeldTensor> held_;

@@ -53,6 +53,7 @@ class TorchBlock {
   std::vector<cairn::SaveTensor> Take();
   // Where Flush sends the tensors (nullptr: nowhere, they wait for Take).
   void SetSink(PySaveStream* sink) { sink_ = sink; }
+  PySaveStream* sink() const { return sink_; }
   // Sends the tensors added since the last flush to the sink, once there
   // are enough of them to be worth a batch (or `all`).
   void Flush(bool all = false);

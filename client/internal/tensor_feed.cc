@@ -1,5 +1,7 @@
 #include "client/internal/tensor_feed.h"
 
+#include <utility>
+
 namespace cairn {
 namespace internal {
 
@@ -29,8 +31,15 @@ void TensorFeed::Abort() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     aborted_ = true;
+    if (cancel_) cancel_();  // under the lock: the context cannot go away meanwhile
   }
   added_.notify_all();
+}
+
+void TensorFeed::SetCancel(std::function<void()> cancel) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancel_ = std::move(cancel);
+  if (aborted_ && cancel_) cancel_();
 }
 
 const SaveTensor* TensorFeed::Get(size_t i) {

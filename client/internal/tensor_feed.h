@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -29,8 +30,13 @@ class TensorFeed {
   void Add(const SaveTensor* t);
   // No more tensors: the save ends after the last one added.
   void Close();
-  // The save is abandoned: the stream must not end as if complete.
+  // The save is abandoned: the stream must not end as if complete. Runs
+  // the cancel hook, if one is set.
   void Abort();
+  // What Abort runs to interrupt the streaming thread's call in progress
+  // (ClientContext::TryCancel); cleared (nullptr) before that call's context
+  // goes away. Runs at once if the feed is aborted already.
+  void SetCancel(std::function<void()> cancel);
 
   // Tensor #i, waiting until it is added; nullptr once the feed is closed
   // before it (the end), or aborted.
@@ -48,6 +54,7 @@ class TensorFeed {
   bool closed_ = false;
   bool aborted_ = false;
   bool closed_from_start_ = false;
+  std::function<void()> cancel_;
 };
 
 }  // namespace internal

@@ -283,6 +283,29 @@ class StreamingSaveTest(unittest.TestCase):
                                         torch.full((64,), float(i))))
 
 
+class SaveStreamTest(unittest.TestCase):
+    @requires_torch
+    def test_finish_sends_what_an_attached_block_still_holds(self):
+        # The block sends every 256 it takes while a dict is walked; what it
+        # holds at finish goes too, given to add() or not.
+        client = cairn.connect(CLUSTER.addr)
+        tensors = [torch.full((8,), float(i)) for i in range(300)]
+        names = [f"t{i}" for i in range(300)]
+        stream = client._c.save_stream("native-stream-block", 1, 0, 1, {})
+        block = _new_block()
+        stream.attach(block)
+        with self.assertRaisesRegex(ValueError, "sends to a stream already"):
+            client._c.save_stream("native-stream-block", 2, 0, 1, {}).attach(block)
+        self.assertEqual(block.add(names, tensors), [])
+        stream.finish()
+        with self.assertRaisesRegex(ValueError, "the stream has ended"):
+            stream.add([])
+        stream.close()
+        got = client.restore("native-stream-block", 1)
+        self.assertEqual(len(got), 300)
+        np.testing.assert_array_equal(got["t299"], np.full(8, 299.0, np.float32))
+
+
 def _new_block():
     from cairn import _torch_interop
     return _cairn.TorchBlock(*_torch_interop._torch_tables()["block"])

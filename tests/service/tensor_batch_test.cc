@@ -198,6 +198,22 @@ TEST(SaveStream, AnInvalidOrAbandonedStreamCommitsNothingAndTheStepCanBeSavedAga
   const std::vector<SaveTensor> first(tensors.begin(), tensors.begin() + 3000);
 
   auto& received = metrics::Counter("cairn_writer_bytes_received_total", "");
+  // Abandoned before its first tensor (its caller's preparation failed):
+  // the coordinator never hears of it, no step is left pending.
+  {
+    auto stream = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    EXPECT_TRUE(absl::IsInvalidArgument((*stream)->Add({SaveTensor{}})));  // no name
+  }
+  {
+    auto stream = s.client->BeginSaveShard({"j", 1, 0, 1, {}});
+    ASSERT_TRUE(stream.ok()) << stream.status();
+  }
+  ListOptions everything;
+  everything.include_uncommitted = true;
+  auto listed = s.client->List("j", everything);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty()) << listed->size() << " steps, the first step " << (*listed)[0].step;
   // A duplicate name once the first tensors are on the writer: the save
   // fails, now and at Finish, and the writer never sees the stream end as
   // if complete (it would commit the tensors it has).
