@@ -112,6 +112,17 @@ Mix MakeMix() {
   return m;
 }
 
+// The committed files of two checkpoints (directories ".../JOB/ckpt-1") are
+// the same, byte for byte.
+void ExpectSameFiles(const std::string& a, const std::string& b) {
+  for (const char* file : {"variables.index", "variables.data-00000-of-00001"}) {
+    const std::string x = testing::ReadFile(absl::StrCat(a, "/", file));
+    const std::string y = testing::ReadFile(absl::StrCat(b, "/", file));
+    EXPECT_FALSE(x.empty()) << file;
+    EXPECT_TRUE(x == y) << file << " differs between " << a << " and " << b;
+  }
+}
+
 TEST(TensorBatch, BatchedAndOneByOneSavesCommitTheSameBytes) {
   testing::TempDir dir;
   Servers batching = Start(dir, "new", /*writer_takes_batches=*/true);
@@ -135,12 +146,7 @@ TEST(TensorBatch, BatchedAndOneByOneSavesCommitTheSameBytes) {
   EXPECT_EQ(BatchedSoFar() - before, batched);
 
   EXPECT_EQ(saved->num_tensors, one_by_one->num_tensors);
-  for (const char* file : {"variables.index", "variables.data-00000-of-00001"}) {
-    const std::string a = testing::ReadFile(absl::StrCat(batching.storage, "/j/ckpt-1/", file));
-    const std::string b = testing::ReadFile(absl::StrCat(older.storage, "/j/ckpt-1/", file));
-    EXPECT_FALSE(a.empty()) << file;
-    EXPECT_TRUE(a == b) << file << " differs between the batched and the one-by-one save";
-  }
+  ExpectSameFiles(batching.storage + "/j/ckpt-1", older.storage + "/j/ckpt-1");
   auto restored = batching.client->Restore("j", 1, {});
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ(restored->at("layers.4999.weight").tensor.data.view(), mix.bytes[mix.bytes.size() - 6]);
@@ -149,15 +155,6 @@ TEST(TensorBatch, BatchedAndOneByOneSavesCommitTheSameBytes) {
   for (Servers* s : {&batching, &older}) {
     s->writer->Shutdown();
     s->coordinator->Shutdown();
-  }
-}
-
-void ExpectSameFiles(const std::string& storage, const std::string& a, const std::string& b) {
-  for (const char* file : {"variables.index", "variables.data-00000-of-00001"}) {
-    const std::string x = testing::ReadFile(absl::StrCat(storage, "/", a, "/ckpt-1/", file));
-    const std::string y = testing::ReadFile(absl::StrCat(storage, "/", b, "/ckpt-1/", file));
-    EXPECT_FALSE(x.empty()) << file;
-    EXPECT_TRUE(x == y) << file << " differs between " << a << " and " << b;
   }
 }
 
@@ -181,7 +178,7 @@ TEST(SaveStream, TensorsAddedWhileItSendsCommitWhatSaveShardCommits) {
   ASSERT_TRUE(streamed.ok()) << streamed.status();
   EXPECT_TRUE(streamed->committed);
   EXPECT_EQ(streamed->num_tensors, whole->num_tensors);
-  ExpectSameFiles(s.storage, "whole", "streamed");
+  ExpectSameFiles(s.storage + "/whole/ckpt-1", s.storage + "/streamed/ckpt-1");
   auto summary = s.client->Get("streamed", 1);
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->metrics.at("loss"), 0.5);
