@@ -34,14 +34,18 @@ void Check(const absl::Status& status) {
 
 [[noreturn]] void ValueError(const std::string& message) { throw py::value_error(message); }
 
+bool TensorBytes(cairn::DataType dtype, const std::vector<int64_t>& shape, uint64_t* bytes) {
+  *bytes = cairn::DataTypeSize(dtype);
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(*bytes, static_cast<uint64_t>(d), bytes)) return false;
+  }
+  return true;
+}
+
 uint64_t TensorBytes(const std::string& what, cairn::DataType dtype,
                      const std::vector<int64_t>& shape) {
-  uint64_t bytes = cairn::DataTypeSize(dtype);
-  for (int64_t d : shape) {
-    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes)) {
-      ValueError(absl::StrCat(what, ": bad shape"));
-    }
-  }
+  uint64_t bytes;
+  if (!TensorBytes(dtype, shape, &bytes)) ValueError(absl::StrCat(what, ": bad shape"));
   return bytes;
 }
 

@@ -42,8 +42,10 @@ inline py::object Steal(PyObject* result) {
   return py::reinterpret_steal<py::object>(result);
 }
 
-// Bytes of a tensor of `dtype` and `shape`; ValueError "WHAT: bad shape"
-// for a negative dimension or a size past 2^64.
+// Bytes of a tensor of `dtype` and `shape`; false for a negative dimension
+// or a size past 2^64.
+bool TensorBytes(cairn::DataType dtype, const std::vector<int64_t>& shape, uint64_t* bytes);
+// The same, with ValueError "WHAT: bad shape" instead of false.
 uint64_t TensorBytes(const std::string& what, cairn::DataType dtype,
                      const std::vector<int64_t>& shape);
 // The TF dtype of a buffer element given its struct format and item size;

@@ -84,14 +84,11 @@ bool TorchBlock::TryAdd(PyObject* t, PyObject* torch_dtype, PyObject* name) {
   out.dtype = dtype;
   const Py_ssize_t rank = PyTuple_GET_SIZE(shape.ptr());
   out.shape.resize(static_cast<size_t>(rank));
-  uint64_t nbytes = cairn::DataTypeSize(dtype);
   for (Py_ssize_t d = 0; d < rank; ++d) {
-    const int64_t dim = ToInt64(PyTuple_GET_ITEM(shape.ptr(), d));
-    if (dim < 0 || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(dim), &nbytes)) {
-      return false;
-    }
-    out.shape[static_cast<size_t>(d)] = dim;
+    out.shape[static_cast<size_t>(d)] = ToInt64(PyTuple_GET_ITEM(shape.ptr(), d));
   }
+  uint64_t nbytes;
+  if (!TensorBytes(dtype, out.shape, &nbytes)) return false;
   out.name.assign(name_utf8, static_cast<size_t>(name_size));
   // Storage first, then the address in it: with the GIL held all along,
   // both are of the same storage.
@@ -115,13 +112,17 @@ py::list TorchBlock::AddAll(const py::list& names, const py::list& tensors) {
   return refused;
 }
 
+std::vector<cairn::SaveTensor> TorchBlock::TakeUnsent() {
+  std::vector<cairn::SaveTensor> unsent(std::make_move_iterator(tensors_.begin() + sent_),
+                                        std::make_move_iterator(tensors_.end()));
+  sent_ = tensors_.size();
+  return unsent;
+}
+
 std::vector<cairn::SaveTensor> TorchBlock::Take() {
   if (taken_) ValueError("internal: a TorchBlock is one save's, and was saved already");
   taken_ = true;
-  std::vector<cairn::SaveTensor> rest(std::make_move_iterator(tensors_.begin() + sent_),
-                                      std::make_move_iterator(tensors_.end()));
-  sent_ = tensors_.size();
-  return rest;
+  return TakeUnsent();
 }
 
 void TorchBlock::Flush(bool all) {
@@ -129,10 +130,7 @@ void TorchBlock::Flush(bool all) {
   // the stream's thread spread thin.
   constexpr size_t kFlushEvery = 256;
   if (sink_ == nullptr || tensors_.size() - sent_ < (all ? 1 : kFlushEvery)) return;
-  std::vector<cairn::SaveTensor> fresh(std::make_move_iterator(tensors_.begin() + sent_),
-                                       std::make_move_iterator(tensors_.end()));
-  sent_ = tensors_.size();
-  sink_->AddTensors(std::move(fresh));
+  sink_->AddTensors(TakeUnsent());
 }
 
 void DefineTorchBlock(py::module_& m) {

@@ -60,6 +60,8 @@ class TorchBlock {
 
  private:
   cairn::DataType Find(PyObject* torch_dtype) const;
+  // Moves out the tensors not yet sent or taken.
+  std::vector<cairn::SaveTensor> TakeUnsent();
 
   std::vector<std::pair<PyObject*, cairn::DataType>> dtypes_;  // a handful
   py::dict dtypes_owner_;  // keeps the dtype objects of `dtypes_` alive

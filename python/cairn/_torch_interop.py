@@ -78,10 +78,12 @@ def _torch_tables():
     if not _TABLES:
         torch = _torch()
         dtypes = {getattr(torch, n): tf for n, tf in _TORCH_TO_TF.items()}
-        for d in dtypes:  # the names of the dtypes a save meets most, up front
-            _torch_dtype_name(torch.empty((), dtype=d))
-        _TABLES["direct"] = {d: (tf, torch.empty((), dtype=d).element_size())
-                             for d, tf in dtypes.items()}
+        direct = {}
+        for d, tf in dtypes.items():
+            scalar = torch.empty((), dtype=d)
+            _torch_dtype_name(scalar)  # the names of the dtypes a save meets most, up front
+            direct[d] = (tf, scalar.element_size())
+        _TABLES["direct"] = direct
         _TABLES["strided"] = torch.strided
         # torch 2 calls it untyped_storage; torch 1.13 has it as _storage.
         storage_of = getattr(torch.Tensor, "untyped_storage", None) or torch.Tensor._storage
