@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import unittest
 
 SOURCE_DIR = os.environ.get(
     "CAIRN_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -34,6 +35,22 @@ class Cluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def optional_torch():
+    """The torch module, or None when this interpreter cannot import it
+    (the torch cases then skip)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def requires_torch(case):
+    """Skips a test (function or class) when torch is not importable."""
+    return unittest.skipIf(optional_torch() is None,
+                           "torch is not importable by this interpreter")(case)
 
 
 def check(cond, what):

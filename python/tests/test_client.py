@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 import cairn
-from cluster_util import BIN_DIR, Cluster, run_threads
+from cluster_util import BIN_DIR, Cluster, optional_torch, requires_torch, run_threads
 
 CLUSTER = None
 
@@ -344,14 +344,7 @@ class ClientTest(unittest.TestCase):
 
 
 
-try:
-    import torch
-except ImportError:  # the torch cases skip
-    torch = None
-
-
-def requires_torch(cls):
-    return unittest.skipIf(torch is None, "torch is not importable by this interpreter")(cls)
+torch = optional_torch()
 
 
 @requires_torch

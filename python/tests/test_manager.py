@@ -14,12 +14,9 @@ import unittest
 import numpy as np
 
 import cairn
-from cluster_util import BIN_DIR, Cluster, run_threads
+from cluster_util import BIN_DIR, Cluster, optional_torch, requires_torch, run_threads
 
-try:
-    import torch
-except ImportError:
-    torch = None
+torch = optional_torch()
 
 CLUSTER = None
 
@@ -32,10 +29,6 @@ def setUpModule():
 def tearDownModule():
     if CLUSTER is not None:
         CLUSTER.stop()
-
-
-def requires_torch(f):
-    return unittest.skipIf(torch is None, "torch is not importable by this interpreter")(f)
 
 
 def inspect(prefix_uri):

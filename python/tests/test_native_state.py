@@ -18,12 +18,9 @@ import numpy as np
 
 import cairn
 from cairn import _cairn, manager
-from cluster_util import Cluster
+from cluster_util import Cluster, optional_torch, requires_torch
 
-try:
-    import torch
-except ImportError:
-    torch = None
+torch = optional_torch()
 
 CLUSTER = None
 
@@ -36,10 +33,6 @@ def setUpModule():
 def tearDownModule():
     if CLUSTER is not None:
         CLUSTER.stop()
-
-
-def requires_torch(f):
-    return unittest.skipIf(torch is None, "torch is not importable by this interpreter")(f)
 
 
 class Color(enum.IntEnum):
